@@ -1,0 +1,58 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "deberta-swift",
+    products: [
+        .executable(name: "deberta", targets: ["deberta"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "DeBERTa", targets: ["DeBERTa"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries. Debian packages: zlib1g-dev, libprotobuf-c-dev (Tools/test installs them).
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        // checkpoint files -> validated, named tensor views over memory-mapped bytes
+        .target(
+            name: "Checkpoint",
+            dependencies: ["CZlib"]
+        ),
+        // DeBERTa config, family/head detection, converter
+        .target(
+            name: "DeBERTa",
+            dependencies: ["Checkpoint"]
+        ),
+        // the command-line tool: thin, parse -> library -> print
+        .executableTarget(
+            name: "deberta",
+            dependencies: [
+                "Checkpoint", "DeBERTa",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "CheckpointTests",
+            dependencies: ["Checkpoint", "CZlib"]
+        ),
+        .testTarget(
+            name: "DeBERTaTests",
+            dependencies: ["Checkpoint", "DeBERTa"]
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["Checkpoint", "DeBERTa", "CProtobufC"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

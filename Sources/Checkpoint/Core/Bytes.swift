@@ -1,0 +1,146 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Memory that tensor views point into: a read-only file mapping or a buffer this process filled
+/// (inflated zip entries, materialized strided views, byte-swapped data). Immutable once built.
+public final class ByteStorage: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    private let release: (() -> Void)?
+
+    private init(bytes: UnsafeRawBufferPointer, release: (() -> Void)?) {
+        self.bytes = bytes
+        self.release = release
+    }
+
+    deinit { release?() }
+
+    /// Maps `path` read-only. An empty file maps to an empty buffer.
+    public static func map(path: String) throws -> ByteStorage {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw CheckpointError(file: path, "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw CheckpointError(file: path, "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            throw CheckpointError(file: path, "is a directory, not a file")
+        }
+        let size = Int(st.st_size)
+        if size == 0 {
+            return ByteStorage(bytes: UnsafeRawBufferPointer(start: nil, count: 0), release: nil)
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw CheckpointError(file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+        let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size)
+        return ByteStorage(bytes: raw) { munmap(p, size) }
+    }
+
+    /// A zero-filled, 64-byte aligned buffer of `count` bytes that `fill` writes once.
+    public static func allocate(count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> ByteStorage {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+        let buffer = UnsafeMutableRawBufferPointer(start: p, count: count)
+        do { try fill(buffer) } catch { p.deallocate(); throw error }
+        return ByteStorage(bytes: UnsafeRawBufferPointer(buffer)) { p.deallocate() }
+    }
+
+    /// A private copy of `bytes` (tests and small in-memory files).
+    public static func copy(_ bytes: some Collection<UInt8>) -> ByteStorage {
+        let array = Array(bytes)
+        return allocate(count: array.count) { dst in
+            array.withUnsafeBytes { src in dst.copyMemory(from: src) }
+        }
+    }
+
+    public var count: Int { bytes.count }
+}
+
+/// A bounds-checked window into a `ByteStorage`: what a tensor or a zip entry points at.
+public struct ByteRegion: @unchecked Sendable {
+    public let storage: ByteStorage
+    public let offset: Int
+    public let count: Int
+
+    public init(storage: ByteStorage) {
+        self.storage = storage
+        self.offset = 0
+        self.count = storage.count
+    }
+
+    /// nil when the window does not lie inside the storage.
+    public init?(storage: ByteStorage, offset: Int, count: Int) {
+        guard offset >= 0, count >= 0, let end = checkedAdd(offset, count), end <= storage.count else { return nil }
+        self.storage = storage
+        self.offset = offset
+        self.count = count
+    }
+
+    public var bytes: UnsafeRawBufferPointer {
+        guard count > 0, let base = storage.bytes.baseAddress else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + offset, count: count)
+    }
+
+    /// A sub-window, nil when out of range.
+    public func slice(offset: Int, count: Int) -> ByteRegion? {
+        guard offset >= 0, count >= 0, let end = checkedAdd(offset, count), end <= self.count else { return nil }
+        return ByteRegion(storage: storage, offset: self.offset + offset, count: count)
+    }
+}
+
+/// Sequential little-endian reads over untrusted bytes; every read is bounds-checked and throws.
+public struct ByteReader {
+    public let bytes: UnsafeRawBufferPointer
+    public var position: Int
+    public let file: String
+    public let what: String
+
+    public init(_ bytes: UnsafeRawBufferPointer, file: String, what: String, position: Int = 0) {
+        self.bytes = bytes
+        self.position = position
+        self.file = file
+        self.what = what
+    }
+
+    public var remaining: Int { bytes.count - position }
+    public var atEnd: Bool { position >= bytes.count }
+
+    func truncated(_ need: Int) -> CheckpointError {
+        CheckpointError(file: file, "\(what) is truncated: needs \(need) more bytes at offset \(position), \(max(remaining, 0)) remain")
+    }
+
+    public mutating func u8() throws -> UInt8 {
+        guard remaining >= 1 else { throw truncated(1) }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    public mutating func le<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
+        let n = MemoryLayout<T>.size
+        guard remaining >= n else { throw truncated(n) }
+        var v: T = 0
+        withUnsafeMutableBytes(of: &v) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[position ..< position + n]))
+        }
+        position += n
+        return T(littleEndian: v)
+    }
+
+    /// `count` bytes without copying; count is checked against what remains before anything is used.
+    public mutating func take(_ count: Int) throws -> UnsafeRawBufferPointer {
+        guard count >= 0 else { throw CheckpointError(file: file, "\(what): negative length \(count) at offset \(position)") }
+        guard remaining >= count else { throw truncated(count) }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position ..< position + count])
+    }
+
+    public mutating func skip(_ count: Int) throws { _ = try take(count) }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Checkpoint
+import DeBERTa
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a checkpoint's format, family, head and tensors without reading the weights.")
+
+    @Argument(help: "A weights file (.safetensors, .bin, *.index.json) or a model directory.")
+    var path: String
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() throws {
+        let model = try ModelCheckpoint.open(path)
+        let store = model.store
+        if json {
+            print(InspectReport.json(path: path, model: model).serialized())
+            return
+        }
+        let layout = model.layout
+        print(path)
+        print("  format      \(store.format.rawValue)")
+        for (i, f) in store.files.enumerated() { print("  \(i == 0 ? "files " : "      ")      \(f)") }
+        print("  config      \(model.files.config ?? "none (family and head from tensor names)")")
+        print("  family      \(layout.family.rawValue) (from \(layout.familySource))")
+        print("  head        \(layout.head.rawValue) (from \(layout.headSource))")
+        if let arch = model.config?.architectures?.first ?? layout.architecture { print("  class       \(arch)") }
+        print("  tensors     \(grouped(store.tensors.count))")
+        print("  parameters  \(grouped(store.parameterCount))")
+        print("  bytes       \(grouped(store.byteCount))")
+        if !store.skipped.isEmpty { print("  non-tensor  \(store.skipped.joined(separator: ", "))") }
+        print("")
+        let width = max(4, store.tensors.map(\.name.count).max() ?? 0) + 2
+        print(padded("name", width) + padded("dtype", 9) + "shape")
+        for t in store.tensors {
+            print(padded(t.name, width) + padded(t.dtype.rawValue, 9) + shapeText(t.shape))
+        }
+    }
+}
+
+enum InspectReport {
+    static func json(path: String, model: ModelCheckpoint) -> JSONValue {
+        let store = model.store
+        let layout = model.layout
+        let tensors: [JSONValue] = store.tensors.map { t in
+            .object([
+                ("name", .string(t.name)),
+                ("dtype", .string(t.dtype.rawValue)),
+                ("shape", .array(t.shape.map { .int($0) })),
+            ])
+        }
+        return .object([
+            ("path", .string(path)),
+            ("format", .string(store.format.rawValue)),
+            ("files", .array(store.files.map { .string($0) })),
+            ("config", model.files.config.map { .string($0) } ?? .null),
+            ("family", .string(layout.family.rawValue)),
+            ("head", .string(layout.head.rawValue)),
+            ("architecture", (model.config?.architectures?.first ?? layout.architecture).map { .string($0) } ?? .null),
+            ("backbone_prefix", .string(layout.backbonePrefix)),
+            ("parameters", .int(store.parameterCount)),
+            ("bytes", .int(store.byteCount)),
+            ("skipped", .array(store.skipped.map { .string($0) })),
+            ("tensors", .array(tensors)),
+        ])
+    }
+}
