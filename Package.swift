@@ -23,6 +23,13 @@ let package = Package(
             pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        // f32 kernels in C: LayerNorm, activations, attention softmax with the disentangled terms
+        .target(name: "CKernels"),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
             name: "Checkpoint",
@@ -31,7 +38,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint"]
+            dependencies: ["Checkpoint", "CKernels", "COpenBLAS"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(

@@ -1,3 +1,4 @@
+import Foundation
 import Checkpoint
 
 /// 1234567 → "1,234,567"
@@ -27,4 +28,27 @@ struct StandardErrorStream: TextOutputStream {
     mutating func write(_ string: String) {
         FileOutput.writeStandardError(string)
     }
+}
+
+func scientific(_ x: Double) -> String {
+    if x.isInfinite { return "inf" }
+    if x.isNaN { return "nan" }
+    if x == 0 { return "0" }
+    let exponent = Int((log10(abs(x))).rounded(.down))
+    let mantissa = x / pow(10, Double(exponent))
+    return fixed(mantissa, 2) + "e" + (exponent < 0 ? "-" : "+") + (abs(exponent) < 10 ? "0" : "") + String(abs(exponent))
+}
+
+func fixed(_ x: Double, _ digits: Int) -> String {
+    if x.isNaN { return "nan" }
+    if x.isInfinite { return x > 0 ? "inf" : "-inf" }
+    var scale = 1.0
+    for _ in 0 ..< digits { scale *= 10 }
+    let rounded = (abs(x) * scale).rounded() / scale
+    let whole = Int(rounded)
+    var frac = Int(((rounded - Double(whole)) * scale).rounded())
+    var w = whole
+    if frac >= Int(scale) { w += 1; frac -= Int(scale) }
+    let fracText = digits > 0 ? "." + String(repeating: "0", count: digits - String(frac).count) + String(frac) : ""
+    return (x < 0 && (w != 0 || frac != 0) ? "-" : "") + String(w) + fracText
 }

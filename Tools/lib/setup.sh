@@ -1,7 +1,7 @@
 # Shared set-up for Tools/test and Tools/demo: the Debian packages the build needs.
 # Sourced, not run. Installs what is missing when root; otherwise prints the command and stops.
 
-DEBERTA_APT_PACKAGES=(pkg-config zlib1g-dev libprotobuf-c-dev)
+DEBERTA_APT_PACKAGES=(pkg-config zlib1g-dev libprotobuf-c-dev libopenblas-dev)
 
 ensure_packages() {
     local missing=()

@@ -53,10 +53,18 @@ public final class TensorStore: Sendable {
         return try TensorStore(format: format, files: [path], tensors: tensors, metadata: metadata, skipped: skipped)
     }
 
+    /// Parses one weights file already in memory (tests, and callers that mapped it themselves).
+    public static func read(_ region: ByteRegion, file: String) throws -> TensorStore {
+        let (format, tensors, metadata, skipped) = try readSingle(region, path: file)
+        return try TensorStore(format: format, files: [file], tensors: tensors, metadata: metadata, skipped: skipped)
+    }
+
     static func readSingle(_ path: String) throws -> (CheckpointFormat, [TensorView], [(String, String)], [String]) {
-        let storage = try ByteStorage.map(path: path)
-        let region = ByteRegion(storage: storage)
-        switch sniff(storage.bytes, path: path) {
+        try readSingle(ByteRegion(storage: try ByteStorage.map(path: path)), path: path)
+    }
+
+    static func readSingle(_ region: ByteRegion, path: String) throws -> (CheckpointFormat, [TensorView], [(String, String)], [String]) {
+        switch sniff(region.bytes, path: path) {
         case .safetensors:
             let parsed = try SafeTensorsReader.read(region, file: path)
             return (.safetensors, parsed.tensors, parsed.metadata, [])

@@ -138,7 +138,10 @@ public struct DebertaConfig: Decodable, Sendable {
     /// Reads and validates config.json. The bytes go through the project's bounded JSON parser first,
     /// so a hostile file cannot exhaust the stack of the platform decoder.
     public static func load(path: String) throws -> DebertaConfig {
-        let bytes = try readSmallFile(path, limit: 16 << 20)
+        try parse(try readSmallFile(path, limit: 16 << 20), file: path)
+    }
+
+    public static func parse(_ bytes: [UInt8], file path: String) throws -> DebertaConfig {
         do {
             _ = try bytes.withUnsafeBytes { try JSONParser.parse($0) }
         } catch {

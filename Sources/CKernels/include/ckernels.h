@@ -1,0 +1,43 @@
+#ifndef DEBERTA_CKERNELS_H
+#define DEBERTA_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Element-wise and row kernels of the DeBERTa forward pass, in f32. Each works on row-major
+ * [rows, n] data with a leading dimension (stride between rows, in elements). */
+
+/* Activation functions by transformers' ACT2FN name. */
+typedef enum {
+    DK_ACT_IDENTITY = 0,
+    DK_ACT_GELU = 1,          /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    DK_ACT_GELU_TANH = 2,     /* gelu_new, gelu_pytorch_tanh */
+    DK_ACT_GELU_FAST = 3,
+    DK_ACT_QUICK_GELU = 4,
+    DK_ACT_RELU = 5,
+    DK_ACT_TANH = 6,
+    DK_ACT_SILU = 7,
+    DK_ACT_SIGMOID = 8,
+    DK_ACT_MISH = 9
+} dk_activation;
+
+/* y[r][c] = act(y[r][c] + bias[c]); bias may be NULL. */
+void dk_bias_activation(float *y, size_t rows, size_t n, size_t ld, const float *bias, dk_activation act);
+
+/* In place: x = LayerNorm(x + residual) * gamma + beta, statistics in double for stability.
+ * residual may be NULL. */
+void dk_layer_norm(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
+                   const float *gamma, const float *beta, float eps);
+
+/* One attention head's scores, in place on `scores` [t, t] (ld_scores):
+ *   s[i][j] = s[i][j] * content_scale + c2p[i][rel[i][j]] + p2c[j][rel[i][j]]
+ * (c2p and p2c may be NULL: that term is absent; both are [t, span] with ld_pos), then keys with
+ * key_mask[j] == 0 are excluded and each row is softmax-normalized. Rows whose keys are all masked
+ * become zeros. rel holds indices in [0, span) ([t, t], row-major). */
+void dk_attention_probabilities(float *scores, size_t t, size_t ld_scores, float content_scale,
+                                const float *c2p, const float *p2c, size_t ld_pos, const int32_t *rel,
+                                const uint8_t *key_mask);
+
+/* Softmax of each row, in place. */
+void dk_softmax_rows(float *x, size_t rows, size_t n, size_t ld);
+
+#endif

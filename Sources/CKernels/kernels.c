@@ -1,0 +1,106 @@
+#include "ckernels.h"
+#include <math.h>
+#include <float.h>
+
+static inline float activate(float x, dk_activation act) {
+    switch (act) {
+    case DK_ACT_IDENTITY: return x;
+    case DK_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+    case DK_ACT_GELU_TANH: {
+        const float c = 0.79788456080286535588f; /* sqrt(2/pi) */
+        return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+    }
+    case DK_ACT_GELU_FAST: return 0.5f * x * (1.0f + tanhf(x * 0.7978845608f * (1.0f + 0.044715f * x * x)));
+    case DK_ACT_QUICK_GELU: return x / (1.0f + expf(-1.702f * x));
+    case DK_ACT_RELU: return x > 0 ? x : 0;
+    case DK_ACT_TANH: return tanhf(x);
+    case DK_ACT_SILU: return x / (1.0f + expf(-x));
+    case DK_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    case DK_ACT_MISH: {
+        float sp = x > 20.0f ? x : log1pf(expf(x));
+        return x * tanhf(sp);
+    }
+    }
+    return x;
+}
+
+void dk_bias_activation(float *y, size_t rows, size_t n, size_t ld, const float *bias, dk_activation act) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = y + r * ld;
+        if (bias) {
+            for (size_t c = 0; c < n; c++) row[c] += bias[c];
+        }
+        if (act != DK_ACT_IDENTITY) {
+            for (size_t c = 0; c < n; c++) row[c] = activate(row[c], act);
+        }
+    }
+}
+
+void dk_layer_norm(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
+                   const float *gamma, const float *beta, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * ld;
+        if (residual) {
+            const float *res = residual + r * ld_residual;
+            for (size_t c = 0; c < n; c++) row[c] += res[c];
+        }
+        double mean = 0;
+        for (size_t c = 0; c < n; c++) mean += row[c];
+        mean /= (double)n;
+        double var = 0;
+        for (size_t c = 0; c < n; c++) {
+            double d = row[c] - mean;
+            var += d * d;
+        }
+        var /= (double)n;
+        float inv = (float)(1.0 / sqrt(var + (double)eps));
+        float m = (float)mean;
+        for (size_t c = 0; c < n; c++) row[c] = (row[c] - m) * inv * gamma[c] + beta[c];
+    }
+}
+
+void dk_attention_probabilities(float *scores, size_t t, size_t ld_scores, float content_scale,
+                                const float *c2p, const float *p2c, size_t ld_pos, const int32_t *rel,
+                                const uint8_t *key_mask) {
+    for (size_t i = 0; i < t; i++) {
+        float *row = scores + i * ld_scores;
+        const int32_t *rel_row = rel + i * t;
+        float max = -FLT_MAX;
+        int any = 0;
+        for (size_t j = 0; j < t; j++) {
+            if (!key_mask[j]) continue;
+            float s = row[j] * content_scale;
+            int32_t k = rel_row[j];
+            if (c2p) s += c2p[i * ld_pos + (size_t)k];
+            if (p2c) s += p2c[j * ld_pos + (size_t)k];
+            row[j] = s;
+            if (s > max) max = s;
+            any = 1;
+        }
+        if (!any) {
+            for (size_t j = 0; j < t; j++) row[j] = 0;
+            continue;
+        }
+        double sum = 0;
+        for (size_t j = 0; j < t; j++) {
+            if (!key_mask[j]) { row[j] = 0; continue; }
+            float e = expf(row[j] - max);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = (float)(1.0 / sum);
+        for (size_t j = 0; j < t; j++) row[j] *= inv;
+    }
+}
+
+void dk_softmax_rows(float *x, size_t rows, size_t n, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * ld;
+        float max = -FLT_MAX;
+        for (size_t c = 0; c < n; c++) if (row[c] > max) max = row[c];
+        double sum = 0;
+        for (size_t c = 0; c < n; c++) { row[c] = expf(row[c] - max); sum += row[c]; }
+        float inv = (float)(1.0 / sum);
+        for (size_t c = 0; c < n; c++) row[c] *= inv;
+    }
+}

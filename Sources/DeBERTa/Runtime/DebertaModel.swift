@@ -1,0 +1,254 @@
+import CKernels
+import Checkpoint
+
+/// Token ids and masks for one forward call: `batch` sequences of `length` tokens, row-major.
+public struct ModelInputs: Sendable {
+    public var inputIds: [Int]
+    public var attentionMask: [Int]
+    public var tokenTypeIds: [Int]?
+    public var batch: Int
+    public var length: Int
+    /// For multiple choice: sequences per example (the batch holds batch/choices examples × choices).
+    public var choices: Int?
+
+    public init(inputIds: [Int], attentionMask: [Int]? = nil, tokenTypeIds: [Int]? = nil, batch: Int, length: Int, choices: Int? = nil) {
+        self.inputIds = inputIds
+        self.attentionMask = attentionMask ?? [Int](repeating: 1, count: inputIds.count)
+        self.tokenTypeIds = tokenTypeIds
+        self.batch = batch
+        self.length = length
+        self.choices = choices
+    }
+}
+
+/// One output tensor under its reference name (`last_hidden_state`, `logits`, `emd_logits`, ...).
+public struct NamedOutput: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var values: [Float]
+}
+
+public struct ModelOutputs: Sendable {
+    public var outputs: [NamedOutput]
+    public subscript(name: String) -> NamedOutput? { outputs.first { $0.name == name } }
+}
+
+/// A DeBERTa model loaded once and callable from several threads: the weights are immutable (mapped in
+/// place where the file allows), every call works in its own activations.
+public final class DebertaModel: Sendable {
+    public let config: DebertaConfig
+    public let layout: ModelLayout
+    public let files: ModelFiles
+    let store: TensorStore
+    let embeddings: EmbeddingWeights
+    let layers: [LayerWeights]
+    let conv: ConvWeights?
+    let head: HeadWeights
+    let hiddenActivation: Activation
+    let poolerActivation: Activation
+    /// Per layer, the key-side and query-side projections of the whole relative-position table
+    /// ([rows, A]): they depend only on the weights, so they are computed once here.
+    let positionKeys: [FloatBuffer?]
+    let positionQueries: [FloatBuffer?]
+
+    public var family: ModelFamily { layout.family }
+    /// The Enhanced Mask Decoder applies to MLM models without absolute positions in the input that ship
+    /// the absolute position table.
+    public var hasEnhancedMaskDecoder: Bool {
+        layout.head == .maskedLM && !config.positionBiasedInput && embeddings.position != nil
+    }
+
+    public convenience init(path: String) throws {
+        try self.init(checkpoint: try ModelCheckpoint.open(path))
+    }
+
+    public init(checkpoint: ModelCheckpoint) throws {
+        guard let config = checkpoint.config else {
+            throw CheckpointError(file: checkpoint.files.weights, "no config.json beside the weights; the runtime needs it")
+        }
+        let file = checkpoint.files.config ?? checkpoint.files.weights
+        self.config = config
+        self.layout = checkpoint.layout
+        self.files = checkpoint.files
+        self.store = checkpoint.store
+        let family = checkpoint.layout.family
+        hiddenActivation = try Activation(name: config.hiddenAct, field: "hidden_act", file: file)
+        poolerActivation = try Activation(name: config.poolerHiddenAct, field: "pooler_hidden_act", file: file)
+        if config.talkingHead {
+            throw CheckpointError(file: file, "talking_head is set; this runtime does not implement talking-head attention")
+        }
+        if config.posAttType.contains("p2p") {
+            throw CheckpointError(file: file, "pos_att_type p2p is not implemented (transformers ignores it too, but it changes the scale)")
+        }
+
+        let H = config.hiddenSize, E = config.embeddingSize, A = config.allHeadSize, I = config.intermediateSize
+        var b = WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights)
+
+        // Embeddings
+        let word = b.tensor("embeddings.word_embeddings.weight", [config.vocabSize, E])
+        let position = b.tensor("embeddings.position_embeddings.weight", [config.maxPositionEmbeddings, E], optional: !config.positionBiasedInput)
+        let tokenType = config.typeVocabSize > 0 ? b.tensor("embeddings.token_type_embeddings.weight", [config.typeVocabSize, E]) : nil
+        let projection = E != H ? b.linear("embeddings.embed_proj", out: H, in: E, bias: false) : nil
+        let embeddingNorm = b.norm("embeddings.LayerNorm", H)
+        b.tolerate { $0 == "embeddings.position_ids" }
+
+        // Relative positions
+        var relative: FloatBuffer?
+        if config.relativeAttention {
+            relative = b.tensor("encoder.rel_embeddings.weight", [config.relativeEmbeddingRows, H])
+            if family == .debertaV2, config.normalizesRelativeEmbeddings, let r = relative, let norm = b.norm("encoder.LayerNorm", H) {
+                relative = FloatBuffer(count: r.count) { p in
+                    p.update(from: r.pointer, count: r.count)
+                    applyNorm(norm, p, rows: config.relativeEmbeddingRows, width: H)
+                }
+            }
+        }
+
+        // Conv layer (v2)
+        var conv: ConvWeights?
+        if family == .debertaV2 && config.convKernelSize > 0 {
+            let k = config.convKernelSize, groups = config.convGroups
+            let w = b.tensor("encoder.conv.conv.weight", [H, H / groups, k])
+            let bias = b.tensor("encoder.conv.conv.bias", [H])
+            let norm = b.norm("encoder.conv.LayerNorm", H)
+            let act = try Activation(name: config.convAct, field: "conv_act", file: file)
+            if let w, let bias, let norm {
+                let perGroup = H / groups
+                let kernels = (0 ..< k).map { tap in
+                    FloatBuffer(count: H * H) { dense in
+                        for o in 0 ..< H {
+                            let g = o / perGroup
+                            for i in 0 ..< perGroup {
+                                dense[o * H + g * perGroup + i] = w[(o * perGroup + i) * k + tap]
+                            }
+                        }
+                    }
+                }
+                conv = ConvWeights(kernels: kernels, bias: bias, norm: norm, activation: act)
+            }
+        }
+
+        // Layers
+        var layers: [LayerWeights] = []
+        for l in 0 ..< config.numHiddenLayers {
+            let p = "encoder.layer.\(l)."
+            var query: Linear?, key: Linear?, value: Linear?, posKey: Linear?, posQuery: Linear?
+            if family == .debertaV2 {
+                query = b.linear(p + "attention.self.query_proj", out: A, in: H)
+                key = b.linear(p + "attention.self.key_proj", out: A, in: H)
+                value = b.linear(p + "attention.self.value_proj", out: A, in: H)
+                if config.relativeAttention {
+                    if config.shareAttKey {
+                        posKey = key
+                        posQuery = query
+                    } else {
+                        if config.usesC2P { posKey = b.linear(p + "attention.self.pos_key_proj", out: A, in: H) }
+                        if config.usesP2C { posQuery = b.linear(p + "attention.self.pos_query_proj", out: A, in: H) }
+                    }
+                }
+            } else {
+                // v1: in_proj rows are interleaved per head: [q_h; k_h; v_h] blocks of d rows.
+                let inProj = b.tensor(p + "attention.self.in_proj.weight", [3 * A, H])
+                let qBias = b.tensor(p + "attention.self.q_bias", [A])
+                let vBias = b.tensor(p + "attention.self.v_bias", [A])
+                if let inProj {
+                    let d = config.attentionHeadSize, heads = config.numAttentionHeads
+                    func part(_ which: Int) -> FloatBuffer {
+                        FloatBuffer(count: A * H) { dst in
+                            for h in 0 ..< heads {
+                                (dst + h * d * H).update(from: inProj.pointer + (h * 3 * d + which * d) * H, count: d * H)
+                            }
+                        }
+                    }
+                    if let qBias { query = Linear(weight: part(0), bias: qBias, outFeatures: A, inFeatures: H) }
+                    key = Linear(weight: part(1), bias: nil, outFeatures: A, inFeatures: H)
+                    if let vBias { value = Linear(weight: part(2), bias: vBias, outFeatures: A, inFeatures: H) }
+                }
+                if config.relativeAttention {
+                    if config.usesC2P { posKey = b.linear(p + "attention.self.pos_proj", out: A, in: H, bias: false) }
+                    if config.usesP2C { posQuery = b.linear(p + "attention.self.pos_q_proj", out: A, in: H) }
+                }
+            }
+            let attentionOutput = b.linear(p + "attention.output.dense", out: H, in: A)
+            let attentionNorm = b.norm(p + "attention.output.LayerNorm", H)
+            let intermediate = b.linear(p + "intermediate.dense", out: I, in: H)
+            let output = b.linear(p + "output.dense", out: H, in: I)
+            let outputNorm = b.norm(p + "output.LayerNorm", H)
+            if let query, let key, let value, let attentionOutput, let attentionNorm, let intermediate, let output, let outputNorm {
+                layers.append(LayerWeights(
+                    query: query, key: key, value: value, positionKey: posKey, positionQuery: posQuery,
+                    attentionOutput: attentionOutput, attentionNorm: attentionNorm,
+                    intermediate: intermediate, output: output, outputNorm: outputNorm))
+            }
+        }
+
+        // Head
+        var head = HeadWeights.none
+        switch checkpoint.layout.head {
+        case .base:
+            break
+        case .maskedLM:
+            b.tolerate { $0.hasPrefix("mask_predictions.") }
+            if b.has("lm_predictions.lm_head.dense.weight") {
+                if E != H {
+                    throw CheckpointError(file: file, "the lm_predictions head decodes with the word embeddings and needs embedding_size == hidden_size")
+                }
+                if let dense = b.linear("lm_predictions.lm_head.dense", out: H, in: H),
+                   let norm = b.norm("lm_predictions.lm_head.LayerNorm", H),
+                   let bias = b.tensor("lm_predictions.lm_head.bias", [config.vocabSize]), let word {
+                    head = .maskedLM(dense: dense, norm: norm, decoder: word, bias: bias)
+                }
+            } else {
+                let dense = b.linear("cls.predictions.transform.dense", out: E, in: H)
+                let norm = b.norm("cls.predictions.transform.LayerNorm", E)
+                let bias = b.tensor("cls.predictions.bias", [config.vocabSize])
+                let decoder = b.tensor("cls.predictions.decoder.weight", [config.vocabSize, E], optional: true) ?? word
+                b.tolerate { $0 == "cls.predictions.decoder.bias" }
+                if let dense, let norm, let bias, let decoder {
+                    head = .maskedLM(dense: dense, norm: norm, decoder: decoder, bias: bias)
+                }
+            }
+        case .sequenceClassification, .multipleChoice:
+            let outputs = checkpoint.layout.head == .multipleChoice ? 1 : config.numLabels
+            if config.poolerHiddenSize != H {
+                throw CheckpointError(file: file, "pooler_hidden_size \(config.poolerHiddenSize) must equal hidden_size \(H) (the pooler reads the [CLS] hidden state)")
+            }
+            if let pooler = b.linear("pooler.dense", out: H, in: H), let classifier = b.linear("classifier", out: outputs, in: H) {
+                head = .pooled(pooler: pooler, classifier: classifier)
+            }
+        case .tokenClassification:
+            if let classifier = b.linear("classifier", out: config.numLabels, in: H) { head = .tokenClassifier(classifier) }
+        case .questionAnswering:
+            if let qa = b.linear("qa_outputs", out: 2, in: H) { head = .questionAnswering(qa) }
+        case .replacedTokenDetection:
+            b.tolerate { $0.hasPrefix("lm_predictions.") }
+            if let dense = b.linear("mask_predictions.dense", out: H, in: H), let norm = b.norm("mask_predictions.LayerNorm", H),
+               let classifier = b.linear("mask_predictions.classifier", out: 1, in: H) {
+                head = .replacedTokenDetection(dense: dense, norm: norm, classifier: classifier)
+            }
+        }
+        try b.finish()
+        guard let word, let embeddingNorm, layers.count == config.numHiddenLayers else {
+            throw CheckpointError(file: checkpoint.files.weights, "weights do not fit the config")
+        }
+        embeddings = EmbeddingWeights(word: word, position: position, tokenType: tokenType, projection: projection ?? nil, norm: embeddingNorm)
+        self.layers = layers
+        self.conv = conv
+        self.head = head
+
+        // Position projections, once per model.
+        var keys: [FloatBuffer?] = []
+        var queries: [FloatBuffer?] = []
+        let rows = config.relativeEmbeddingRows
+        for layer in layers {
+            func project(_ linear: Linear?) -> FloatBuffer? {
+                guard let linear, let relative else { return nil }
+                return FloatBuffer(count: rows * A) { out in applyLinear(linear, relative.pointer, rows: rows, into: out) }
+            }
+            keys.append(config.usesC2P ? project(layer.positionKey) : nil)
+            queries.append(config.usesP2C ? project(layer.positionQuery) : nil)
+        }
+        positionKeys = keys
+        positionQueries = queries
+    }
+}

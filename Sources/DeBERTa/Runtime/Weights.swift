@@ -1,0 +1,114 @@
+import Checkpoint
+
+/// Typed weights of one encoder layer (modeling_deberta_v2.DebertaV2Layer / modeling_deberta.DebertaLayer).
+struct LayerWeights: Sendable {
+    // Attention projections [A, H]. For v1 they are the per-head split of in_proj; key has no bias.
+    var query: Linear
+    var key: Linear
+    var value: Linear
+    /// Position projections applied to the relative table (c2p uses the key side, p2c the query side).
+    var positionKey: Linear?
+    var positionQuery: Linear?
+    var attentionOutput: Linear  // [H, A]
+    var attentionNorm: Norm
+    var intermediate: Linear  // [I, H]
+    var output: Linear  // [H, I]
+    var outputNorm: Norm
+}
+
+struct EmbeddingWeights: Sendable {
+    var word: FloatBuffer  // [V, E]
+    var position: FloatBuffer?  // [P, E], also the EMD's absolute table
+    var tokenType: FloatBuffer?  // [typeVocab, E]
+    var projection: Linear?  // embed_proj [H, E], no bias
+    var norm: Norm
+}
+
+/// encoder.conv (v2 with conv_kernel_size > 0), kept as K dense [H, H] matrices (groups expanded).
+struct ConvWeights: Sendable {
+    var kernels: [FloatBuffer]
+    var bias: FloatBuffer
+    var norm: Norm
+    var activation: Activation
+}
+
+enum HeadWeights: Sendable {
+    case none
+    /// dense → act → LayerNorm → × decoderᵀ + bias. Non-legacy heads decode with the word embeddings.
+    case maskedLM(dense: Linear, norm: Norm, decoder: FloatBuffer, bias: FloatBuffer)
+    case pooled(pooler: Linear, classifier: Linear)  // sequence classification and multiple choice
+    case tokenClassifier(Linear)
+    case questionAnswering(Linear)  // [2, H]
+    case replacedTokenDetection(dense: Linear, norm: Norm, classifier: Linear)
+}
+
+/// Binds tensors by transformers name, checking shapes, and reports every missing, unexpected or
+/// mis-shaped tensor in one error instead of stopping at the first.
+struct WeightBinder {
+    let file: String
+    let config: DebertaConfig
+    private var views: [String: TensorView] = [:]
+    private var sourceNames: [String: String] = [:]
+    private(set) var used = Set<String>()
+    private var missing: [String] = []
+    private var misshaped: [String] = []
+
+    init(store: TensorStore, layout: ModelLayout, config: DebertaConfig, file: String) {
+        self.file = file
+        self.config = config
+        for t in store.tensors {
+            let name = TensorNaming.unprefixed(TensorNaming.canonical(t.name, layout: layout))
+            views[name] = t
+            sourceNames[name] = t.name
+        }
+    }
+
+    func has(_ name: String) -> Bool { views[name] != nil }
+
+    mutating func tensor(_ name: String, _ shape: [Int], optional: Bool = false) -> FloatBuffer? {
+        guard let view = views[name] else {
+            if !optional { missing.append(name) }
+            return nil
+        }
+        used.insert(name)
+        guard view.shape == shape else {
+            misshaped.append("'\(sourceNames[name] ?? name)' is \(view.shape), expected \(shape)")
+            return nil
+        }
+        guard view.dtype.isFloatingPoint else {
+            misshaped.append("'\(sourceNames[name] ?? name)' has dtype \(view.dtype.rawValue), expected a float type")
+            return nil
+        }
+        return FloatBuffer(view)
+    }
+
+    mutating func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = true) -> Linear? {
+        let w = tensor(name + ".weight", [out, inFeatures])
+        let b = bias ? tensor(name + ".bias", [out]) : nil
+        guard let w, !bias || b != nil else { return nil }
+        return Linear(weight: w, bias: b, outFeatures: out, inFeatures: inFeatures)
+    }
+
+    mutating func norm(_ name: String, _ n: Int) -> Norm? {
+        let w = tensor(name + ".weight", [n])
+        let b = tensor(name + ".bias", [n])
+        guard let w, let b else { return nil }
+        return Norm(weight: w, bias: b, eps: Float(config.layerNormEps))
+    }
+
+    /// Marks tensors that may be present and are not needed (a hub MLM checkpoint's RTD head, buffers).
+    mutating func tolerate(where predicate: (String) -> Bool) {
+        for name in views.keys where predicate(name) { used.insert(name) }
+    }
+
+    func finish() throws {
+        let unexpected = views.keys.filter { !used.contains($0) }.sorted().map { sourceNames[$0] ?? $0 }
+        var parts: [String] = []
+        if !missing.isEmpty { parts.append("missing \(missing.count): " + missing.prefix(12).joined(separator: ", ") + (missing.count > 12 ? ", ..." : "")) }
+        if !misshaped.isEmpty { parts.append("mis-shaped \(misshaped.count): " + misshaped.prefix(12).joined(separator: "; ") + (misshaped.count > 12 ? "; ..." : "")) }
+        if !unexpected.isEmpty { parts.append("unexpected \(unexpected.count): " + unexpected.prefix(12).joined(separator: ", ") + (unexpected.count > 12 ? ", ..." : "")) }
+        if !parts.isEmpty {
+            throw CheckpointError(file: file, "weights do not fit the config: " + parts.joined(separator: " | "))
+        }
+    }
+}

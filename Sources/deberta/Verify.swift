@@ -1,0 +1,50 @@
+import ArgumentParser
+import Checkpoint
+import DeBERTa
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a model on a reference file's inputs and compare every output it records.")
+
+    @Argument(help: "A model directory or weights file.")
+    var model: String
+
+    @Argument(help: "A reference safetensors file (inputs plus expected outputs).")
+    var reference: String
+
+    @Option(help: "Maximum absolute error for every output (default: 1e-4 × max(1, largest |reference value|)).")
+    var atol: Double?
+
+    @Option(help: "Threads for the matrix products.")
+    var threads: Int = 2
+
+    func run() throws {
+        setComputeThreads(threads)
+        let loaded = try DebertaModel(path: model)
+        let results = try Verifier.verify(model: loaded, reference: reference, atol: atol)
+        print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue))")
+        print("reference \(reference)")
+        print("")
+        print(padded("output", 20) + padded("shape", 16) + padded("max abs err", 14) + padded("max rel err", 14)
+              + padded("cosine", 12) + padded("argmax", 12) + padded("tolerance", 12) + "result")
+        var failed = 0
+        for r in results {
+            let ok = r.problem == nil && r.passed
+            if !ok { failed += 1 }
+            let argmax = "\(r.argmaxAgree)/\(r.argmaxRows)"
+            print(padded(r.name, 20) + padded(shapeText(r.shape), 16) + padded(scientific(r.maxAbsError), 14)
+                  + padded(scientific(r.maxRelError), 14) + padded(fixed(r.cosine, 7), 12) + padded(argmax, 12)
+                  + padded(scientific(r.tolerance), 12) + (ok ? "ok" : "FAIL" + (r.problem.map { ": " + $0 } ?? "")))
+        }
+        if results.isEmpty {
+            printError("error: \(reference) holds no outputs to compare")
+            throw ExitCode(1)
+        }
+        print("")
+        if failed > 0 {
+            print("\(failed) of \(results.count) outputs outside tolerance")
+            throw ExitCode(1)
+        }
+        print("all \(results.count) outputs within tolerance")
+    }
+}
