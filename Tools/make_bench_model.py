@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Create a random DeBERTa-v3-base-shaped masked-LM checkpoint for benchmarks (outside the repo).
+
+Usage:
+
+    $(Tools/reference_env.sh) Tools/make_bench_model.py                  # default location
+    $(Tools/reference_env.sh) Tools/make_bench_model.py --out DIR --onnx # also ONNX f32 + int8
+
+Writes (default DIR = $HOME/.cache/deberta-swift/bench/v3-base):
+
+    DIR/safetensors/config.json, DIR/safetensors/model.safetensors   (f32, single file)
+    DIR/bin/config.json,         DIR/bin/pytorch_model.bin           (f32, single PyTorch zip)
+    DIR/onnx/model.onnx, DIR/onnx/model.int8.onnx                    (with --onnx)
+    DIR/README.txt                                                   (what was written, how)
+
+Shape: DebertaV2ForMaskedLM, 12 layers, hidden 768, 12 heads, FFN 3072, vocab 128100,
+max_position_embeddings 512, position_buckets 256, max_relative_positions -1, share_att_key,
+norm_rel_ebd layer_norm, pos_att_type p2c|c2p, position_biased_input false, legacy false (head
+`lm_predictions.lm_head.*`), plus `deberta.embeddings.position_embeddings.weight` [512, 768] as hub
+checkpoints ship it (transformers ignores it; the EMD uses it). Weights: N(0, 0.02) for matrices and
+embeddings, zero biases, LayerNorm weight 1 / bias 0 (deterministic, seed 0). About 185 M parameters,
+~740 MB per f32 file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+try:
+    import torch
+    import transformers
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from torch import nn
+    from transformers import DebertaV2Config, DebertaV2ForMaskedLM
+except ImportError as exc:  # pragma: no cover - environment problem
+    sys.stderr.write(
+        f"make_bench_model.py: missing package ({exc}).\n"
+        "Run it with the pinned reference environment:\n"
+        "    $(Tools/reference_env.sh) Tools/make_bench_model.py\n"
+    )
+    sys.exit(2)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "deberta-swift" / "bench" / "v3-base"
+POSITION_TABLE = "deberta.embeddings.position_embeddings.weight"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def bench_config(tiny: bool = False) -> DebertaV2Config:
+    kw = dict(
+        vocab_size=128100,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512,
+        type_vocab_size=0,
+        initializer_range=0.02,
+        layer_norm_eps=1e-7,
+        relative_attention=True,
+        max_relative_positions=-1,
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type="p2c|c2p",
+        position_biased_input=False,
+        pad_token_id=0,
+        legacy=False,
+    )
+    if tiny:  # smoke-test shape (--tiny): same features, small sizes
+        kw.update(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                  max_position_embeddings=128, position_buckets=64)
+    return DebertaV2Config(**kw)
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    ln = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters(recurse=False)}
+    for name, p in model.named_parameters():
+        if id(p) in ln:
+            p.fill_(1.0 if name.endswith("weight") else 0.0)
+        elif name.endswith("bias"):
+            p.zero_()
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def under_repo(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(REPO)
+        return True
+    except ValueError:
+        return False
+
+
+def write_safetensors(model, position_table, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, max_shard_size="100GB")
+    path = directory / "model.safetensors"
+    assert path.exists() and not (directory / "model.safetensors.index.json").exists()
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    tensors[POSITION_TABLE] = position_table.contiguous()
+    save_file(tensors, str(path), metadata=meta)
+
+
+def write_bin(model, position_table, directory: Path) -> None:
+    """Single-file PyTorch zip as transformers 4.x save_pretrained(safe_serialization=False) wrote it
+    (transformers 5.x writes safetensors only)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]
+    model.config.dtype = "float32"
+    model.config.save_pretrained(directory)
+    sd = model.state_dict()
+    sd[POSITION_TABLE] = position_table
+    torch.save(sd, directory / "pytorch_model.bin")
+
+
+def export_onnx(model, directory: Path, seq: int) -> None:
+    """f32 export with the TorchScript-based exporter (dynamo=False; dynamic batch and sequence axes),
+    checked against torch at two lengths, then int8 weights via onnxruntime quantize_dynamic(QInt8)."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        sys.exit(f"--onnx needs onnx and onnxruntime ({exc}); use $(Tools/reference_env.sh)")
+    import warnings
+
+    directory.mkdir(parents=True, exist_ok=True)
+    f32 = directory / "model.onnx"
+    int8 = directory / "model.int8.onnx"
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, model.config.vocab_size, (1, seq), generator=g)
+    mask = torch.ones_like(ids)
+    t0 = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (ids, mask),
+            str(f32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch", 1: "sequence"},
+            },
+            opset_version=18,
+            dynamo=False,
+        )
+    log(f"  onnx f32 export: {time.time() - t0:.1f}s, {f32.stat().st_size / 1e6:.0f} MB")
+    session = ort.InferenceSession(str(f32), providers=["CPUExecutionProvider"])
+    for T in (seq // 2, seq + 8):
+        x = torch.randint(4, model.config.vocab_size, (2, T), generator=g)
+        m = torch.ones_like(x)
+        m[1, T // 2 :] = 0
+        got = session.run(None, {"input_ids": x.numpy(), "attention_mask": m.numpy()})[0]
+        with torch.no_grad():
+            want = model(x, attention_mask=m).logits.numpy()
+        err = float(np.abs(got - want)[m.numpy().astype(bool)].max())
+        log(f"  onnx f32 vs torch at T={T}: max abs diff {err:.2e}")
+        assert err < 1e-3, err
+    del session
+    t0 = time.time()
+    quantize_dynamic(str(f32), str(int8), weight_type=QuantType.QInt8)
+    log(f"  onnx int8 (quantize_dynamic QInt8): {time.time() - t0:.1f}s, {int8.stat().st_size / 1e6:.0f} MB")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    ap.add_argument("--onnx", action="store_true", help="also export ONNX f32 and dynamic int8 into DIR/onnx/")
+    ap.add_argument("--onnx-seq", type=int, default=128, help="sequence length used to trace the ONNX export")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tiny", action="store_true", help="small model with the same features (smoke test)")
+    ap.add_argument("--force", action="store_true", help="allow --out inside the repository")
+    args = ap.parse_args(argv)
+
+    out = args.out.expanduser()
+    if under_repo(out) and not args.force:
+        sys.exit(f"refusing to write {out} inside the repository (use a directory outside, or --force)")
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    cfg = bench_config(tiny=args.tiny)
+    t0 = time.time()
+    torch.manual_seed(args.seed)
+    model = DebertaV2ForMaskedLM(cfg).eval()
+    init_weights(model, args.seed)
+    g = torch.Generator().manual_seed(args.seed + 1)
+    position_table = torch.randn(cfg.max_position_embeddings, cfg.hidden_size, generator=g) * 0.02
+    n_params = sum(p.numel() for p in model.parameters()) + position_table.numel()
+    log(f"model: {n_params / 1e6:.1f} M parameters (with the position table), built in {time.time() - t0:.1f}s")
+
+    t0 = time.time()
+    write_safetensors(model, position_table, out / "safetensors")
+    log(f"  {out / 'safetensors' / 'model.safetensors'}: {(out / 'safetensors' / 'model.safetensors').stat().st_size / 1e6:.0f} MB ({time.time() - t0:.1f}s)")
+    t0 = time.time()
+    write_bin(model, position_table, out / "bin")
+    log(f"  {out / 'bin' / 'pytorch_model.bin'}: {(out / 'bin' / 'pytorch_model.bin').stat().st_size / 1e6:.0f} MB ({time.time() - t0:.1f}s)")
+    if args.onnx:
+        export_onnx(model, out / "onnx", args.onnx_seq)
+
+    (out / "README.txt").write_text(
+        "Random DeBERTa-v3-base-shaped DebertaV2ForMaskedLM for benchmarks (not a trained model).\n"
+        f"Made by Tools/make_bench_model.py (seed {args.seed}{', tiny' if args.tiny else ''}) with "
+        f"torch {torch.__version__}, transformers {transformers.__version__}.\n"
+        "safetensors/: config.json + model.safetensors (f32, single file)\n"
+        "bin/: config.json + pytorch_model.bin (f32, single PyTorch zip)\n"
+        + ("onnx/: model.onnx (f32, inputs input_ids/attention_mask int64 [batch, sequence], output logits)"
+           " + model.int8.onnx (onnxruntime quantize_dynamic, QInt8 weights)\n" if args.onnx else "")
+        + f"Both checkpoints also hold {POSITION_TABLE} [{cfg.max_position_embeddings}, {cfg.hidden_size}].\n"
+        + "config: " + json.dumps(json.loads((out / "safetensors" / "config.json").read_text()), sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    log(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

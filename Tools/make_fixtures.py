@@ -1,0 +1,1568 @@
+#!/usr/bin/env python3
+"""Regenerate the reference fixtures under Fixtures/ (models/ and formats/).
+
+Usage (from the repository root):
+
+    $(Tools/reference_env.sh) Tools/make_fixtures.py            # pinned reference venv (recommended)
+    Tools/make_fixtures.py                                       # any python3 that has the pinned packages
+    Tools/make_fixtures.py --only v3-mlm dtypes                  # regenerate a subset
+    Tools/make_fixtures.py --list                                # list fixture names
+
+`Tools/reference_env.sh` creates/updates a virtual environment outside the repository from
+`Tools/requirements-reference.txt` and prints the path of its python.
+
+Everything is deterministic (fixed seeds, fixed inputs): running the script twice yields the same
+bytes with the pinned versions. See Fixtures/README.md for the contract of the files written here.
+
+Structure: every fixture is a function `fn(root)` (root = the Fixtures/ directory) registered with
+`@fixture(GROUP, "name")` in an ordered group: MODEL_FIXTURES (-> Fixtures/models/<name>/) and
+FORMAT_FIXTURES (-> Fixtures/formats/). `main()` runs every group of GROUPS in order, or the names
+given with --only. To add fixtures (tokenizer strings, quantized references, ...), add a group, e.g.
+`TOKENIZER_FIXTURES = OrderedDict(); GROUPS["tokenizers"] = TOKENIZER_FIXTURES`, and decorate
+functions with `@fixture(TOKENIZER_FIXTURES, "name")`. Helpers to reuse: large_init, make_rows,
+save_reference, load_f64, save_bin_pretrained, save_safetensors_pretrained, train_spm, save_st,
+save_expected, rewrite_torch_zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pickle
+import pickletools
+import shutil
+import struct
+import sys
+import warnings
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+PINNED = {
+    "torch": "2.15.0",
+    "transformers": "5.24.0",
+    "safetensors": "0.8.0",
+    "sentencepiece": "0.2.3",
+    "tokenizers": "0.23.3",
+}
+
+try:
+    import numpy as np
+    import sentencepiece as spm
+    import safetensors
+    import torch
+    import transformers
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - environment problem
+    sys.stderr.write(
+        f"make_fixtures.py: missing package ({exc}).\n"
+        "Run it with the pinned reference environment:\n"
+        "    $(Tools/reference_env.sh) Tools/make_fixtures.py\n"
+    )
+    sys.exit(2)
+
+from transformers import (  # noqa: E402
+    DebertaConfig,
+    DebertaForMaskedLM,
+    DebertaForSequenceClassification,
+    DebertaV2Config,
+    DebertaV2ForMaskedLM,
+    DebertaV2ForMultipleChoice,
+    DebertaV2ForQuestionAnswering,
+    DebertaV2ForSequenceClassification,
+    DebertaV2ForTokenClassification,
+    DebertaV2Model,
+)
+from transformers.models.deberta import modeling_deberta  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "Fixtures"
+
+# Special ids shared by every fixture (DeBERTa-v3 layout).
+PAD, CLS, SEP, UNK = 0, 1, 2, 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+MODEL_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
+FORMAT_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
+GROUPS = OrderedDict([("models", MODEL_FIXTURES), ("formats", FORMAT_FIXTURES)])
+
+
+def fixture(group: "OrderedDict[str, callable]", name: str):
+    def register(fn):
+        if name in group:
+            raise ValueError(f"duplicate fixture {name}")
+        group[name] = fn
+        return fn
+
+    return register
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def versions_metadata() -> dict:
+    return {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]}
+
+
+def check_versions(allow_mismatch: bool) -> None:
+    found = {
+        "torch": torch.__version__.split("+")[0],
+        "transformers": transformers.__version__,
+        "safetensors": safetensors.__version__,
+        "sentencepiece": spm.__version__,
+    }
+    try:
+        import tokenizers
+
+        found["tokenizers"] = tokenizers.__version__
+    except ImportError:
+        found["tokenizers"] = "missing"
+    bad = {k: v for k, v in found.items() if v != PINNED[k]}
+    if bad:
+        msg = ", ".join(f"{k} {v} (pinned {PINNED[k]})" for k, v in bad.items())
+        if allow_mismatch:
+            log(f"WARNING: version mismatch: {msg}")
+        else:
+            sys.exit(
+                f"version mismatch: {msg}\nUse $(Tools/reference_env.sh) Tools/make_fixtures.py "
+                "or pass --allow-version-mismatch."
+            )
+
+
+def write_json(path: Path, obj) -> None:
+    # Same formatting as transformers' PretrainedConfig.to_json_file.
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_st(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """safetensors.torch.save_file, then sort the __metadata__ keys in place: the Rust writer emits
+    them in hash-map order, which would make the bytes differ from run to run."""
+    save_file(tensors, str(path), metadata=metadata)
+    raw = bytearray(Path(path).read_bytes())
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n].decode("utf-8"), object_pairs_hook=OrderedDict)
+    if "__metadata__" in header:
+        meta = OrderedDict(sorted(header.pop("__metadata__").items()))
+        header = OrderedDict([("__metadata__", meta), *header.items()])
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        assert len(text) <= n
+        raw[8 : 8 + n] = text + b" " * (n - len(text))
+        Path(path).write_bytes(bytes(raw))
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def assert_finite(name: str, t: torch.Tensor) -> None:
+    if t.is_floating_point():
+        if not torch.isfinite(t).all():
+            raise AssertionError(f"{name}: non-finite values")
+        flat = t.reshape(-1, t.shape[-1]) if t.dim() > 1 else t.reshape(1, -1)
+        if flat.numel() and (flat.abs().amax(dim=-1) == 0).all():
+            raise AssertionError(f"{name}: all rows are zero")
+
+
+def large_init(model: nn.Module, seed: int) -> None:
+    """Large random init so attention is far from uniform and position errors show.
+
+    Weight matrices, embeddings: N(0, 0.3); biases: N(0, 0.1); LayerNorm weight: 1 + N(0, 0.05),
+    LayerNorm bias: N(0, 0.05). Tied parameters are visited once (named_parameters dedups).
+    """
+    g = torch.Generator().manual_seed(seed)
+    ln_params = set()
+    for mod in model.modules():
+        if isinstance(mod, (nn.LayerNorm, modeling_deberta.DebertaLayerNorm)):
+            for p in mod.parameters(recurse=False):
+                ln_params.add(id(p))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if id(p) in ln_params:
+                if name.endswith("weight"):
+                    p.copy_(1.0 + 0.05 * noise)
+                else:
+                    p.copy_(0.05 * noise)
+            elif name.endswith("bias"):  # also v1 q_bias / v_bias
+                p.copy_(0.1 * noise)
+            else:
+                p.copy_(0.3 * noise)
+
+
+def make_rows(g: torch.Generator, T: int, lengths, pairs, vocab: int, low: int = 4):
+    """Random ids in [low, vocab) framed as [CLS] A [SEP] (B [SEP]); pads (id 0, mask 0) at the end."""
+    B = len(lengths)
+    ids = torch.zeros(B, T, dtype=torch.long)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    types = torch.zeros(B, T, dtype=torch.long)
+    for b, (L, pair) in enumerate(zip(lengths, pairs)):
+        assert 4 <= L <= T
+        body = torch.randint(low, vocab, (L,), generator=g)
+        if pair:
+            la = (L - 3) // 2
+            lb = L - 3 - la
+            row = [CLS] + body[:la].tolist() + [SEP] + body[la : la + lb].tolist() + [SEP]
+            tt = [0] * (la + 2) + [1] * (lb + 1)
+        else:
+            row = [CLS] + body[: L - 2].tolist() + [SEP]
+            tt = [0] * L
+        ids[b, :L] = torch.tensor(row)
+        mask[b, :L] = 1
+        types[b, :L] = torch.tensor(tt)
+    assert (mask == 0).any(), "at least one row must be padded"
+    return ids, mask, types
+
+
+def save_reference(path: Path, inputs: dict, outputs: dict, architecture: str, model_type: str) -> None:
+    tensors = {}
+    for k, v in inputs.items():
+        tensors[k] = v.to(torch.int64).contiguous()
+    for k, v in outputs.items():
+        assert_finite(f"{path.parent.name}/{path.name}:{k}", v)
+        tensors[k] = v.detach().to(torch.float32).contiguous()
+    meta = {"architecture": architecture, "model_type": model_type, **versions_metadata()}
+    save_st(tensors, path, metadata=meta)
+    shapes = ", ".join(f"{k}{list(v.shape)}" for k, v in tensors.items())
+    log(f"    {path.relative_to(path.parent.parent.parent)}: {shapes}")
+
+
+def finalize_config(directory: Path, drop_architectures: bool = False, pos_att_type_string: bool = False) -> None:
+    """Edit config.json after saving: drop `architectures`, and/or write pos_att_type as the
+    "a|b" string that hub configs carry (transformers 5.x saves it as a list)."""
+    cfg_path = directory / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if drop_architectures:
+        cfg.pop("architectures", None)
+    if pos_att_type_string and isinstance(cfg.get("pos_att_type"), list):
+        cfg["pos_att_type"] = "|".join(cfg["pos_att_type"])
+    write_json(cfg_path, cfg)
+
+
+def save_safetensors_pretrained(model, directory: Path, dtype=None, max_shard_size=None, extra=None) -> None:
+    """save_pretrained (safetensors), optionally cast and/or sharded, optionally adding tensors."""
+    if dtype is not None:
+        model = model.to(dtype)
+    kwargs = {}
+    if max_shard_size is not None:
+        kwargs["max_shard_size"] = max_shard_size
+    model.save_pretrained(directory, **kwargs)
+    if extra:
+        assert max_shard_size is None
+        path = directory / "model.safetensors"
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path))
+        for k, v in extra.items():
+            assert k not in tensors
+            tensors[k] = v.to(next(iter(tensors.values())).dtype).contiguous()
+        save_st(tensors, path, metadata=meta)
+
+
+def save_bin_pretrained(model, directory: Path, max_shard_size=None) -> None:
+    """Write a PyTorch zip checkpoint the way transformers 4.x save_pretrained(safe_serialization=False)
+    did (transformers 5.x only writes safetensors): config.json, then torch.save of the full
+    state_dict (tied aliases kept, sharing storage), or shards `pytorch_model-0000i-of-0000N.bin`
+    plus `pytorch_model.bin.index.json` {"metadata": {"total_size"}, "weight_map"}."""
+    from huggingface_hub import split_torch_state_dict_into_shards
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]
+    model.config.dtype = str(model.dtype).split(".")[1]
+    model.config.save_pretrained(directory)
+    sd = model.state_dict()
+    if max_shard_size is None:
+        torch.save(sd, directory / "pytorch_model.bin")
+        return
+    split = split_torch_state_dict_into_shards(
+        sd, filename_pattern="pytorch_model{suffix}.bin", max_shard_size=max_shard_size
+    )
+    assert split.is_sharded and len(split.filename_to_tensors) >= 2
+    for filename, names in split.filename_to_tensors.items():
+        torch.save({n: sd[n] for n in names}, directory / filename)
+    write_json(
+        directory / "pytorch_model.bin.index.json",
+        {"metadata": dict(split.metadata), "weight_map": dict(split.tensor_to_filename)},
+    )
+
+
+def load_f64(cls, directory: Path, allowed_unexpected=()):
+    model, info = cls.from_pretrained(directory, dtype=torch.float64, output_loading_info=True)
+    if info["missing_keys"] or info["mismatched_keys"] or info["error_msgs"]:
+        raise AssertionError(f"{directory.name}: loading problems {info}")
+    unexpected = set(info["unexpected_keys"]) - set(allowed_unexpected)
+    if unexpected:
+        raise AssertionError(f"{directory.name}: unexpected keys {sorted(unexpected)}")
+    if info["unexpected_keys"]:
+        log(f"    from_pretrained ignored: {sorted(info['unexpected_keys'])}")
+    return model.eval()
+
+
+def assert_same_params(a: nn.Module, b: nn.Module, what: str) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys(), what
+    for k in sa:
+        if not torch.equal(sa[k].to(torch.float64), sb[k].to(torch.float64)):
+            raise AssertionError(f"{what}: {k} differs after reload")
+
+
+class float64_v1_layernorm:
+    """transformers' DebertaLayerNorm (v1) upcasts with .float(): in a float64 model that silently
+    rounds every LayerNorm through float32. Within this context it computes in the input dtype, so
+    v1 references are true float64. (Checked against the unpatched module, see run_backbone_checks.)"""
+
+    def __enter__(self):
+        self.orig = modeling_deberta.DebertaLayerNorm.forward
+
+        def forward(ln, hidden_states):
+            mean = hidden_states.mean(-1, keepdim=True)
+            variance = (hidden_states - mean).pow(2).mean(-1, keepdim=True)
+            hidden_states = (hidden_states - mean) / torch.sqrt(variance + ln.variance_epsilon)
+            return ln.weight * hidden_states + ln.bias
+
+        modeling_deberta.DebertaLayerNorm.forward = forward
+        return self
+
+    def __exit__(self, *exc):
+        modeling_deberta.DebertaLayerNorm.forward = self.orig
+        return False
+
+
+@torch.no_grad()
+def run_backbone_checks(name: str, backbone, ids, mask, types, last_hidden_state) -> None:
+    """Sanity checks: attention far from uniform; a wrong relative position index changes outputs."""
+    kwargs = {"token_type_ids": types} if types is not None else {}
+    emb = backbone.embeddings(input_ids=ids, mask=mask, **kwargs)
+    enc = backbone.encoder
+    out = enc(emb, mask, output_attentions=True, return_dict=True)
+    valid = mask.bool()
+    assert torch.allclose(out.last_hidden_state[valid], last_hidden_state[valid], atol=1e-12, rtol=0)
+    # Mean over valid query rows of the largest attention probability.
+    pmax = []
+    for att in out.attentions:
+        m = att.amax(-1)  # [B, heads, T]
+        pmax.append(m.permute(0, 2, 1)[valid].mean().item())
+    if enc.relative_attention:
+        rp = enc.get_rel_pos(emb)
+        shifted = enc(emb, mask, relative_pos=rp + 1, return_dict=True).last_hidden_state
+        delta = (shifted - out.last_hidden_state)[valid].abs().max().item()
+        assert delta > 0.05, f"{name}: relative position shift changes outputs by only {delta}"
+    else:
+        delta = float("nan")
+    log(f"    mean max attention prob per layer {[round(x, 3) for x in pmax]}; rel_pos+1 changes output by {delta:.3g}")
+    assert min(pmax) > 0.25, f"{name}: attention too uniform"
+
+
+# ----------------------------------------------------------------------------------------------
+# SentencePiece tokenizer (v3-mlm)
+# ----------------------------------------------------------------------------------------------
+
+SPM_CORPUS = """\
+The quick brown fox jumps over the lazy dog near the river bank.
+A small model can still learn how words are split into pieces.
+Tokenizers turn text into numbers, and numbers into vectors.
+The weather was cold in the morning, but the afternoon was warm and bright.
+She walked to the station, bought a ticket, and waited for the train.
+Where is the station? It is next to the old market, behind the library.
+Researchers compared the new method with several strong baselines.
+The results show that relative positions matter for attention.
+Every sentence in this file was written for the test fixtures of the project.
+Children played football in the park while their parents talked about the news.
+He opened the window, and the sound of the city filled the room.
+Reading books before sleep is a habit that many people enjoy.
+The museum was closed on Monday, so they visited the garden instead.
+Water boils at one hundred degrees at sea level, but at lower temperatures in the mountains.
+Please remember to bring your passport, your ticket, and a warm jacket.
+The committee will announce its decision after the meeting next week.
+Our neighbours have a black cat, a white dog, and three noisy birds.
+Learning a new language takes time, patience, and a lot of practice.
+The bakery on the corner sells fresh bread, sweet cakes, and hot coffee.
+Scientists measured the temperature of the ocean at different depths.
+If you want to understand a model, look carefully at its inputs and outputs.
+The teacher asked the students to write a short story about their holidays.
+Heavy rain caused delays on the roads and in the airports across the region.
+A good question is often more useful than a quick answer.
+The painter mixed blue and yellow to make a bright green colour.
+They travelled by boat from the northern island to the southern coast.
+Numbers like 2024, 3.14, and 42 appear in many examples.
+The café served croissants and a naïve little tea, said the critic.
+Ｆｕｌｌ-width letters and ligatures like ﬁ are normalized by NFKC.
+Masked language models predict the hidden words from the context around them.
+Discriminators decide whether each token was replaced by a generator or not.
+Question answering systems find the span of text that answers a question.
+Natural language inference asks if one sentence entails, contradicts, or is neutral to another.
+Multiple choice tasks give several candidate answers, and only one is correct.
+The old bridge over the river was built more than two hundred years ago.
+Farmers harvest wheat in the summer and plant new seeds in the autumn.
+The orchestra played a quiet piece, and then a loud and fast one.
+Doctors recommend drinking enough water and sleeping at least seven hours.
+The library keeps rare maps, letters, and photographs from the last century.
+Engineers tested the bridge, the tunnel, and the new railway line.
+My brother fixed his bicycle and rode it to school the next morning.
+Clouds gathered over the hills, and soon the first drops of rain fell.
+The market opens early, and the best fruit is sold before noon.
+Translation between languages is hard when words have many meanings.
+Her favourite season is spring, when the trees turn green again.
+The computer saved the file, closed the program, and shut down.
+Birds flew south in long lines as the days became shorter.
+A map, a compass, and a little courage are enough for a long walk.
+The small village had one shop, one school, and one very old church.
+He wrote the numbers down carefully, checking each one twice.
+"""
+
+SPM_PIECES = 300
+MASK_ID = SPM_PIECES  # [MASK] is appended after the pieces, like 128000 in DeBERTa-v3
+V3_VOCAB = 320  # padded above pieces + 1, like 128100 in DeBERTa-v3
+
+
+def train_spm() -> bytes:
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(SPM_CORPUS.splitlines()),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=SPM_PIECES,
+        normalization_rule_name="nmt_nfkc",
+        character_coverage=1.0,
+        pad_id=PAD,
+        pad_piece="[PAD]",
+        bos_id=CLS,
+        bos_piece="[CLS]",
+        eos_id=SEP,
+        eos_piece="[SEP]",
+        unk_id=UNK,
+        unk_piece="[UNK]",
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
+    data = model.getvalue()
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    assert sp.get_piece_size() == SPM_PIECES
+    assert [sp.id_to_piece(i) for i in range(4)] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
+    assert sp.is_control(PAD) and sp.is_control(CLS) and sp.is_control(SEP) and sp.is_unknown(UNK)
+    return data
+
+
+def write_v3_tokenizer_files(directory: Path, spm_bytes: bytes) -> None:
+    (directory / "spm.model").write_bytes(spm_bytes)
+    write_json(directory / "added_tokens.json", {"[MASK]": MASK_ID})
+    specials = {
+        "bos_token": "[CLS]",
+        "cls_token": "[CLS]",
+        "eos_token": "[SEP]",
+        "mask_token": "[MASK]",
+        "pad_token": "[PAD]",
+        "sep_token": "[SEP]",
+        "unk_token": "[UNK]",
+    }
+    write_json(directory / "special_tokens_map.json", specials)
+    write_json(
+        directory / "tokenizer_config.json",
+        {
+            **specials,
+            "do_lower_case": False,
+            "model_max_length": 1000000000000000019884624838656,
+            "sp_model_kwargs": {},
+            "split_by_punct": False,
+            "tokenizer_class": "DebertaV2Tokenizer",
+            "vocab_type": "spm",
+        },
+    )
+
+
+def spm_row(sp, text: str, mask_word_index=None, pair: str | None = None):
+    """[CLS] A [SEP] (B [SEP]) with real spm ids; optionally replace the piece at mask_word_index by [MASK]."""
+    a = sp.encode(text)
+    if mask_word_index is not None:
+        a[mask_word_index] = MASK_ID
+    row = [CLS] + a + [SEP]
+    if pair is not None:
+        row += sp.encode(pair) + [SEP]
+    return row
+
+
+def pad_rows(rows, T=None):
+    T = T or max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), T, dtype=torch.long)
+    mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : len(r)] = 1
+    return ids, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Model fixtures
+# ----------------------------------------------------------------------------------------------
+
+TINY = dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, layer_norm_eps=1e-7, hidden_act="gelu")
+
+
+def v3_config(**over) -> DebertaV2Config:
+    kw = dict(
+        vocab_size=V3_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        relative_attention=True,
+        position_buckets=32,
+        max_relative_positions=-1,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type="p2c|c2p",
+        position_biased_input=False,
+        type_vocab_size=0,
+        legacy=False,
+        **TINY,
+    )
+    kw.update(over)
+    return DebertaV2Config(**kw)
+
+
+def bucket_check(T: int, buckets: int, max_rel: int) -> int:
+    """Number of (i, j) pairs whose relative position is changed by log bucketing."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+
+    r = torch.arange(T)[:, None] - torch.arange(T)[None, :]
+    return int((make_log_bucket_position(r, buckets, max_rel).long() != r).sum())
+
+
+@torch.no_grad()
+def emd_logits(model: DebertaV2ForMaskedLM, position_table: torch.Tensor, ids, mask, hidden_states):
+    """Enhanced Mask Decoder (original DeBERTa repo, apps/models/masked_language_model.py).
+
+    H = hidden_states[-2]; query = position_table[0:T] + H; the last encoder layer runs twice with
+    shared weights (key/value = H, query_states = query), with the encoder's mask, relative
+    positions and (normalized) relative embeddings; the MLM head reads the second output."""
+    enc = model.deberta.encoder
+    T = ids.shape[1]
+    assert T <= position_table.shape[0]
+    H = hidden_states[-2]
+    att_mask = enc.get_attention_mask(mask)
+    rel_pos = enc.get_rel_pos(hidden_states[0])
+    rel_emb = enc.get_rel_embedding()
+    layer = enc.layer[-1]
+    # Calling the layer without query_states must reproduce the normal last hidden state.
+    plain = layer(H, att_mask, relative_pos=rel_pos, rel_embeddings=rel_emb)[0]
+    valid = mask.bool()
+    assert torch.allclose(plain[valid], hidden_states[-1][valid], atol=1e-12, rtol=0), "EMD layer replay mismatch"
+    query = position_table[:T].to(H.dtype).unsqueeze(0) + H
+    for _ in range(2):
+        query = layer(H, att_mask, query_states=query, relative_pos=rel_pos, rel_embeddings=rel_emb)[0]
+    return model.lm_predictions(query, model.deberta.embeddings.word_embeddings)
+
+
+@fixture(MODEL_FIXTURES, "v3-mlm")
+def fixture_v3_mlm(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v3-mlm")
+    spm_bytes = train_spm()
+    sp = spm.SentencePieceProcessor(model_proto=spm_bytes)
+    write_v3_tokenizer_files(d, spm_bytes)
+
+    torch.manual_seed(0)
+    cfg = v3_config()
+    model = DebertaV2ForMaskedLM(cfg)
+    large_init(model, seed=1001)
+    g = torch.Generator().manual_seed(1002)
+    pos_table = 0.3 * torch.randn(cfg.max_position_embeddings, cfg.hidden_size, generator=g)
+    save_safetensors_pretrained(
+        model, d, extra={"deberta.embeddings.position_embeddings.weight": pos_table}
+    )
+    ref = load_f64(DebertaV2ForMaskedLM, d, allowed_unexpected=["deberta.embeddings.position_embeddings.weight"])
+    assert_same_params(model, ref, "v3-mlm")
+    pos_table = load_file(str(d / "model.safetensors"))["deberta.embeddings.position_embeddings.weight"].double()
+
+    rows = [
+        spm_row(sp, "Where is the market?", pair="It is behind the library 🙂.", mask_word_index=7),
+        spm_row(sp, "The children played in the park.", mask_word_index=11),
+        spm_row(sp, "A good question is more useful than a quick answer.", mask_word_index=5),
+    ]
+    ids, mask = pad_rows(rows)
+    T = ids.shape[1]
+    assert 18 <= T <= 26, f"v3-mlm: T={T}; adjust the sentences"
+    assert (ids == UNK).any() and (ids == MASK_ID).sum() == 3
+    assert bucket_check(T, cfg.position_buckets, cfg.max_position_embeddings) > 0
+    log(f"    v3-mlm tokens: {ids.tolist()}")
+
+    with torch.no_grad():
+        base = ref.deberta(ids, attention_mask=mask, output_hidden_states=True)
+        out = ref(ids, attention_mask=mask)
+        assert torch.allclose(out.logits, ref.lm_predictions(base.last_hidden_state, ref.deberta.embeddings.word_embeddings))
+        emd = emd_logits(ref, pos_table, ids, mask, base.hidden_states)
+    run_backbone_checks("v3-mlm", ref.deberta, ids, mask, None, base.last_hidden_state)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits, "emd_logits": emd},
+        "DebertaV2ForMaskedLM",
+        cfg.model_type,
+    )
+
+    # Long input: T = 4 x max_position_embeddings, past the absolute table (relative-only model).
+    T_long = 4 * cfg.max_position_embeddings
+    long_ids = [CLS]
+    for line in SPM_CORPUS.splitlines():
+        long_ids += sp.encode(line)
+        if len(long_ids) >= T_long - 1:
+            break
+    long_ids = torch.tensor([long_ids[: T_long - 1] + [SEP]])
+    long_mask = torch.ones_like(long_ids)
+    assert long_ids.shape == (1, T_long)
+    with torch.no_grad():
+        out = ref(long_ids, attention_mask=long_mask, output_hidden_states=True)
+    save_reference(
+        d / "reference.long.safetensors",
+        {"input_ids": long_ids, "attention_mask": long_mask},
+        {"last_hidden_state": out.hidden_states[-1], "logits": out.logits},
+        "DebertaV2ForMaskedLM",
+        cfg.model_type,
+    )
+
+
+@fixture(MODEL_FIXTURES, "v2-conv-seqcls")
+def fixture_v2_conv_seqcls(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v2-conv-seqcls")
+    torch.manual_seed(0)
+    cfg = DebertaV2Config(
+        vocab_size=400,
+        hidden_size=48,
+        embedding_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        intermediate_size=96,
+        max_position_embeddings=64,
+        relative_attention=True,
+        position_buckets=8,
+        max_relative_positions=32,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type="p2c|c2p",
+        position_biased_input=False,
+        type_vocab_size=2,
+        conv_kernel_size=3,
+        conv_act="gelu",
+        num_labels=3,
+        id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+        label2id={"entailment": 0, "neutral": 1, "contradiction": 2},
+        **TINY,
+    )
+    model = DebertaV2ForSequenceClassification(cfg)
+    large_init(model, seed=2001)
+    save_safetensors_pretrained(model, d, dtype=torch.float16)
+    ref = load_f64(DebertaV2ForSequenceClassification, d)
+    assert_same_params(model.to(torch.float16), ref, "v2-conv-seqcls (f16-rounded)")
+
+    g = torch.Generator().manual_seed(2002)
+    ids, mask, types = make_rows(g, 16, [16, 11, 16], [True, False, True], cfg.vocab_size)
+    assert bucket_check(16, cfg.position_buckets, cfg.max_relative_positions) > 0
+    with torch.no_grad():
+        base = ref.deberta(ids, attention_mask=mask, token_type_ids=types)
+        out = ref(ids, attention_mask=mask, token_type_ids=types)
+    run_backbone_checks("v2-conv-seqcls", ref.deberta, ids, mask, types, base.last_hidden_state)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits},
+        "DebertaV2ForSequenceClassification",
+        cfg.model_type,
+    )
+
+
+@fixture(MODEL_FIXTURES, "v2-sep-c2p-tokcls")
+def fixture_v2_sep_c2p_tokcls(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v2-sep-c2p-tokcls")
+    torch.manual_seed(0)
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    cfg = DebertaV2Config(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        relative_attention=True,
+        position_buckets=-1,
+        max_relative_positions=8,
+        norm_rel_ebd="none",
+        share_att_key=False,
+        pos_att_type="c2p",
+        position_biased_input=True,
+        type_vocab_size=0,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
+        **TINY,
+    )
+    model = DebertaV2ForTokenClassification(cfg)
+    names = model.state_dict().keys()
+    assert any("pos_key_proj" in n for n in names) and not any("pos_query_proj" in n for n in names)
+    large_init(model, seed=3001)
+    save_safetensors_pretrained(model, d, dtype=torch.bfloat16)
+    ref = load_f64(DebertaV2ForTokenClassification, d)
+    assert_same_params(model.to(torch.bfloat16), ref, "v2-sep-c2p-tokcls (bf16-rounded)")
+
+    g = torch.Generator().manual_seed(3002)
+    ids, mask, _ = make_rows(g, 14, [14, 9], [False, False], cfg.vocab_size)
+    with torch.no_grad():
+        base = ref.deberta(ids, attention_mask=mask)
+        out = ref(ids, attention_mask=mask)
+    run_backbone_checks("v2-sep-c2p-tokcls", ref.deberta, ids, mask, None, base.last_hidden_state)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits},
+        "DebertaV2ForTokenClassification",
+        cfg.model_type,
+    )
+
+
+@fixture(MODEL_FIXTURES, "v2-qa-sharded")
+def fixture_v2_qa_sharded(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v2-qa-sharded")
+    torch.manual_seed(0)
+    cfg = v3_config(
+        vocab_size=500,
+        num_hidden_layers=2,
+        max_position_embeddings=64,
+        position_buckets=16,
+        max_relative_positions=48,
+        num_labels=2,
+    )
+    model = DebertaV2ForQuestionAnswering(cfg)
+    large_init(model, seed=4001)
+    save_safetensors_pretrained(model, d, max_shard_size="60KB")
+    index = json.loads((d / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2 and not (d / "model.safetensors").exists(), shards
+    ref = load_f64(DebertaV2ForQuestionAnswering, d)
+    assert_same_params(model, ref, "v2-qa-sharded")
+
+    g = torch.Generator().manual_seed(4002)
+    ids, mask, _ = make_rows(g, 18, [18, 13], [True, True], cfg.vocab_size)
+    assert bucket_check(18, cfg.position_buckets, cfg.max_relative_positions) > 0
+    with torch.no_grad():
+        base = ref.deberta(ids, attention_mask=mask)
+        out = ref(ids, attention_mask=mask)
+    run_backbone_checks("v2-qa-sharded", ref.deberta, ids, mask, None, base.last_hidden_state)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask},
+        {"last_hidden_state": base.last_hidden_state, "start_logits": out.start_logits, "end_logits": out.end_logits},
+        "DebertaV2ForQuestionAnswering",
+        cfg.model_type,
+    )
+
+
+@fixture(MODEL_FIXTURES, "v2-mc-bin-sharded")
+def fixture_v2_mc_bin_sharded(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v2-mc-bin-sharded")
+    torch.manual_seed(0)
+    cfg = v3_config(
+        vocab_size=256,
+        num_hidden_layers=2,
+        max_position_embeddings=64,
+        position_buckets=-1,
+        max_relative_positions=-1,
+    )
+    model = DebertaV2ForMultipleChoice(cfg)
+    large_init(model, seed=5001)
+    save_bin_pretrained(model, d, max_shard_size="60KB")
+    ref = load_f64(DebertaV2ForMultipleChoice, d)
+    assert_same_params(model, ref, "v2-mc-bin-sharded")
+
+    B, C, T = 2, 3, 14
+    g = torch.Generator().manual_seed(5002)
+    lengths = [14, 12, 9, 10, 14, 7]
+    ids, mask, _ = make_rows(g, T, lengths, [True] * (B * C), cfg.vocab_size)
+    with torch.no_grad():
+        base = ref.deberta(ids, attention_mask=mask)
+        out = ref(ids.view(B, C, T), attention_mask=mask.view(B, C, T))
+    assert out.logits.shape == (B, C)
+    run_backbone_checks("v2-mc-bin-sharded", ref.deberta, ids, mask, None, base.last_hidden_state)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids.view(B, C, T), "attention_mask": mask.view(B, C, T)},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits},
+        "DebertaV2ForMultipleChoice",
+        cfg.model_type,
+    )
+
+
+def v1_config(**over) -> DebertaConfig:
+    kw = dict(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        relative_attention=True,
+        max_relative_positions=12,
+        pos_att_type="c2p|p2c",
+        position_biased_input=True,
+        type_vocab_size=2,
+        **TINY,
+    )
+    kw.update(over)
+    return DebertaConfig(**kw)
+
+
+def v1_reference(name, ref, call_full, ids, mask, types):
+    """Run a v1 model in true float64 (patched LayerNorm), and check the drift against transformers'
+    float32-rounding DebertaLayerNorm is tiny."""
+    kwargs = {"token_type_ids": types} if types is not None else {}
+    with torch.no_grad():
+        base_unpatched = ref.deberta(ids, attention_mask=mask, **kwargs).last_hidden_state
+        with float64_v1_layernorm():
+            base = ref.deberta(ids, attention_mask=mask, **kwargs)
+            out = call_full()
+            run_backbone_checks(name, ref.deberta, ids, mask, types, base.last_hidden_state)
+    valid = mask.bool()
+    drift = (base_unpatched - base.last_hidden_state)[valid].abs().max().item()
+    log(f"    v1 LayerNorm float32 rounding in transformers: max drift {drift:.2e}")
+    assert drift < 1e-4
+    return base, out
+
+
+@fixture(MODEL_FIXTURES, "v1-mlm")
+def fixture_v1_mlm(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v1-mlm")
+    torch.manual_seed(0)
+    cfg = v1_config()
+    model = DebertaForMaskedLM(cfg)
+    assert model.cls.predictions.decoder.weight is model.deberta.embeddings.word_embeddings.weight
+    large_init(model, seed=6001)
+    save_bin_pretrained(model, d)
+    ref = load_f64(DebertaForMaskedLM, d)
+    assert_same_params(model, ref, "v1-mlm")
+
+    g = torch.Generator().manual_seed(6002)
+    ids, mask, types = make_rows(g, 18, [18, 12], [True, False], cfg.vocab_size)
+    base, out = v1_reference(
+        "v1-mlm", ref, lambda: ref(ids, attention_mask=mask, token_type_ids=types), ids, mask, types
+    )
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits},
+        "DebertaForMaskedLM",
+        cfg.model_type,
+    )
+
+
+@fixture(MODEL_FIXTURES, "v1-seqcls-noarch")
+def fixture_v1_seqcls_noarch(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v1-seqcls-noarch")
+    torch.manual_seed(0)
+    cfg = v1_config(
+        hidden_size=24,
+        num_attention_heads=3,
+        intermediate_size=48,
+        max_relative_positions=-1,
+        position_biased_input=False,
+        type_vocab_size=0,
+        num_labels=2,
+    )
+    model = DebertaForSequenceClassification(cfg)
+    large_init(model, seed=7001)
+    save_safetensors_pretrained(model, d)
+    finalize_config(d, drop_architectures=True, pos_att_type_string=True)
+    ref = load_f64(DebertaForSequenceClassification, d)
+    assert_same_params(model, ref, "v1-seqcls-noarch")
+
+    g = torch.Generator().manual_seed(7002)
+    ids, mask, _ = make_rows(g, 12, [12, 8, 12], [False, False, True], cfg.vocab_size)
+    base, out = v1_reference("v1-seqcls-noarch", ref, lambda: ref(ids, attention_mask=mask), ids, mask, None)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask},
+        {"last_hidden_state": base.last_hidden_state, "logits": out.logits},
+        "DebertaForSequenceClassification",
+        cfg.model_type,
+    )
+
+
+class RTDHead(nn.Module):
+    """DeBERTa-v3 pretraining discriminator head (original repo MaskPredictionHead)."""
+
+    def __init__(self, hidden: int, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
+        self.classifier = nn.Linear(hidden, 1)
+
+
+@fixture(MODEL_FIXTURES, "v3-rtd")
+def fixture_v3_rtd(root: Path) -> None:
+    d = fresh_dir(root / "models" / "v3-rtd")
+    torch.manual_seed(0)
+    cfg = v3_config(vocab_size=300, num_hidden_layers=2, max_position_embeddings=64)
+    backbone = DebertaV2Model(cfg)
+    head = RTDHead(cfg.hidden_size, cfg.layer_norm_eps)
+    large_init(backbone, seed=8001)
+    large_init(head, seed=8002)
+    g = torch.Generator().manual_seed(8003)
+    pos_table = 0.3 * torch.randn(cfg.max_position_embeddings, cfg.hidden_size, generator=g)
+
+    # Checkpoint as a pretraining dump: `deberta.` backbone + mask_predictions.* head, no architectures.
+    tensors = {f"deberta.{k}": v for k, v in backbone.state_dict().items()}
+    tensors["deberta.embeddings.position_embeddings.weight"] = pos_table
+    tensors.update({f"mask_predictions.{k}": v for k, v in head.state_dict().items()})
+    save_st({k: v.contiguous() for k, v in tensors.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    cfg.dtype = "float32"
+    cfg.save_pretrained(d)
+    finalize_config(d, drop_architectures=True, pos_att_type_string=True)
+
+    ref = load_f64(
+        DebertaV2Model,
+        d,
+        allowed_unexpected=[k for k in tensors if k.startswith("mask_predictions.")]
+        + ["embeddings.position_embeddings.weight", "deberta.embeddings.position_embeddings.weight"],
+    )
+    assert_same_params(backbone, ref, "v3-rtd backbone")
+    w = {k[len("mask_predictions.") :]: v.double() for k, v in load_file(str(d / "model.safetensors")).items() if k.startswith("mask_predictions.")}
+
+    g = torch.Generator().manual_seed(8004)
+    ids, mask, _ = make_rows(g, 20, [20, 15, 20], [False, False, True], cfg.vocab_size)
+    with torch.no_grad():
+        h = ref(ids, attention_mask=mask).last_hidden_state
+        x = h + h[:, :1]
+        x = nn.functional.layer_norm(x, (cfg.hidden_size,), w["LayerNorm.weight"], w["LayerNorm.bias"], cfg.layer_norm_eps)
+        x = nn.functional.linear(x, w["dense.weight"], w["dense.bias"])
+        x = transformers.activations.ACT2FN[cfg.hidden_act](x)
+        logits = nn.functional.linear(x, w["classifier.weight"], w["classifier.bias"]).squeeze(-1)
+    assert cfg.hidden_act == "gelu"
+    run_backbone_checks("v3-rtd", ref, ids, mask, None, h)
+    save_reference(
+        d / "reference.safetensors",
+        {"input_ids": ids, "attention_mask": mask},
+        {"last_hidden_state": h, "logits": logits},
+        "DebertaV2Model+mask_predictions(RTD)",
+        cfg.model_type,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Format fixtures (PyTorch pickle / zip loader)
+# ----------------------------------------------------------------------------------------------
+
+
+def torch_save_bytes(obj, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, **kwargs)
+    return buf.getvalue()
+
+
+def save_expected(path: Path, sd: dict) -> None:
+    """Sibling <name>.expected.safetensors: same names, values as torch holds them, contiguous, native dtype."""
+    tensors = {k: v.detach().clone().contiguous() for k, v in sd.items()}
+    save_st(tensors, path)
+
+
+def zip_entries(data: bytes):
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return [(info, z.read(info.filename)) for info in z.infolist()]
+
+
+FB_PAD_ID = 0x4246  # "FB": the extra-field id torch (miniz) uses to pad record data to 64 bytes
+
+
+def aligned_extra(header_offset: int, name: str, align: int = 64) -> bytes:
+    """Extra field that puts a stored entry's data (after the 30-byte local header, name, extra) on
+    an `align`-byte boundary."""
+    start = header_offset + 30 + len(name.encode("utf-8"))
+    pad = (-(start + 4)) % align
+    return struct.pack("<HH", FB_PAD_ID, pad) + b"Z" * pad
+
+
+def write_zip(path: Path, entries, compress: int = zipfile.ZIP_STORED, align: int = 64) -> None:
+    """Write (name, bytes[, compress]) entries with Python's zipfile; stored entries get their data
+    aligned to `align` bytes with an "FB" padding extra field, as torch does. Fixed timestamps."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names are intended in duplicate_entry.bin
+        with open(path, "wb") as fh, zipfile.ZipFile(fh, "w") as z:
+            for entry in entries:
+                name, data = entry[0], entry[1]
+                ctype = entry[2] if len(entry) > 2 else compress
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = ctype
+                info.create_system = 0
+                info.external_attr = 0
+                if ctype == zipfile.ZIP_STORED and align:
+                    info.extra = aligned_extra(fh.tell(), name, align)
+                z.writestr(info, data, compresslevel=9 if ctype == zipfile.ZIP_DEFLATED else None)
+
+
+def set_compress_level(info: zipfile.ZipInfo, level: int) -> None:
+    # Python < 3.13 names the attribute _compresslevel, 3.13+ compress_level.
+    setattr(info, "compress_level" if hasattr(info, "compress_level") else "_compresslevel", level)
+
+
+def rewrite_torch_zip(path: Path, data: bytes, transform=None, compress: int = zipfile.ZIP_STORED, extra=()):
+    """Re-pack a torch zip; transform(name, bytes) -> bytes | None (None drops the entry)."""
+    out = []
+    for info, payload in zip_entries(data):
+        if transform is not None:
+            payload = transform(info.filename, payload)
+            if payload is None:
+                continue
+        out.append((info.filename, payload, info.compress_type if compress is None else compress))
+    out.extend(extra)
+    write_zip(path, out)
+
+
+class _Stub:
+    """Placeholder for any global named in a pickle: nothing is imported or called for real."""
+
+    def __init__(self, module, name):
+        self.qualname = f"{module}.{name}"
+
+    def __call__(self, *args):
+        return ("call", self.qualname, args)
+
+
+class StubUnpickler(pickle.Unpickler):
+    """Reads our own torch data.pkl symbolically (find_class never resolves anything)."""
+
+    def __init__(self, data: bytes, legacy: bool = False):
+        super().__init__(io.BytesIO(data))
+        self.storages = {}
+        self.globals = set()
+        self.pid_len = 6 if legacy else 5  # legacy pids add a view-metadata field
+
+    def find_class(self, module, name):
+        self.globals.add(f"{module}.{name}")
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict  # a plain container (state dicts are OrderedDicts)
+        return _Stub(module, name)
+
+    def persistent_load(self, pid):
+        assert isinstance(pid, tuple) and len(pid) == self.pid_len and pid[0] == "storage", pid
+        self.storages.setdefault(pid[2], pid)
+        return ("storage", pid)
+
+
+def scan_torch_pickle(data_pkl: bytes):
+    u = StubUnpickler(data_pkl)
+    obj = u.load()
+    return obj, u
+
+
+def opcodes(data_pkl: bytes):
+    return {op.name for op, _, _ in pickletools.genops(data_pkl)}
+
+
+def data_pkl_of(data: bytes) -> bytes:
+    for info, payload in zip_entries(data):
+        if info.filename.endswith("/data.pkl"):
+            return payload
+    raise AssertionError("no data.pkl")
+
+
+STORAGE_ELEMENT_SIZE = {
+    "torch.DoubleStorage": 8,
+    "torch.FloatStorage": 4,
+    "torch.HalfStorage": 2,
+    "torch.BFloat16Storage": 2,
+    "torch.LongStorage": 8,
+    "torch.IntStorage": 4,
+    "torch.ShortStorage": 2,
+    "torch.CharStorage": 1,
+    "torch.ByteStorage": 1,
+    "torch.BoolStorage": 1,
+}
+DTYPE_ELEMENT_SIZE = {"torch.uint16": 2, "torch.uint32": 4, "torch.uint64": 8, "torch.float8_e4m3fn": 1, "torch.float8_e5m2": 1}
+
+
+def storage_element_sizes(obj) -> dict:
+    """storage key -> element size, from the symbolic rebuild calls of a state dict."""
+    sizes = {}
+
+    def visit(x):
+        if isinstance(x, tuple) and len(x) == 3 and x[0] == "call":
+            _, fn, args = x
+            if fn in ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3"):
+                storage = args[0]
+                assert storage[0] == "storage"
+                pid = storage[1]
+                cls = pid[1].qualname
+                if fn.endswith("v3"):
+                    size = DTYPE_ELEMENT_SIZE[args[6].qualname]
+                else:
+                    size = STORAGE_ELEMENT_SIZE[cls]
+                assert sizes.get(pid[2], size) == size
+                sizes[pid[2]] = size
+            for a in args:
+                visit(a)
+        elif isinstance(x, (tuple, list)):
+            for a in x:
+                visit(a)
+        elif isinstance(x, dict):
+            for a in x.values():
+                visit(a)
+
+    visit(obj)
+    return sizes
+
+
+def assert_load_equal(path: Path, expected: dict, unwrap=None, weights_only=True) -> None:
+    got = torch.load(path, weights_only=weights_only)
+    if unwrap is not None:
+        got = got[unwrap]
+    assert set(got.keys()) >= set(expected.keys()), (path, got.keys())
+    for k, v in expected.items():
+        g = got[k]
+        assert g.dtype == v.dtype and g.shape == v.shape and torch.equal(g, v), (path.name, k)
+
+
+def format_state_dict_small():
+    g = torch.Generator().manual_seed(9001)
+    return OrderedDict(
+        [
+            ("encoder.weight", torch.randn(3, 4, generator=g)),
+            ("encoder.bias", torch.randn(4, generator=g).to(torch.float16)),
+            ("position_ids", torch.arange(5, dtype=torch.int64)),
+        ]
+    )
+
+
+@fixture(FORMAT_FIXTURES, "dtypes")
+def fixture_dtypes(root: Path) -> None:
+    d = root / "formats"
+    sd = OrderedDict()
+    sd["f64"] = torch.tensor([[1.0 / 3.0, -2.5, 1e300], [-0.0, 2.0**-1074, 7.0]], dtype=torch.float64)
+    sd["f32"] = torch.tensor([[1.5, -2.25, 3.0e38], [1e-45, -0.0, 123.456]], dtype=torch.float32)
+    sd["f16"] = torch.tensor([1.5, -2.25, 65504.0, 6e-8, -0.0, 0.1], dtype=torch.float16)
+    sd["bf16"] = torch.tensor([1.0, -3.5, 3.0e38, 1e-30, 0.1], dtype=torch.bfloat16)
+    sd["i64"] = torch.tensor([0, -1, 2**40 + 3, -(2**63), 2**63 - 1], dtype=torch.int64)
+    sd["i32"] = torch.tensor([[0, -1], [2**31 - 1, -(2**31)]], dtype=torch.int32)
+    sd["i16"] = torch.tensor([1, -2, 32767, -32768], dtype=torch.int16)
+    sd["i8"] = torch.tensor([1, -2, 127, -128], dtype=torch.int8)
+    sd["u8"] = torch.tensor([0, 1, 128, 255], dtype=torch.uint8)
+    sd["bool"] = torch.tensor([True, False, True, True, False])
+    sd["u16"] = torch.tensor([0, 1, 40000, 65535], dtype=torch.uint16)
+    sd["u32"] = torch.tensor([0, 1, 3000000000, 2**32 - 1], dtype=torch.uint32)
+    sd["u64"] = torch.tensor([0, 1, 2**63 + 5, 2**64 - 1], dtype=torch.uint64)
+    sd["f8_e4m3fn"] = torch.tensor([0.5, -1.25, 448.0, 0.015625], dtype=torch.float32).to(torch.float8_e4m3fn)
+    sd["f8_e5m2"] = torch.tensor([0.5, -1.5, 57344.0, 2.0**-16], dtype=torch.float32).to(torch.float8_e5m2)
+    sd["scalar_f32"] = torch.tensor(3.25, dtype=torch.float32)
+    sd["scalar_i64"] = torch.tensor(-7, dtype=torch.int64)
+    sd["empty_f32"] = torch.zeros(0, 3, dtype=torch.float32)
+    path = d / "dtypes.bin"
+    data = torch_save_bytes(sd)
+    path.write_bytes(data)
+    save_expected(d / "dtypes.expected.safetensors", sd)
+    assert_load_equal(path, sd)
+    obj, u = scan_torch_pickle(data_pkl_of(data))
+    kinds = {k: (v[1], v[2][0][1][1].qualname) for k, v in obj.items()}  # ("call", fn, (("storage", pid), ...))
+    assert kinds["u16"] == ("torch._utils._rebuild_tensor_v3", "torch.storage.UntypedStorage"), kinds["u16"]
+    assert kinds["f32"] == ("torch._utils._rebuild_tensor_v2", "torch.FloatStorage"), kinds["f32"]
+    for k, (fn, cls) in kinds.items():
+        log(f"    dtypes.bin {k:12s} {fn.split('.')[-1]:20s} {cls}")
+
+
+@fixture(FORMAT_FIXTURES, "noncontig")
+def fixture_noncontig(root: Path) -> None:
+    d = root / "formats"
+    g = torch.Generator().manual_seed(9002)
+    big = torch.arange(40, dtype=torch.float32).reshape(8, 5) * 0.5 - 3.0
+    x = torch.randn(4, 6, generator=g)
+    emb = torch.randn(5, 3, generator=g)
+    sd = OrderedDict()
+    sd["transposed"] = torch.randn(3, 5, generator=g).t()  # [5, 3], stride (1, 5)
+    sd["offset_slice"] = big[2:5]  # storage of 40 elements, storage_offset 10
+    sd["strided"] = x[:, ::2]  # [4, 3], stride (6, 2)
+    sd["tied_a"] = emb  # tied_a / tied_b: the same tensor (one storage, written once)
+    sd["tied_b"] = emb
+    sd["tied_view"] = emb[1:3]  # a view into the same storage with an offset
+    sd["strided_f16"] = torch.randn(6, 4, generator=g).to(torch.float16)[::2, 1:]  # [3, 3], stride (8, 1), offset 1
+    sd["param"] = nn.Parameter(torch.randn(2, 3, generator=g))  # pickled via torch._utils._rebuild_parameter
+    assert not sd["transposed"].is_contiguous() and sd["offset_slice"].storage_offset() == 10
+    assert not sd["strided"].is_contiguous()
+    path = d / "noncontig.bin"
+    data = torch_save_bytes(sd)
+    path.write_bytes(data)
+    save_expected(d / "noncontig.expected.safetensors", {k: v.detach() for k, v in sd.items()})
+    assert_load_equal(path, {k: v.detach() for k, v in sd.items()})
+    obj, u = scan_torch_pickle(data_pkl_of(data))
+    assert "torch._utils._rebuild_parameter" in u.globals, u.globals
+    assert len(u.storages) == 6, u.storages.keys()  # emb storage shared by tied_a/tied_b/tied_view
+
+
+@fixture(FORMAT_FIXTURES, "wrapped")
+def fixture_wrapped(root: Path) -> None:
+    d = root / "formats"
+    sd = format_state_dict_small()
+    for name, obj, key in [
+        ("wrapped_state_dict", {"state_dict": sd, "epoch": 3}, "state_dict"),
+        ("wrapped_model", {"model": sd}, "model"),
+        ("wrapped_module", {"module": sd}, "module"),
+    ]:
+        path = d / f"{name}.bin"
+        path.write_bytes(torch_save_bytes(obj))
+        save_expected(d / f"{name}.expected.safetensors", sd)
+        assert_load_equal(path, sd, unwrap=key)
+
+
+@fixture(FORMAT_FIXTURES, "deflated")
+def fixture_deflated(root: Path) -> None:
+    d = root / "formats"
+    sd = format_state_dict_small()
+    sd["big"] = torch.arange(256, dtype=torch.float32).reshape(16, 16) / 7.0
+    path = d / "deflated.bin"
+    rewrite_torch_zip(path, torch_save_bytes(sd), compress=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(path) as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    save_expected(d / "deflated.expected.safetensors", sd)
+    try:
+        assert_load_equal(path, sd)
+        log("    deflated.bin: torch.load reads it")
+    except Exception as exc:  # informational: torch's own reader may refuse deflated records
+        log(f"    deflated.bin: torch.load refuses it ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})")
+
+
+@fixture(FORMAT_FIXTURES, "bigendian")
+def fixture_bigendian(root: Path) -> None:
+    d = root / "formats"
+    g = torch.Generator().manual_seed(9003)
+    sd = OrderedDict()
+    sd["f32"] = torch.randn(3, 4, generator=g)
+    sd["f64"] = torch.randn(5, generator=g).double()
+    sd["f16"] = torch.randn(6, generator=g).half()
+    sd["bf16"] = torch.randn(6, generator=g).bfloat16()
+    sd["i64"] = torch.tensor([1, -2, 2**40 + 7], dtype=torch.int64)
+    sd["i32"] = torch.tensor([1, -2, 2**30 + 7], dtype=torch.int32)
+    sd["i16"] = torch.tensor([1, -2, 300], dtype=torch.int16)
+    sd["u8"] = torch.tensor([1, 2, 250], dtype=torch.uint8)
+    sd["bool"] = torch.tensor([True, False, True])
+    sd["u16"] = torch.tensor([1, 2, 60000], dtype=torch.uint16)  # _rebuild_tensor_v3 + UntypedStorage
+    sd["strided_t"] = torch.randn(4, 3, generator=g).t()
+    data = torch_save_bytes(sd)
+    obj, _ = scan_torch_pickle(data_pkl_of(data))
+    sizes = storage_element_sizes(obj)
+
+    def swap(name: str, payload: bytes):
+        if name.endswith("/byteorder"):
+            assert payload == b"little"
+            return b"big"
+        parts = name.split("/")
+        if len(parts) == 3 and parts[1] == "data":
+            size = sizes[parts[2]]
+            if size == 1:
+                return payload
+            arr = np.frombuffer(payload, dtype=np.dtype(f"<u{size}"))
+            return arr.astype(np.dtype(f">u{size}")).tobytes()
+        return payload
+
+    path = d / "bigendian.bin"
+    rewrite_torch_zip(path, data, transform=swap)
+    save_expected(d / "bigendian.expected.safetensors", sd)
+    # torch.load byte-swaps storages when byteorder differs, by the storage's dtype; records read
+    # through _rebuild_tensor_v3 have an UntypedStorage (dtype uint8) and are NOT swapped by torch
+    # 2.15. The expected file holds the true values (swap by the dtype's element size).
+    assert_load_equal(path, {k: v for k, v in sd.items() if k != "u16"})
+    got_u16 = torch.load(path, weights_only=True)["u16"]
+    assert (got_u16.numpy().byteswap() == sd["u16"].numpy()).all()
+    log(f"    bigendian.bin: torch.load returns u16 {got_u16.tolist()} unswapped (true values {sd['u16'].tolist()})")
+
+
+def canonicalize_legacy(data: bytes) -> bytes:
+    """The legacy format names storages by their memory address (str(storage._cdata)) and writes
+    them in sorted-key order, so its bytes change from run to run. Rename the keys to fixed
+    address-like strings in order of first use and write the key list and the storages in that
+    order. (Protocol-2 pickles hold no byte offsets, so BINUNICODE strings can be replaced.)"""
+    pos, ends = 0, []
+    for _ in range(5):  # magic, protocol version, sys info, the object, the storage key list
+        for op, _arg, at in pickletools.genops(data[pos:]):
+            if op.name == "STOP":
+                ends.append(pos + at + 1)
+                break
+        pos = ends[-1]
+    scanner = StubUnpickler(data[ends[2] : ends[3]], legacy=True)
+    scanner.load()
+    order = list(scanner.storages)  # first use
+    keys = pickle.loads(data[ends[3] : ends[4]])
+    assert sorted(keys) == sorted(order)
+    blobs, pos = {}, ends[4]
+    for key in keys:
+        pid = scanner.storages[key]
+        (numel,) = struct.unpack("<q", data[pos : pos + 8])
+        assert numel == pid[4]
+        size = 8 + numel * STORAGE_ELEMENT_SIZE[pid[1].qualname]
+        blobs[key] = data[pos : pos + size]
+        pos += size
+    assert pos == len(data)
+
+    def enc(k):
+        b = k.encode()
+        return b"X" + struct.pack("<I", len(b)) + b
+
+    obj_pkl = data[ends[2] : ends[3]]
+    rename = {old: str(94000000000000 + 64 * i) for i, old in enumerate(order)}
+    for old, new in rename.items():
+        assert obj_pkl.count(enc(old)) == 1, old  # later uses are memo BINGETs
+        obj_pkl = obj_pkl.replace(enc(old), enc(new))
+    new_keys = [rename[k] for k in order]
+    assert new_keys == sorted(new_keys)
+    return (
+        data[: ends[2]]
+        + obj_pkl
+        + pickle.dumps(new_keys, protocol=2)
+        + b"".join(blobs[k] for k in order)
+    )
+
+
+@fixture(FORMAT_FIXTURES, "legacy")
+def fixture_legacy(root: Path) -> None:
+    d = root / "formats"
+    g = torch.Generator().manual_seed(9004)
+    sd = OrderedDict(
+        [
+            ("weight", torch.randn(4, 3, generator=g)),
+            ("half", torch.randn(5, generator=g).half()),
+            ("ids", torch.tensor([3, -1, 2**35], dtype=torch.int64)),
+            ("transposed", torch.randn(2, 3, generator=g).t()),
+        ]
+    )
+    path = d / "legacy.bin"
+    path.write_bytes(canonicalize_legacy(torch_save_bytes(sd, _use_new_zipfile_serialization=False)))
+    head = path.read_bytes()[:16]
+    assert head.startswith(bytes.fromhex("80028a0a6cfc9c46f9206aa85019")), head.hex()
+    save_expected(d / "legacy.expected.safetensors", sd)
+    assert_load_equal(path, sd)
+
+
+@fixture(FORMAT_FIXTURES, "protocol4")
+def fixture_protocol4(root: Path) -> None:
+    d = root / "formats"
+    sd = format_state_dict_small()
+    path = d / "protocol4.bin"
+    data = torch_save_bytes(sd, pickle_protocol=4)
+    path.write_bytes(data)
+    ops = opcodes(data_pkl_of(data))
+    missing = {"FRAME", "MEMOIZE", "SHORT_BINUNICODE", "STACK_GLOBAL"} - ops
+    assert not missing, missing
+    save_expected(d / "protocol4.expected.safetensors", sd)
+    # torch 2.15's weights_only unpickler rejects FRAME ("Unsupported operand 149"), so check the
+    # file we just wrote ourselves with the full unpickler.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.load(path, weights_only=True)
+            log("    protocol4.bin: torch.load(weights_only=True) reads it")
+        except pickle.UnpicklingError as exc:
+            reason = [l.strip() for l in str(exc).splitlines() if "Unsupported" in l] or ["refused"]
+            log(f"    protocol4.bin: torch.load(weights_only=True) refuses it ({reason[0]})")
+        assert_load_equal(path, sd, weights_only=False)
+
+
+# --- malicious / refused files (never loaded here; no expected file) ---------------------------
+
+EVIL_CMD = "echo pwned > /tmp/pwned"
+
+
+def p_str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def p_global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def evil_pickle_reduce(module: str, name: str, arg: str) -> bytes:
+    # {'weight': module.name(arg)}  -- PROTO 2, EMPTY_DICT, key, GLOBAL, arg, TUPLE1, REDUCE, SETITEM, STOP
+    return b"\x80\x02}" + p_str("weight") + p_global(module, name) + p_str(arg) + b"\x85R" + b"s."
+
+
+def evil_pickle_inst() -> bytes:
+    # {'weight': INST os.system (cmd)}  -- MARK, arg, INST 'os\nsystem\n'
+    return b"\x80\x02}" + p_str("weight") + b"(" + p_str(EVIL_CMD) + b"i" + b"os\nsystem\n" + b"s."
+
+
+def evil_pickle_persid() -> bytes:
+    # {'weight': _rebuild_tensor_v2(PERSID(('module', 'os.system', cmd, 'cpu', 4)), 0, (4,), (1,), False, OrderedDict())}
+    # Only allow-listed globals appear: the persistent id's tag ('module', not 'storage') is the sole fault.
+    pid = b"(" + p_str("module") + p_str("os.system") + p_str(EVIL_CMD) + p_str("cpu") + b"K\x04" + b"tQ"
+    args = (
+        b"("
+        + pid
+        + b"K\x00"
+        + b"K\x04\x85"
+        + b"K\x01\x85"
+        + b"\x89"
+        + p_global("collections", "OrderedDict")
+        + b")R"
+        + b"t"
+    )
+    return b"\x80\x02}" + p_str("weight") + p_global("torch._utils", "_rebuild_tensor_v2") + args + b"Rs."
+
+
+def base_torch_zip() -> bytes:
+    return torch_save_bytes({"weight": torch.arange(4, dtype=torch.float32)})
+
+
+def replace_data_pkl(new_pkl: bytes):
+    def transform(name, payload):
+        return new_pkl if name.endswith("/data.pkl") else payload
+
+    return transform
+
+
+@fixture(FORMAT_FIXTURES, "evil")
+def fixture_evil(root: Path) -> None:
+    d = root / "formats"
+    pickles = {
+        "evil_reduce_os_system.bin": evil_pickle_reduce("os", "system", EVIL_CMD),
+        "evil_eval.bin": evil_pickle_reduce("builtins", "eval", f"__import__('os').system('{EVIL_CMD}')"),
+        "evil_inst.bin": evil_pickle_inst(),
+        "evil_persid.bin": evil_pickle_persid(),
+    }
+    for name, pkl in pickles.items():
+        pickletools.dis(pkl, out=io.StringIO())  # well-formed (disassembly executes nothing)
+        rewrite_torch_zip(d / name, base_torch_zip(), transform=replace_data_pkl(pkl))
+
+    # TorchScript archive (constants.pkl, code/): must be refused.
+    # (No nn.Linear: its Final constants are emitted in set order, which depends on PYTHONHASHSEED.)
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.arange(6, dtype=torch.float32).reshape(2, 3))
+
+        def forward(self, x):
+            return torch.matmul(x, self.weight.t())
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still writes archives
+        torch.jit.save(torch.jit.script(Tiny()), buf)
+    # code/*.debug_pkl records the absolute path of this script: make it checkout-independent.
+    here = p_str(str(Path(__file__).resolve()))
+
+    def relative_source_path(name, payload):
+        if name.endswith(".debug_pkl"):
+            return payload.replace(here, p_str("Tools/make_fixtures.py"))
+        if name.endswith("/.data/serialization_id"):  # torch derives it from the (path-dependent) records
+            return b"1" + b"0" * (len(payload) - 1)
+        return payload
+
+    rewrite_torch_zip(d / "torchscript.pt", buf.getvalue(), transform=relative_source_path, compress=None)
+    with zipfile.ZipFile(d / "torchscript.pt") as z:
+        names = z.namelist()
+        assert any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+        assert not any(here in z.read(n) for n in names)
+
+    # Zip bomb: data/0 inflates to 200 MiB of zeros, the tensor needs 16 float32 = 64 bytes.
+    bomb_size = 200 * 1024 * 1024
+    data = torch_save_bytes({"weight": torch.zeros(16, dtype=torch.float32)})
+    path = d / "zipbomb.bin"
+    with open(path, "wb") as fh, zipfile.ZipFile(fh, "w") as z:
+        for info, payload in zip_entries(data):
+            zi = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            zi.create_system = 0
+            if info.filename.endswith("/data/0"):
+                zi.compress_type = zipfile.ZIP_DEFLATED
+                set_compress_level(zi, 9)
+                chunk = bytes(1024 * 1024)
+                with z.open(zi, "w") as w:
+                    for _ in range(bomb_size // len(chunk)):
+                        w.write(chunk)
+            else:
+                zi.compress_type = zipfile.ZIP_STORED
+                zi.extra = aligned_extra(fh.tell(), info.filename)
+                z.writestr(zi, payload)
+    with zipfile.ZipFile(path) as z:
+        bomb = [i for i in z.infolist() if i.filename.endswith("/data/0")][0]
+        assert bomb.file_size == bomb_size and bomb.compress_size < 400_000
+
+    # Path escape: an extra entry named ../evil.
+    rewrite_torch_zip(d / "path_escape.bin", base_torch_zip(), extra=[("../evil", b"pwned\n", zipfile.ZIP_STORED)])
+
+    # Duplicate entry: archive/data/0 twice with different bytes.
+    base = base_torch_zip()
+    dup_name = [i.filename for i, _ in zip_entries(base) if i.filename.endswith("/data/0")][0]
+    rewrite_torch_zip(
+        d / "duplicate_entry.bin",
+        base,
+        extra=[(dup_name, struct.pack("<4f", 9.0, 9.0, 9.0, 9.0), zipfile.ZIP_STORED)],
+    )
+    with zipfile.ZipFile(d / "duplicate_entry.bin") as z:
+        assert [i.filename for i in z.infolist()].count(dup_name) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def summarize(root: Path) -> None:
+    """Re-open every reference with safetensors, print metadata and shapes, and the total size."""
+    for ref in sorted((root / "models").glob("*/reference*.safetensors")):
+        with safe_open(str(ref), "pt") as f:
+            meta = f.metadata()
+            shapes = []
+            for k in f.keys():
+                t = f.get_tensor(k)
+                assert_finite(f"{ref}:{k}", t)
+                shapes.append(f"{k}{list(t.shape)}:{str(t.dtype).split('.')[-1]}")
+        log(f"  {ref.relative_to(root)} [{meta['architecture']}, {meta['model_type']}]: {', '.join(shapes)}")
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    log(f"  {root.name}/ total: {total / 1e6:.2f} MB")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture root (default: Fixtures/)")
+    ap.add_argument("--only", nargs="*", default=None, help="fixture names to regenerate")
+    ap.add_argument("--list", action="store_true", help="list fixture names and exit")
+    ap.add_argument("--allow-version-mismatch", action="store_true")
+    args = ap.parse_args(argv)
+
+    if args.list:
+        for group, fixtures in GROUPS.items():
+            for name in fixtures:
+                print(f"{group}/{name}")
+        return 0
+    check_versions(args.allow_version_mismatch)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+    known = {n for fixtures in GROUPS.values() for n in fixtures}
+    if args.only:
+        unknown = set(args.only) - known
+        if unknown:
+            ap.error(f"unknown fixtures: {sorted(unknown)}")
+    root = args.out.resolve()
+    for group, fixtures in GROUPS.items():
+        (root / group).mkdir(parents=True, exist_ok=True)
+        for name, fn in fixtures.items():
+            if args.only and name not in args.only:
+                continue
+            log(f"[{group}] {name}")
+            fn(root)
+    log("[summary]")
+    summarize(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
