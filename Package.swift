@@ -54,7 +54,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DeBERTaTests",
-            dependencies: ["Checkpoint", "DeBERTa"]
+            dependencies: ["Checkpoint", "DeBERTa", "CKernels"]
         ),
         .testTarget(
             name: "CLITests",

@@ -92,7 +92,8 @@ PAD, CLS, SEP, UNK = 0, 1, 2, 3
 
 MODEL_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
 FORMAT_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
-GROUPS = OrderedDict([("models", MODEL_FIXTURES), ("formats", FORMAT_FIXTURES)])
+OPS_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
+GROUPS = OrderedDict([("models", MODEL_FIXTURES), ("formats", FORMAT_FIXTURES), ("ops", OPS_FIXTURES)])
 
 
 def fixture(group: "OrderedDict[str, callable]", name: str):
@@ -1526,6 +1527,36 @@ def summarize(root: Path) -> None:
         log(f"  {ref.relative_to(root)} [{meta['architecture']}, {meta['model_type']}]: {', '.join(shapes)}")
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     log(f"  {root.name}/ total: {total / 1e6:.2f} MB")
+
+
+# ----------------------------------------------------------------------------------------------
+# Single operations recorded from transformers' own functions
+# ----------------------------------------------------------------------------------------------
+
+
+@fixture(OPS_FIXTURES, "log_buckets")
+def ops_log_buckets(root: Path) -> None:
+    """make_log_bucket_position (modeling_deberta_v2) for a range of distances and configurations,
+    with torch's default dtype (float32), as a user's run computes it."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+
+    assert torch.get_default_dtype() == torch.float32
+    cases = []
+    for bucket_size, max_position in [(256, 512), (32, 32), (8, 32), (16, 48), (256, 1024), (64, 128), (512, 512)]:
+        span = 3 * max_position
+        rel = torch.arange(-span, span + 1, dtype=torch.long)
+        buckets = make_log_bucket_position(rel, bucket_size, max_position).to(torch.long)
+        cases.append({
+            "bucket_size": bucket_size,
+            "max_position": max_position,
+            "relative_positions": rel.tolist(),
+            "buckets": buckets.tolist(),
+        })
+    out = root / "ops" / "log_buckets.json"
+    meta = versions_metadata()
+    out.write_text(json.dumps({"function": "transformers.models.deberta_v2.modeling_deberta_v2.make_log_bucket_position",
+                               **meta, "cases": cases}, separators=(",", ":")) + "\n")
+    log(f"  {out.relative_to(root)}: {sum(len(c['buckets']) for c in cases)} values")
 
 
 def main(argv=None) -> int:

@@ -13,20 +13,23 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let model = try ModelCheckpoint.open(path)
+        let model = try InspectedCheckpoint.open(path)
         let store = model.store
         if json {
             print(InspectReport.json(path: path, model: model).serialized())
             return
         }
-        let layout = model.layout
         print(path)
         print("  format      \(store.format.rawValue)")
         for (i, f) in store.files.enumerated() { print("  \(i == 0 ? "files " : "      ")      \(f)") }
         print("  config      \(model.files.config ?? "none (family and head from tensor names)")")
-        print("  family      \(layout.family.rawValue) (from \(layout.familySource))")
-        print("  head        \(layout.head.rawValue) (from \(layout.headSource))")
-        if let arch = model.config?.architectures?.first ?? layout.architecture { print("  class       \(arch)") }
+        if let layout = model.layout {
+            print("  family      \(layout.family.rawValue) (from \(layout.familySource))")
+            print("  head        \(layout.head.rawValue) (from \(layout.headSource))")
+        } else {
+            print("  family      unknown (not a DeBERTa checkpoint: \(model.notDeBERTa ?? ""))")
+        }
+        if let arch = model.architecture { print("  class       \(arch)") }
         print("  tensors     \(grouped(store.tensors.count))")
         print("  parameters  \(grouped(store.parameterCount))")
         print("  bytes       \(grouped(store.byteCount))")
@@ -40,8 +43,34 @@ struct Inspect: ParsableCommand {
     }
 }
 
+/// What inspect shows: a DeBERTa checkpoint fully checked against its config, or, for a weights file
+/// without config.json that is not DeBERTa, just its tensors.
+struct InspectedCheckpoint {
+    var files: ModelFiles
+    var store: TensorStore
+    var layout: ModelLayout?
+    var architecture: String?
+    var notDeBERTa: String?
+
+    static func open(_ path: String) throws -> InspectedCheckpoint {
+        let files = try ModelFiles.resolve(path)
+        if files.config != nil {
+            let model = try ModelCheckpoint.open(path)
+            return InspectedCheckpoint(files: model.files, store: model.store, layout: model.layout,
+                                       architecture: model.config?.architectures?.first ?? model.layout.architecture)
+        }
+        let store = try TensorStore.open(weights: files.weights)
+        do {
+            let layout = try ModelDetector.detect(names: store.names, config: nil, configFile: nil, weightsFile: files.weights)
+            return InspectedCheckpoint(files: files, store: store, layout: layout, architecture: layout.architecture)
+        } catch let error as CheckpointError {
+            return InspectedCheckpoint(files: files, store: store, layout: nil, architecture: nil, notDeBERTa: error.message)
+        }
+    }
+}
+
 enum InspectReport {
-    static func json(path: String, model: ModelCheckpoint) -> JSONValue {
+    static func json(path: String, model: InspectedCheckpoint) -> JSONValue {
         let store = model.store
         let layout = model.layout
         let tensors: [JSONValue] = store.tensors.map { t in
@@ -56,10 +85,10 @@ enum InspectReport {
             ("format", .string(store.format.rawValue)),
             ("files", .array(store.files.map { .string($0) })),
             ("config", model.files.config.map { .string($0) } ?? .null),
-            ("family", .string(layout.family.rawValue)),
-            ("head", .string(layout.head.rawValue)),
-            ("architecture", (model.config?.architectures?.first ?? layout.architecture).map { .string($0) } ?? .null),
-            ("backbone_prefix", .string(layout.backbonePrefix)),
+            ("family", layout.map { .string($0.family.rawValue) } ?? .null),
+            ("head", layout.map { .string($0.head.rawValue) } ?? .null),
+            ("architecture", model.architecture.map { .string($0) } ?? .null),
+            ("backbone_prefix", layout.map { .string($0.backbonePrefix) } ?? .null),
             ("parameters", .int(store.parameterCount)),
             ("bytes", .int(store.byteCount)),
             ("skipped", .array(store.skipped.map { .string($0) })),

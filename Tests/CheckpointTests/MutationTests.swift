@@ -55,7 +55,8 @@ final class MutationTests: XCTestCase {
         var rng = SplitMix64(state: 0xDEB_E27A)
         var attempts = 0, loaded = 0
         for file in files {
-            let original = try Array(ByteStorage.map(path: file).bytes)
+            let mapped = try ByteStorage.map(path: file)
+            let original = withExtendedLifetime(mapped) { Array(mapped.bytes) }
             var buffer: UnsafeMutableRawBufferPointer!
             let storage = ByteStorage.allocate(count: original.count) { dst in
                 original.withUnsafeBytes { dst.copyMemory(from: $0) }

@@ -1,0 +1,87 @@
+import Foundation
+import XCTest
+
+/// `deberta run`, `verify` and `bench` as a user calls them.
+final class RuntimeCommandTests: XCTestCase {
+    func testVerifyPassesOnEveryFixture() throws {
+        for name in modelNames {
+            let r = try deberta(["verify", "Fixtures/models/\(name)", "Fixtures/models/\(name)/reference.safetensors"])
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stdout) \(r.stderr)")
+            XCTAssertTrue(r.stdout.contains("within tolerance"), r.stdout)
+            XCTAssertFalse(r.stdout.contains("FAIL"), r.stdout)
+            if name == "v3-mlm" { XCTAssertTrue(r.stdout.contains("emd_logits")) }
+        }
+    }
+
+    func testVerifyFailsWithATinyTolerance() throws {
+        let r = try deberta(["verify", "Fixtures/models/v3-mlm", "Fixtures/models/v3-mlm/reference.safetensors", "--atol", "1e-12"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stdout.contains("FAIL"), r.stdout)
+    }
+
+    func testRunWritesTheReferenceNames() throws {
+        let out = try temporaryDirectory() + "/out.safetensors"
+        let r = try deberta(["run", "Fixtures/models/v3-mlm", "--inputs", "Fixtures/models/v3-mlm/reference.safetensors", "--output", out, "--threads", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let inspect = try deberta(["inspect", out, "--json"])
+        // The output file is not a model: inspect lists its tensors with no family.
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        XCTAssertTrue(inspect.stdout.contains(#""family":null"#), inspect.stdout)
+        let data = try Data(contentsOf: URL(fileURLWithPath: out))
+        let headerLength = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        let header = try XCTUnwrap(JSONSerialization.jsonObject(with: data.subdata(in: 8 ..< 8 + Int(headerLength))) as? [String: Any])
+        XCTAssertEqual(Set(header.keys).subtracting(["__metadata__"]), ["last_hidden_state", "logits", "emd_logits"])
+    }
+
+    func testBenchPrintsJSON() throws {
+        let r = try deberta(["bench", "Fixtures/models/v2-qa-sharded", "--batch", "2", "--seq", "16", "--runs", "3", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        for key in ["median_ms", "tokens_per_s", "gflops", "peak_rss_mb"] { XCTAssertNotNil(object[key] as? Double ?? (object[key] as? Int).map(Double.init), key) }
+    }
+
+    /// Bad inputs files: wrong names, dtypes, ids out of vocabulary, shape mismatches → one error, exit 1.
+    func testBadInputsFiles() throws {
+        let dir = try temporaryDirectory()
+        func write(_ name: String, _ tensors: [(String, String, [Int], [UInt8])]) -> String {
+            var header = "{"
+            var data: [UInt8] = []
+            for (k, (tname, dtype, shape, bytes)) in tensors.enumerated() {
+                header += (k > 0 ? "," : "") + "\"\(tname)\":{\"dtype\":\"\(dtype)\",\"shape\":\(shape),\"data_offsets\":[\(data.count),\(data.count + bytes.count)]}"
+                data += bytes
+            }
+            header += "}"
+            var file: [UInt8] = []
+            withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { file += $0 }
+            file += Array(header.utf8) + data
+            let path = dir + "/" + name
+            FileManager.default.createFile(atPath: path, contents: Data(file))
+            return path
+        }
+        func i64(_ values: [Int64]) -> [UInt8] { values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } } }
+        func f32(_ values: [Float]) -> [UInt8] { values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } } }
+        let cases: [(String, String)] = [
+            (write("names.safetensors", [("ids", "I64", [1, 3], i64([1, 5, 2]))]), "input_ids"),
+            (write("dtype.safetensors", [("input_ids", "F32", [1, 3], f32([1, 5, 2]))]), "not an integer type"),
+            (write("vocab.safetensors", [("input_ids", "I64", [1, 3], i64([1, 99999, 2]))]), "outside the vocabulary"),
+            (write("negative.safetensors", [("input_ids", "I64", [1, 3], i64([1, -4, 2]))]), "outside the vocabulary"),
+            (write("mask.safetensors", [("input_ids", "I64", [1, 3], i64([1, 5, 2])), ("attention_mask", "I64", [1, 2], i64([1, 1]))]), "attention_mask"),
+            (write("rank.safetensors", [("input_ids", "I64", [3], i64([1, 5, 2]))]), "input_ids"),
+            (write("maskvalue.safetensors", [("input_ids", "I64", [1, 3], i64([1, 5, 2])), ("attention_mask", "I64", [1, 3], i64([1, 7, 1]))]), "not 0 or 1"),
+        ]
+        for (path, fragment) in cases {
+            for command in [["run", "Fixtures/models/v3-mlm", "--inputs", path, "--output", dir + "/never.safetensors"],
+                            ["verify", "Fixtures/models/v3-mlm", path]] {
+                let r = try deberta(command)
+                XCTAssertEqual(r.status, 1, "\(command): \(r.stdout)")
+                XCTAssertTrue(r.stderr.contains(fragment), "\(path): '\(r.stderr)' lacks '\(fragment)'")
+                XCTAssertTrue(r.stderr.contains(path), "\(r.stderr) does not name the file")
+            }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/never.safetensors"))
+        let long = write("long.safetensors", [("input_ids", "I64", [1, 600], i64([Int64](repeating: 5, count: 600)))])
+        let r = try deberta(["run", "Fixtures/models/v1-mlm", "--inputs", long, "--output", dir + "/never.safetensors"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("max_position_embeddings"), r.stderr)
+    }
+}

@@ -1,0 +1,202 @@
+import CKernels
+import Checkpoint
+import Foundation
+import XCTest
+@testable import DeBERTa
+
+/// The runtime against the transformers references of every fixture, at the default tolerance.
+final class ReferenceTests: XCTestCase {
+    func testEveryFixtureMatchesItsReference() throws {
+        for fixture in fixtureModels {
+            let model = try DebertaModel(path: fixture.path)
+            for reference in ["reference.safetensors", "reference.long.safetensors"] {
+                let path = fixture.path + "/" + reference
+                guard FileManager.default.fileExists(atPath: path) else { continue }
+                let results = try Verifier.verify(model: model, reference: path, atol: nil)
+                XCTAssertFalse(results.isEmpty, path)
+                for r in results {
+                    XCTAssertNil(r.problem, "\(fixture.name)/\(reference) \(r.name): \(r.problem ?? "")")
+                    XCTAssertTrue(r.passed, "\(fixture.name)/\(reference) \(r.name): max abs error \(r.maxAbsError) > \(r.tolerance)")
+                    XCTAssertEqual(r.argmaxAgree, r.argmaxRows, "\(fixture.name) \(r.name) argmax")
+                }
+                if fixture.name == "v3-mlm" && reference == "reference.safetensors" {
+                    XCTAssertTrue(results.contains { $0.name == "emd_logits" }, "the v3 reference must check the EMD")
+                }
+            }
+        }
+    }
+
+    /// A relative-only model runs on 4 × max_position_embeddings tokens.
+    func testLongInputOnRelativeOnlyModel() throws {
+        let model = try DebertaModel(path: repositoryRoot + "/Fixtures/models/v3-mlm")
+        XCTAssertFalse(model.config.positionBiasedInput)
+        let store = try TensorStore.open(weights: repositoryRoot + "/Fixtures/models/v3-mlm/reference.long.safetensors")
+        XCTAssertEqual(store["input_ids"]?.shape.last, 4 * model.config.maxPositionEmbeddings)
+        let results = try Verifier.verify(model: model, reference: repositoryRoot + "/Fixtures/models/v3-mlm/reference.long.safetensors", atol: nil)
+        XCTAssertTrue(results.allSatisfy { $0.passed && $0.problem == nil })
+    }
+
+    /// A sequence alone and inside a padded batch gives the same outputs on its tokens.
+    func testPaddingInvariance() throws {
+        for name in ["v3-mlm", "v1-mlm", "v2-conv-seqcls", "v2-sep-c2p-tokcls"] {
+            let path = repositoryRoot + "/Fixtures/models/" + name
+            let model = try DebertaModel(path: path)
+            let batch = try InputsFile.read(path + "/reference.safetensors", for: model)
+            let full = try model.forward(batch)
+            let T = batch.length
+            for b in 0 ..< batch.batch {
+                let length = batch.attentionMask[b * T ..< (b + 1) * T].reduce(0, +)
+                let alone = ModelInputs(
+                    inputIds: Array(batch.inputIds[b * T ..< b * T + length]), attentionMask: nil,
+                    tokenTypeIds: batch.tokenTypeIds.map { Array($0[b * T ..< b * T + length]) }, batch: 1, length: length)
+                let single = try model.forward(alone)
+                for output in single.outputs {
+                    guard let batched = full[output.name] else { XCTFail(output.name); continue }
+                    if output.shape.count == 3 {
+                        let width = output.shape[2]
+                        for t in 0 ..< length {
+                            for c in 0 ..< width {
+                                let a = output.values[t * width + c], e = batched.values[(b * T + t) * width + c]
+                                XCTAssertEqual(a, e, accuracy: 1e-4 * max(1, abs(e)), "\(name) \(output.name) row \(b) token \(t)")
+                            }
+                        }
+                    } else if output.shape == [1, output.shape.last!] && batched.shape[0] == batch.batch && output.name == "logits" && model.layout.head == .sequenceClassification {
+                        for c in 0 ..< output.shape[1] {
+                            XCTAssertEqual(output.values[c], batched.values[b * output.shape[1] + c], accuracy: 1e-4, "\(name) logits row \(b)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class KernelTests: XCTestCase {
+    func testLayerNormMatchesDoubleReference() {
+        let n = 37
+        var x = (0 ..< 3 * n).map { Float(sin(Double($0) * 1.7)) * 3 + 0.5 }
+        let residual = (0 ..< 3 * n).map { Float(cos(Double($0))) }
+        let gamma = (0 ..< n).map { 1 + Float($0) / 100 }, beta = (0 ..< n).map { Float($0) / 50 - 0.3 }
+        let original = x
+        dk_layer_norm(&x, 3, n, n, residual, n, gamma, beta, 1e-7)
+        for r in 0 ..< 3 {
+            let row = (0 ..< n).map { Double(original[r * n + $0]) + Double(residual[r * n + $0]) }
+            let mean = row.reduce(0, +) / Double(n)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)
+            for c in 0 ..< n {
+                let expected = (row[c] - mean) / (variance + 1e-7).squareRoot() * Double(gamma[c]) + Double(beta[c])
+                XCTAssertEqual(Double(x[r * n + c]), expected, accuracy: 1e-5)
+            }
+        }
+    }
+
+    func testActivationsMatchTheirDefinitions() {
+        let xs: [Float] = [-6, -3, -1.5, -0.5, 0, 0.25, 1, 2.5, 7]
+        func run(_ act: dk_activation) -> [Float] {
+            var y = xs
+            dk_bias_activation(&y, 1, y.count, y.count, nil, act)
+            return y
+        }
+        for (x, y) in zip(xs, run(DK_ACT_GELU)) {
+            XCTAssertEqual(Double(y), 0.5 * Double(x) * (1 + erf(Double(x) / 2.0.squareRoot())), accuracy: 1e-6)
+        }
+        for (x, y) in zip(xs, run(DK_ACT_GELU_TANH)) {
+            let d = Double(x)
+            XCTAssertEqual(Double(y), 0.5 * d * (1 + tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d))), accuracy: 1e-6)
+        }
+        for (x, y) in zip(xs, run(DK_ACT_RELU)) { XCTAssertEqual(y, max(x, 0)) }
+        for (x, y) in zip(xs, run(DK_ACT_TANH)) { XCTAssertEqual(Double(y), tanh(Double(x)), accuracy: 1e-6) }
+        var biased: [Float] = [1, 2, 3, 4]
+        dk_bias_activation(&biased, 2, 2, 2, [10, 20], DK_ACT_IDENTITY)
+        XCTAssertEqual(biased, [11, 22, 13, 24])
+    }
+
+    func testSoftmaxRows() {
+        var x: [Float] = [1, 2, 3, 1000, 1000, 1000]
+        dk_softmax_rows(&x, 2, 3, 3)
+        let e = [exp(1.0), exp(2.0), exp(3.0)]
+        for c in 0 ..< 3 { XCTAssertEqual(Double(x[c]), e[c] / e.reduce(0, +), accuracy: 1e-6) }
+        for c in 3 ..< 6 { XCTAssertEqual(x[c], 1.0 / 3, accuracy: 1e-6) }
+    }
+
+    /// scores + c2p gathered at [i][idx(i,j)] + p2c gathered at [j][idx(i,j)], masked softmax, against a
+    /// direct double-precision evaluation of the disentangled score.
+    func testDisentangledGatherMaskAndSoftmax() {
+        let t = 6, d = 4, rows = 8
+        func values(_ n: Int, _ seed: Double) -> [Float] { (0 ..< n).map { Float(sin(Double($0) * seed + seed)) } }
+        let q = values(t * d, 0.9), k = values(t * d, 1.3), pk = values(rows * d, 2.1), pq = values(rows * d, 0.7)
+        let mask: [UInt8] = [1, 1, 1, 1, 0, 0]
+        let index: (Int, Int) -> Int = { i, j in min(max(i - j + rows / 2, 0), rows - 1) }
+        let first = 1  // the reachable rows start here: test the shift too
+        let span = rows - first
+        let scale: Float = 0.37
+        func dot(_ a: [Float], _ ai: Int, _ b: [Float], _ bi: Int) -> Double {
+            (0 ..< d).reduce(0.0) { $0 + Double(a[ai * d + $1]) * Double(b[bi * d + $1]) }
+        }
+        var scores = [Float](repeating: 0, count: t * t)
+        var c2p = [Float](repeating: 0, count: t * span), p2c = [Float](repeating: 0, count: t * span)
+        var rel = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t {
+            for j in 0 ..< t {
+                scores[i * t + j] = Float(dot(q, i, k, j))
+                rel[i * t + j] = Int32(max(index(i, j), first) - first)
+            }
+            for r in 0 ..< span {
+                c2p[i * span + r] = Float(dot(q, i, pk, r + first)) * scale
+                p2c[i * span + r] = Float(dot(k, i, pq, r + first)) * scale
+            }
+        }
+        dk_attention_probabilities(&scores, t, t, scale, c2p, p2c, span, rel, mask)
+        for i in 0 ..< t {
+            var logits: [Double] = []
+            for j in 0 ..< 4 {
+                let r = max(index(i, j), first)
+                logits.append((dot(q, i, k, j) + dot(q, i, pk, r) + dot(k, j, pq, r)) * Double(scale))
+            }
+            let m = logits.max()!
+            let z = logits.map { exp($0 - m) }.reduce(0, +)
+            for j in 0 ..< 4 { XCTAssertEqual(Double(scores[i * t + j]), exp(logits[j] - m) / z, accuracy: 1e-6) }
+            XCTAssertEqual(scores[i * t + 4], 0)
+            XCTAssertEqual(scores[i * t + 5], 0)
+        }
+    }
+}
+
+final class RelativePositionTests: XCTestCase {
+    func testBucketsKeepShortDistancesAndAreOddSymmetric() {
+        for r in -127 ... 127 { XCTAssertEqual(RelativePositions.logBucket(r, buckets: 256, maxPosition: 512), r) }
+        for r in 1 ... 2000 {
+            XCTAssertEqual(RelativePositions.logBucket(-r, buckets: 256, maxPosition: 512), -RelativePositions.logBucket(r, buckets: 256, maxPosition: 512))
+        }
+        XCTAssertLessThanOrEqual(RelativePositions.logBucket(511, buckets: 256, maxPosition: 512), 255)
+    }
+
+    /// Values recorded from transformers' own make_log_bucket_position (Tools/make_fixtures.py).
+    func testBucketsMatchTransformers() throws {
+        let path = repositoryRoot + "/Fixtures/ops/log_buckets.json"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("no recorded buckets") }
+        let json = try readJSONFile(path)
+        let cases = try XCTUnwrap(json["cases"]?.arrayValue)
+        var checked = 0
+        for c in cases {
+            let buckets = try XCTUnwrap(c["bucket_size"]?.intValue), maxPosition = try XCTUnwrap(c["max_position"]?.intValue)
+            let distances = try XCTUnwrap(c["relative_positions"]?.arrayValue).compactMap(\.intValue)
+            let expected = try XCTUnwrap(c["buckets"]?.arrayValue).compactMap(\.intValue)
+            XCTAssertEqual(distances.count, expected.count)
+            for (r, e) in zip(distances, expected) {
+                XCTAssertEqual(RelativePositions.logBucket(r, buckets: buckets, maxPosition: maxPosition), e, "r=\(r) buckets=\(buckets) max=\(maxPosition)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 1000)
+    }
+
+    func testV1IndicesUseTheCenteredSpan() throws {
+        let c = try config(#"{"model_type":"deberta","relative_attention":true,"max_relative_positions":4}"#)
+        let idx = RelativePositions.indices(length: 6, family: .deberta, config: c)
+        // span = min(6, 4) = 4: rows maxRel - span + clamp(i - j + span, 0, 7) = clamp(i - j + 4, 0, 7)
+        for i in 0 ..< 6 { for j in 0 ..< 6 { XCTAssertEqual(Int(idx[i * 6 + j]), min(max(i - j + 4, 0), 7)) } }
+        let short = RelativePositions.indices(length: 2, family: .deberta, config: c)
+        XCTAssertEqual(short.map(Int.init), [4, 3, 5, 4], "span 2 sits in the middle of the 8-row table")
+    }
+}
