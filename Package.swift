@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "deberta", targets: ["deberta"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "DeBERTa", targets: ["DeBERTa"]),
+        .library(name: "Tokenizers", targets: ["Tokenizers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -35,6 +36,11 @@ let package = Package(
             name: "Checkpoint",
             dependencies: ["CZlib"]
         ),
+        // text -> ids: SentencePiece unigram, byte-level BPE, tokenizer.json
+        .target(
+            name: "Tokenizers",
+            dependencies: ["Checkpoint", "CProtobufC"]
+        ),
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
@@ -55,6 +61,10 @@ let package = Package(
         .testTarget(
             name: "DeBERTaTests",
             dependencies: ["Checkpoint", "DeBERTa", "CKernels"]
+        ),
+        .testTarget(
+            name: "TokenizersTests",
+            dependencies: ["Tokenizers", "Checkpoint"]
         ),
         .testTarget(
             name: "CLITests",
