@@ -16,6 +16,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Tokens per sequence.") var seq: Int = 128
     @Option(help: "Timed runs (after one warm-up).") var runs: Int = 10
     @Option(help: "Threads for the matrix products.") var threads: Int = 2
+    @Flag(help: "Time the encoder alone (last_hidden_state), without the task head and the EMD.") var encoderOnly = false
     @Flag(help: "Print one JSON line.") var json = false
 
     func validate() throws {
@@ -31,26 +32,26 @@ struct Bench: ParsableCommand {
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }
         let inputs = ModelInputs(inputIds: ids, batch: batch, length: seq,
                                  choices: loaded.layout.head == .multipleChoice ? 1 : nil)
-        _ = try loaded.forward(inputs)
+        _ = try loaded.forward(inputs, head: !encoderOnly)
         let firstOutput = monotonicSeconds() - start
         var times: [Double] = []
         for _ in 0 ..< runs {
             let t0 = monotonicSeconds()
-            _ = try loaded.forward(inputs)
+            _ = try loaded.forward(inputs, head: !encoderOnly)
             times.append(monotonicSeconds() - t0)
         }
         times.sort()
         let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
-        let flops = loaded.operationCount(batch: batch, length: seq)
+        let flops = loaded.operationCount(batch: batch, length: seq, head: !encoderOnly)
         let tokensPerSecond = Double(batch * seq) / median
         let gflops = flops / median / 1e9
         let rss = peakResidentMegabytes()
         if json {
-            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(threads)}"#)
+            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(threads),"encoder_only":\#(encoderOnly)}"#)
             return
         }
         print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue))")
-        print("shape        batch \(batch) × \(seq) tokens, \(threads) threads, \(runs) runs")
+        print("shape        batch \(batch) × \(seq) tokens, \(threads) threads, \(runs) runs\(encoderOnly ? ", encoder only" : "")")
         print("median       \(fixed(median * 1000, 2)) ms (min \(fixed(times.first! * 1000, 2)), max \(fixed(times.last! * 1000, 2)))")
         print("tokens/s     \(fixed(tokensPerSecond, 1))")
         print("GFLOP/s      \(fixed(gflops, 2)) (\(fixed(flops / 1e9, 2)) GFLOP per call)")

@@ -207,3 +207,48 @@ final class SystemLibraryTests: XCTestCase {
         XCTAssertTrue(version.hasPrefix("1."), version)
     }
 }
+
+final class HostileCheckpointCommandTests: XCTestCase {
+    /// Every attack file from Tools/make_fixtures.py: refused with one line naming the file and the reason,
+    /// exit status 1, nothing executed, nothing written.
+    func testAttackFilesAreRefused() throws {
+        let marker = "/tmp/pwned"
+        try? FileManager.default.removeItem(atPath: marker)
+        let cases: [(String, String)] = [
+            ("evil_reduce_os_system.bin", "os.system"),
+            ("evil_eval.bin", "builtins.eval"),
+            ("evil_inst.bin", "INST"),
+            ("evil_persid.bin", "persistent id"),
+            ("torchscript.pt", "TorchScript"),
+            ("zipbomb.bin", "zip bomb"),
+            ("path_escape.bin", "escape"),
+            ("duplicate_entry.bin", "duplicate"),
+        ]
+        for (name, reason) in cases {
+            let path = "Fixtures/formats/" + name
+            let started = Date()
+            let r = try deberta(["inspect", path])
+            XCTAssertEqual(r.status, 1, "\(name): \(r.stdout)")
+            let message = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertEqual(message.split(separator: "\n").count, 1, message)
+            XCTAssertTrue(message.contains(path), "\(message) does not name the file")
+            XCTAssertTrue(message.lowercased().contains(reason.lowercased()), "\(name): '\(message)' does not say '\(reason)'")
+            XCTAssertLessThan(Date().timeIntervalSince(started), 10, "\(name) took too long to refuse")
+            let parent = try temporaryDirectory()
+            let convert = try deberta(["convert", path, parent + "/out"])
+            XCTAssertEqual(convert.status, 1)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), [])
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "a pickle ran code")
+    }
+
+    /// The good format fixtures (dtypes, views, wrappers, deflated, big-endian, legacy, protocol 4) inspect cleanly.
+    func testFormatFixturesInspect() throws {
+        for name in ["dtypes", "noncontig", "wrapped_state_dict", "wrapped_model", "wrapped_module", "deflated", "bigendian", "legacy", "protocol4"] {
+            let r = try deberta(["inspect", "Fixtures/formats/\(name).bin", "--json"])
+            XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            XCTAssertFalse((object["tensors"] as? [Any] ?? []).isEmpty, name)
+        }
+    }
+}

@@ -200,3 +200,29 @@ final class RelativePositionTests: XCTestCase {
         XCTAssertEqual(short.map(Int.init), [4, 3, 5, 4], "span 2 sits in the middle of the 8-row table")
     }
 }
+
+final class ConcurrencyTests: XCTestCase {
+    /// One loaded model called from several threads at once gives each caller the single-threaded answer.
+    func testConcurrentForwardCalls() throws {
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let model = try DebertaModel(path: path)
+        let inputs = try InputsFile.read(path + "/reference.safetensors", for: model)
+        let expected = try model.forward(inputs)
+        let results = ResultBox(count: 8)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            for _ in 0 ..< 3 {
+                let out = try? model.forward(inputs)
+                results.set(i, out.map { o in o.outputs.allSatisfy { $0.values == expected[$0.name]?.values } } ?? false)
+            }
+        }
+        XCTAssertEqual(results.values, [Bool](repeating: true, count: 8))
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [Bool]
+    init(count: Int) { storage = [Bool](repeating: false, count: count) }
+    func set(_ i: Int, _ value: Bool) { lock.lock(); storage[i] = value; lock.unlock() }
+    var values: [Bool] { lock.lock(); defer { lock.unlock() }; return storage }
+}

@@ -44,7 +44,8 @@ extension DebertaModel {
 
     /// Runs the encoder and the head. Outputs use the reference names: `last_hidden_state` [B, T, H] and the
     /// head's (`logits`, `start_logits`/`end_logits`), plus `emd_logits` for MLM models with the EMD.
-    public func forward(_ inputs: ModelInputs, enhancedMaskDecoder: Bool = true) throws -> ModelOutputs {
+    /// `head: false` stops after the encoder (only `last_hidden_state`, e.g. for embeddings).
+    public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true) throws -> ModelOutputs {
         try validate(inputs)
         let B = inputs.batch, T = inputs.length, N = B * T, H = config.hiddenSize
         let relative = config.relativeAttention ? RelativePositions.indices(length: T, family: family, config: config) : []
@@ -69,6 +70,7 @@ extension DebertaModel {
         }
 
         var outputs = [NamedOutput(name: "last_hidden_state", shape: [B, T, H], values: hidden.array)]
+        guard computeHead else { return ModelOutputs(outputs: outputs) }
         outputs += runHead(hidden, ctx, choices: inputs.choices)
         if enhancedMaskDecoder, hasEnhancedMaskDecoder, T <= config.maxPositionEmbeddings,
            case let .maskedLM(dense, norm, decoder, bias) = head, let table = embeddings.position {

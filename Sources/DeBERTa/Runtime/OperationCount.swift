@@ -2,7 +2,7 @@ extension DebertaModel {
     /// Floating-point operations of one forward call as this runtime performs it (a multiply-add counts 2):
     /// embeddings projection, Q/K/V/output and FFN products, content scores and probabilities × V,
     /// the c2p/p2c products against the reachable relative rows, the conv layer and the head.
-    public func operationCount(batch: Int, length: Int) -> Double {
+    public func operationCount(batch: Int, length: Int, head includeHead: Bool = true) -> Double {
         let B = Double(batch), T = Double(length), N = B * T
         let H = Double(config.hiddenSize), A = Double(config.allHeadSize), I = Double(config.intermediateSize)
         let E = Double(config.embeddingSize), heads = Double(config.numAttentionHeads), d = Double(config.attentionHeadSize)
@@ -17,6 +17,7 @@ extension DebertaModel {
         var total = perLayer * Double(config.numHiddenLayers)
         if E != H { total += 2 * N * E * H }
         if conv != nil { total += 2 * N * H * H * Double(config.convKernelSize) }
+        guard includeHead else { return total }
         switch head {
         case .maskedLM(let dense, _, _, _):
             let decoderWidth = Double(dense.outFeatures)
