@@ -226,3 +226,23 @@ final class ResultBox: @unchecked Sendable {
     func set(_ i: Int, _ value: Bool) { lock.lock(); storage[i] = value; lock.unlock() }
     var values: [Bool] { lock.lock(); defer { lock.unlock() }; return storage }
 }
+
+final class WeightBindingTests: XCTestCase {
+    /// A checkpoint missing one tensor and holding an unknown one: one error naming both.
+    func testBindingReportsMissingAndUnexpectedTogether() throws {
+        let source = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let dir = try temporaryDirectory() + "/broken"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: source + "/config.json", toPath: dir + "/config.json")
+        let store = try TensorStore.open(weights: source + "/model.safetensors")
+        var tensors = store.tensors.filter { $0.name != "deberta.encoder.layer.1.attention.self.value_proj.bias" }.map { OutputTensor.copying($0) }
+        tensors.append(OutputTensor(name: "deberta.encoder.layer.1.attention.self.extra_proj.weight", dtype: .f32, shape: [2]) { $0.initializeMemory(as: UInt8.self, repeating: 0) })
+        try SafeTensorsWriter.write(tensors, metadata: [], to: dir + "/model.safetensors")
+        XCTAssertThrowsError(try DebertaModel(path: dir)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("missing 1: encoder.layer.1.attention.self.value_proj.bias"), text)
+            XCTAssertTrue(text.contains("unexpected 1: deberta.encoder.layer.1.attention.self.extra_proj.weight"), text)
+            XCTAssertTrue(text.hasPrefix(dir + "/model.safetensors"), text)
+        }
+    }
+}
