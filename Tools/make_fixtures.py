@@ -1559,6 +1559,702 @@ def ops_log_buckets(root: Path) -> None:
     log(f"  {out.relative_to(root)}: {sum(len(c['buckets']) for c in cases)} values")
 
 
+# ----------------------------------------------------------------------------------------------
+# Tokenizer fixtures (-> Fixtures/tokenizers/)
+# ----------------------------------------------------------------------------------------------
+
+TOKENIZER_FIXTURES: "OrderedDict[str, callable]" = OrderedDict()
+GROUPS["tokenizers"] = TOKENIZER_FIXTURES
+
+# DeBERTa special tokens written in text, in the order the rule lists them.
+TEXT_SPECIALS = ["[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"]
+# Unicode White_Space (what Rust's char::is_whitespace, and so the tokenizers library, strips).
+UNICODE_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+BYTE_FALLBACK_PIECES = 420
+BYTE_FALLBACK_USER_SYMBOLS = ["<br>", "://"]
+BYTE_FALLBACK_EXTRA_CORPUS = """\
+Byte fallback turns characters that were never seen into their UTF-8 bytes.
+Line breaks in HTML are written <br> and links start with https:// or http://.
+The naïve café owner served crème brûlée to the über-cool visitors from Zürich.
+Straße, Æsir, Œuvre and Ærø are spelled with letters beyond plain ASCII.
+Prices went from 12.50 to 13.75 euros, an increase of 10 percent.
+Email me at someone@example.com or visit the page at https://example.org/a/b?c=d.
+"""
+BPE_VOCAB = 400
+
+
+def tokenizer_strings() -> list[str]:
+    """The test strings of Fixtures/tokenizers/strings.json (fixed lists plus seeded combinations)."""
+    import random
+    import unicodedata
+
+    plain = [line for line in SPM_CORPUS.splitlines()[:24]] + [
+        "Hello world.",
+        "Hello, world!",
+        "The cat sat on the mat.",
+        "I can't believe it's not butter.",
+        "Don't stop believing; hold on to that feeling.",
+        "What time is it? It's half past nine.",
+        "She said: \"Let's go to the market tomorrow.\"",
+        "Tokenization is the first step of every language model.",
+        "The quick brown fox jumps over the lazy dog.",
+        "unbelievable transformations",
+        "x",
+        "I",
+        "a b c d e f g",
+        "Paris is the capital of France.",
+        "New York City's subway runs twenty-four hours a day.",
+        "THE QUICK BROWN FOX SHOUTED IN CAPITALS.",
+        "mIxEd CaSe TeXt iS hArD tO rEaD.",
+    ]
+    fullwidth = [
+        "ＡＢＣ１２３",
+        "Ｈｅｌｌｏ，　ｗｏｒｌｄ！",
+        "ｆｕｌｌ－ｗｉｄｔｈ　ｔｅｘｔ（ｗｉｔｈ　ｐａｒｅｎｓ）",
+        "ｶﾀｶﾅ ﾊﾝｶｸ",
+        "ﾊﾟﾋﾟﾌﾟ",
+        "Ｆｕｌｌ-width letters and ligatures like ﬁ are normalized by NFKC.",
+        "１２３４５６７８９０",
+        "＠＃＄％＾＆＊",
+    ]
+    ligatures = [
+        "ﬁ ﬂ",
+        "ﬁnance and ﬂower",
+        "ﬀ ﬃ ﬄ ﬅ ﬆ",
+        "oﬃce eﬀort baﬄe",
+        "Œuvre, æther, Ĳssel",
+        "ﬁ\u0301",
+        "\ufb01",
+    ]
+    combining = [
+        "e\u0301",
+        "cafe\u0301",
+        "caf\u00e9",
+        "re\u0301sume\u0301 and résumé",
+        "Tiếng Việt có dấu",
+        unicodedata.normalize("NFD", "Tiếng Việt có dấu"),
+        "Nguyễn Thị Minh Khai",
+        "n\u0303o",
+        "a\u0301\u0302\u0303\u0304",
+        "\u0301abc",
+        "\u0301",
+        "x\u20dd",
+        "Z\u0351\u0352\u0353a\u0354\u0355l\u0356\u0357g\u0358\u0359o",
+        "Å Å Å",
+        "\u1e9b\u0323",
+        "Ω Ω",
+    ]
+    compat = [
+        "①②③",
+        "⑩ ⑳",
+        "㎏ ㎞ ㎡",
+        "™ ℠ ℃ ℉",
+        "½ ¼ ¾ ⅓",
+        "Ⅻ ⅷ",
+        "㍿ ㌀",
+        "\ufdfa",
+        "…",
+        "ℌ𝔢𝔩𝔩𝔬 𝕎𝕠𝕣𝕝𝕕",
+        "x² + y³ = z⁴",
+        "H₂O",
+        "ǅ ǈ ǋ",
+        "㈱ ㊤",
+        "ﹰ ﺀ",
+        "µ vs μ",
+        "Kelvin K and Ångström Å",
+        "ſ and ẛ",
+        "⁰¹²³⁴⁵⁶⁷⁸⁹",
+    ]
+    whitespace = [
+        "",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\r\n",
+        "   \t\n  ",
+        "hello  world",
+        "hello     world",
+        "hello\tworld",
+        "hello\t\tworld",
+        "hello\nworld",
+        "hello\n\nworld",
+        "hello\r\nworld",
+        "line one\nline two\nline three",
+        "  leading spaces",
+        "trailing spaces  ",
+        "  both sides  ",
+        "\tleading tab",
+        "trailing tab\t",
+        "\nleading newline",
+        "trailing newline\n",
+        " \t mixed \n whitespace \r ",
+        "a \t b \n c",
+        "a\u3000b",
+        "\u3000ideographic space\u3000",
+        "a\u2003b\u2002c\u2009d",
+        "no\u00a0break\u00a0space",
+        "\u00a0leading nbsp",
+        "narrow\u202fno-break",
+        "10\u202f000",
+        "zero\u200bwidth\u200bspace",
+        "\u200b",
+        "\u200bstart",
+        "join\u200der and non\u200cjoiner",
+        "\ufeffbyte order mark",
+        "line\u2028separator\u2029paragraph",
+        "x\u000by\u000cz",
+        "a\u0085b",
+        "\u1680ogham space",
+        "      ",
+        " a ",
+        "a",
+    ]
+    scripts = [
+        "東京は日本の首都です。",
+        "中文测试，简体字。",
+        "繁體中文測試",
+        "漢字かなカナ交じり文",
+        "こんにちは世界",
+        "안녕하세요 세계",
+        "한국어 텍스트입니다.",
+        "\u1100\u1161\u11a8",
+        "\u1112\u1161\u11ab\u1100\u1173\u11af",
+        "ㄱㅏ ㅎㅏㄴ",
+        "مرحبا بالعالم",
+        "اَلْعَرَبِيَّةُ",
+        "العربية 123 English",
+        "שלום עולם",
+        "שָׁלוֹם",
+        "नमस्ते दुनिया",
+        "हिन्दी भाषा",
+        "สวัสดีชาวโลก",
+        "Γειά σου Κόσμε",
+        "Привет, мир!",
+        "Ελληνικά και русский и English",
+        "ქართული ენა",
+        "Հայերեն",
+        "አማርኛ",
+        "தமிழ்",
+        "ᚠᚢᚦᚨᚱᚲ",
+        "𐌰𐌱𐌲",
+        "𝄞 music",
+    ]
+    emoji = [
+        "🙂",
+        "I love it 😍😍😍",
+        "👍🏽 thumbs up",
+        "👍🏻👍🏼👍🏽👍🏾👍🏿",
+        "👩‍💻 coder",
+        "👨‍👩‍👧‍👦 family",
+        "🇫🇷🇯🇵🇺🇸",
+        "flag 🇩🇪 and 🏳️‍🌈",
+        "1️⃣ 2️⃣ #️⃣",
+        "❤️ ❤ ♥",
+        "🧑🏾‍🚀 astronaut",
+        "emoji🙂inside🙂words",
+        "☃ ☂ ☀",
+        "🙂" * 12,
+    ]
+    long_words = [
+        "a" * 250,
+        "ab" * 120,
+        "Pneumonoultramicroscopicsilicovolcanoconiosis" * 5,
+        "supercalifragilisticexpialidocious" * 7,
+        "x" * 201 + " y",
+        "ü" * 210,
+        "漢" * 205,
+        "0123456789" * 21,
+    ]
+    numbers = [
+        "3.14159",
+        "1,000,000",
+        "2024-05-17",
+        "-42",
+        "+1 (555) 123-4567",
+        "1e10 and 6.022e23",
+        "0x1F 0b1010 0o17",
+        "12:30:45",
+        "99.9%",
+        "$1,234.56 and €99,99",
+        "¥500 £20 ₹100",
+        "1/2 3/4",
+        "IPv4 192.168.0.1",
+        "version 1.2.3-beta+build.5",
+    ]
+    web = [
+        "https://example.com/path?q=1&r=2#frag",
+        "http://www.example.org/index.html",
+        "Visit https://en.wikipedia.org/wiki/Tokenization_(lexical_analysis) now",
+        "ftp://files.example.net/pub/file.tar.gz",
+        "john.doe+test@example.org",
+        "Contact: support@company.co.uk, sales@company.com",
+        "www.example.com",
+        "@username #hashtag",
+        "C:\\Users\\name\\Documents\\file.txt",
+        "/usr/local/bin/python3",
+        "line<br>break<br>here",
+        "<br><br>",
+        "a://b",
+    ]
+    code = [
+        "def f(x): return x**2",
+        "if (a && b) { return c; }",
+        "int main() {\n\treturn 0;\n}",
+        "for i in range(10):\n    print(i)",
+        "<div class=\"main\">Hello</div>",
+        "SELECT * FROM users WHERE id = 42;",
+        "x = [1, 2, 3]; y = {'a': 1}",
+        "console.log(`template ${value}`);",
+        "a->b->c; x::y::z",
+        "#include <stdio.h>",
+        "λx.x + 1",
+        "snake_case camelCase PascalCase kebab-case",
+        "__init__ __main__",
+        "{\"key\": \"value\", \"n\": [1, 2]}",
+    ]
+    punctuation = [
+        "!!!???...",
+        "---",
+        "...",
+        "?!",
+        "«quotes» „German“ “smart” ‘single’",
+        "()[]{}<>",
+        "a.b.c.d",
+        "end.",
+        ".start",
+        "hello,world",
+        "wait... what?!",
+        "~`!@#$%^&*()_+-=",
+        "'''\"\"\"",
+        "—em dash– en dash‐hyphen",
+        "¿Qué? ¡Sí!",
+        "•bullet ·middle dot",
+        "§ ¶ † ‡",
+    ]
+    mixed = [
+        "Hello 世界 مرحبا שלום 🙂",
+        "English and 日本語 mixed",
+        "Русский text with English words",
+        "café ＣＡＦＥ ｃａｆｅ",
+        "naïve coöperation façade",
+        "Straße STRASSE straße",
+        "İstanbul ıi",
+        "ﬁ①㎏™½ all together",
+        "ÀÁÂÃÄÅ àáâãäå",
+        "Ǆ ǅ ǆ",
+    ]
+    control = [
+        "\x00",
+        "a\x00b",
+        "a\x01b",
+        "bell\x07",
+        "del\x7f",
+        "\x1b[31mred\x1b[0m",
+        "tab\tand\x0bvertical",
+        "\x1f\x1e\x1d",
+        "\x80\x9f",
+        "soft\u00adhyphen",
+        "\u200e\u200fmarks",
+        "\u2066isolate\u2069",
+        "\ufffd replacement",
+        "\uffff noncharacter",
+        "\U000e0041 tag",
+        "\ue000 private use",
+    ]
+    specials = [
+        "Paris is the [MASK] of France.",
+        "a[MASK]b",
+        "[MASK][MASK]",
+        "[MASK]",
+        " [MASK] ",
+        "  [MASK]  ",
+        "\t[MASK]\n",
+        "\n[MASK]",
+        "\u00a0[MASK]",
+        "\u3000[MASK]",
+        "[MASK].",
+        "The [MASK] [MASK] is here.",
+        "[CLS] hello [SEP]",
+        "[CLS]hello[SEP]world[SEP]",
+        "[CLS] A [SEP] B [SEP]",
+        "a [SEP] b [CLS] c",
+        "[PAD][PAD][PAD]",
+        "text [PAD]",
+        "[UNK]",
+        "text [UNK] text",
+        "[UNK][UNK]",
+        "[mask] lowercase is not special",
+        "[MASK",
+        "MASK]",
+        "[[MASK]]",
+        "[ MASK ]",
+        "[MASK][CLS][SEP][PAD][UNK]",
+        "x[CLS]y",
+        "🙂[MASK]🙂",
+        "Ｐａｒｉｓ [MASK] ﬁne",
+        "[MASKED]",
+        "[MASK]ing",
+        "  leading then [SEP]",
+        "[SEP]  trailing  ",
+    ]
+    fixed = (plain + fullwidth + ligatures + combining + compat + whitespace + scripts + emoji + long_words
+             + numbers + web + code + punctuation + mixed + control + specials)
+
+    # Seeded combinations: corpus words mixed with the pieces above.
+    rng = random.Random(20240517)
+    words = sorted({w for line in SPM_CORPUS.split() for w in [line.strip(".,?\"")] if w})
+    extras = ["ﬁ", "①", "ＡＢ", "🙂", "👍🏽", "é", "e\u0301", "東京", "안녕", "مرحبا", "\t", "\n", "  ", "\u00a0",
+              "\u200b", "[MASK]", "[SEP]", "...", "42", "Ω", "ß", "İ", "<br>", "😀", "\u3000", "₂", "™", "x\u0308"]
+    seeded = []
+    for _ in range(80):
+        parts = []
+        for _ in range(rng.randint(2, 9)):
+            parts.append(rng.choice(words) if rng.random() < 0.7 else rng.choice(extras))
+            parts.append(rng.choice([" ", " ", " ", "", "  ", "\t", "\n"]))
+        seeded.append("".join(parts))
+    # Random code points (printable and not): characters unseen in training, byte fallback, unk runs.
+    pools = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F),
+             (0x3040, 0x30FF), (0x4E00, 0x4E80), (0xAC00, 0xAC80), (0x1F300, 0x1F64F), (0x2000, 0x206F),
+             (0xFF00, 0xFFEF), (0x300, 0x36F), (0x2460, 0x24FF), (0x3300, 0x33FF)]
+    for _ in range(40):
+        lo, hi = rng.choice(pools)
+        n = rng.randint(1, 12)
+        seeded.append("".join(chr(rng.randint(lo, hi)) if rng.random() < 0.8 else " " for _ in range(n)))
+
+    out = []
+    seen = set()
+    for s in fixed + seeded:
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    assert len(out) >= 300, len(out)
+    assert all(not (0xD800 <= ord(c) <= 0xDFFF) for s in out for c in s)
+    return out
+
+
+def write_json_lines(path: Path, header: dict, rows: list) -> None:
+    """{"...header...", "rows": [...]} with one row per line (diffable, compact)."""
+    lines = ["{"]
+    for k, v in header.items():
+        lines.append(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)},")
+    lines.append('"rows": [')
+    lines += [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + ("," if i + 1 < len(rows) else "")
+              for i, r in enumerate(rows)]
+    lines.append("]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def utf8_to_codepoint_offsets(text: str):
+    """Map from UTF-8 byte offset to code point offset (byte offsets inside a character map to that character)."""
+    table = []
+    for i, c in enumerate(text):
+        table += [i] * len(c.encode("utf-8"))
+    table.append(len(text))
+    return table
+
+
+def spm_expected_rows(sp, strings):
+    rows = []
+    for text in strings:
+        ids = sp.encode(text)
+        pieces = sp.encode(text, out_type=str)
+        proto = sp.encode(text, out_type="proto")
+        assert [p.id for p in proto.pieces] == ids
+        b2c = utf8_to_codepoint_offsets(text)
+        boundaries = {len(text[:i].encode("utf-8")) for i in range(len(text) + 1)}
+        offsets = []
+        for p in proto.pieces:
+            # Byte-fallback pieces of one character all carry the character's byte span, so the
+            # conversion never lands inside a character; check it.
+            assert p.begin in boundaries and p.end in boundaries, (text, p)
+            offsets.append([b2c[p.begin], b2c[p.end]])
+        # the library's own code point offsets agree
+        om = sp.encode(text, out_type="offset_mapping")
+        assert [list(o) for o in om["offsets"]] == offsets, (text, om["offsets"], offsets)
+        rows.append({"text": text, "ids": ids, "pieces": pieces, "offsets": offsets})
+    return rows
+
+
+def tokenizers_expected_rows(tok, strings):
+    rows = []
+    for text in strings:
+        e = tok.encode(text, add_special_tokens=False)
+        rows.append({"text": text, "ids": e.ids, "tokens": e.tokens, "offsets": [list(o) for o in e.offsets]})
+    return rows
+
+
+def spm_model_header(sp, data: bytes) -> dict:
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    m = model_pb2.ModelProto()
+    m.ParseFromString(data)
+    ns = m.normalizer_spec
+    return {
+        "library": f"sentencepiece {spm.__version__}",
+        "call": "SentencePieceProcessor.encode(text) ids, encode(text, out_type=str) pieces, "
+                "encode(text, out_type='proto') piece begin/end (UTF-8 bytes) -> code points",
+        "normalization_rule_name": ns.name,
+        "add_dummy_prefix": ns.add_dummy_prefix,
+        "remove_extra_whitespaces": ns.remove_extra_whitespaces,
+        "byte_fallback": m.trainer_spec.byte_fallback,
+        "piece_size": sp.get_piece_size(),
+    }
+
+
+def train_byte_fallback_spm() -> bytes:
+    model = io.BytesIO()
+    lines = SPM_CORPUS.splitlines() + BYTE_FALLBACK_EXTRA_CORPUS.splitlines()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=BYTE_FALLBACK_PIECES,
+        normalization_rule_name="nmt_nfkc_cf",
+        character_coverage=1.0,
+        byte_fallback=True,
+        user_defined_symbols=BYTE_FALLBACK_USER_SYMBOLS,
+        pad_id=PAD,
+        pad_piece="[PAD]",
+        bos_id=CLS,
+        bos_piece="[CLS]",
+        eos_id=SEP,
+        eos_piece="[SEP]",
+        unk_id=UNK,
+        unk_piece="[UNK]",
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+    )
+    data = model.getvalue()
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    assert sp.get_piece_size() == BYTE_FALLBACK_PIECES
+    assert [sp.id_to_piece(i) for i in range(4)] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]
+    assert sp.piece_to_id("<0x41>") > 3 and sp.is_byte(sp.piece_to_id("<0x41>"))
+    return data
+
+
+def v3_spm_bytes(root: Path) -> bytes:
+    """The v3-mlm fixture's spm.model (retrained deterministically; equal to the file when it exists)."""
+    data = train_spm()
+    existing = root / "models" / "v3-mlm" / "spm.model"
+    if existing.exists():
+        assert existing.read_bytes() == data, "train_spm() no longer reproduces models/v3-mlm/spm.model"
+    return data
+
+
+@fixture(TOKENIZER_FIXTURES, "strings")
+def tok_strings(root: Path) -> None:
+    strings = tokenizer_strings()
+    out = root / "tokenizers" / "strings.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("[\n" + ",\n".join(json.dumps(s, ensure_ascii=False) for s in strings) + "\n]\n", encoding="utf-8")
+    log(f"  {out.relative_to(root)}: {len(strings)} strings")
+
+
+def write_spm_fixture(root: Path, name: str, data: bytes) -> None:
+    d = fresh_dir(root / "tokenizers" / name)
+    (d / "spm.model").write_bytes(data)
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    rows = spm_expected_rows(sp, tokenizer_strings())
+    write_json_lines(d / "expected.json", spm_model_header(sp, data), rows)
+    log(f"  tokenizers/{name}: {len(rows)} rows, {sum(len(r['ids']) for r in rows)} pieces")
+
+
+@fixture(TOKENIZER_FIXTURES, "spm")
+def tok_spm(root: Path) -> None:
+    write_spm_fixture(root, "spm", v3_spm_bytes(root))
+
+
+@fixture(TOKENIZER_FIXTURES, "spm-bytefallback")
+def tok_spm_bytefallback(root: Path) -> None:
+    data = train_byte_fallback_spm()
+    write_spm_fixture(root, "spm-bytefallback", data)
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    bytes_used = sum(sp.is_byte(i) for t in tokenizer_strings() for i in sp.encode(t))
+    unk_used = sum(i == UNK for t in tokenizer_strings() for i in sp.encode(t))
+    assert bytes_used > 100, bytes_used
+    log(f"  byte pieces used: {bytes_used}, unk: {unk_used}")
+
+
+def deberta_v3_fast_tokenizer(spm_path: Path):
+    """The tokenizer.json a DeBERTa-v3 hub checkpoint ships: transformers' DebertaV2Converter on the spm
+    model (Strip + Precompiled + Replace normalizer, Metaspace pre-tokenizer, Unigram), plus the added tokens."""
+    import types
+
+    from tokenizers import AddedToken
+    from transformers.convert_slow_tokenizer import DebertaV2Converter
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_path))
+    vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+    vocab["[MASK]"] = MASK_ID
+    # The slow DebertaV2Tokenizer is gone from transformers 5.x; the converter only reads these attributes.
+    original = types.SimpleNamespace(
+        vocab_file=str(spm_path), split_by_punct=False, do_lower_case=False, add_prefix_space=True,
+        convert_tokens_to_ids=lambda t: vocab[t],
+    )
+    tok = DebertaV2Converter(original).converted()
+    tok.add_special_tokens([
+        AddedToken("[PAD]", special=True, normalized=False),
+        AddedToken("[CLS]", special=True, normalized=False),
+        AddedToken("[SEP]", special=True, normalized=False),
+        AddedToken("[UNK]", special=True, normalized=False),
+        AddedToken("[MASK]", lstrip=True, special=True, normalized=False),
+    ])
+    assert tok.token_to_id("[MASK]") == MASK_ID and tok.token_to_id("[UNK]") == UNK
+    return tok
+
+
+@fixture(TOKENIZER_FIXTURES, "unigram-json")
+def tok_unigram_json(root: Path) -> None:
+    import tempfile
+
+    from tokenizers import Tokenizer
+
+    d = fresh_dir(root / "tokenizers" / "unigram-json")
+    with tempfile.TemporaryDirectory() as tmp:
+        spm_path = Path(tmp) / "spm.model"
+        spm_path.write_bytes(v3_spm_bytes(root))
+        tok = deberta_v3_fast_tokenizer(spm_path)
+    tok.save(str(d / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    rows = tokenizers_expected_rows(tok, tokenizer_strings())
+    import tokenizers
+
+    header = {
+        "library": f"tokenizers {tokenizers.__version__}",
+        "call": "Tokenizer.from_file('tokenizer.json').encode(text, add_special_tokens=False): ids, tokens, "
+                "offsets (code points)",
+        "source": "transformers DebertaV2Converter on spm/spm.model + added tokens [PAD] [CLS] [SEP] [UNK] "
+                  "[MASK] (lstrip)",
+    }
+    write_json_lines(d / "expected.json", header, rows)
+    log(f"  tokenizers/unigram-json: {len(rows)} rows")
+
+
+BPE_CORPUS_EXTRA = """\
+def tokenize(text): return [byte for byte in text.encode("utf-8")]
+GPT-2 uses a byte-level BPE, so every string can be encoded without unknown tokens.
+DeBERTa v1 reuses the GPT-2 vocabulary and merges.
+"""
+
+
+@fixture(TOKENIZER_FIXTURES, "bpe")
+def tok_bpe(root: Path) -> None:
+    import tokenizers
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import ByteLevelBPETokenizer
+
+    d = fresh_dir(root / "tokenizers" / "bpe")
+    lines = SPM_CORPUS.splitlines() + BPE_CORPUS_EXTRA.splitlines()
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True)
+    bpe.train_from_iterator(lines, vocab_size=BPE_VOCAB, min_frequency=2, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    bpe.save_model(str(d))
+    bpe.save(str(d / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    assert tok.get_vocab_size() == BPE_VOCAB
+    # vocab.json + merges.txt give the same tokens
+    again = ByteLevelBPETokenizer.from_file(str(d / "vocab.json"), str(d / "merges.txt"),
+                                            add_prefix_space=False, trim_offsets=True)
+    strings = tokenizer_strings()
+    rows = tokenizers_expected_rows(tok, strings)
+    for r in rows:
+        assert again.encode(r["text"]).ids == r["ids"]
+    header = {
+        "library": f"tokenizers {tokenizers.__version__}",
+        "call": "Tokenizer.from_file('tokenizer.json').encode(text, add_special_tokens=False): ids, tokens, "
+                "offsets (code points; ByteLevel post-processor with trim_offsets=true)",
+        "source": f"ByteLevelBPETokenizer(add_prefix_space=False, trim_offsets=True) trained to vocab {BPE_VOCAB}",
+    }
+    write_json_lines(d / "expected.json", header, rows)
+    log(f"  tokenizers/bpe: {len(rows)} rows")
+
+
+def split_on_specials(text: str):
+    """The project's special-token rule: exact matches of TEXT_SPECIALS, left to right, earliest first
+    (no two specials overlap); [MASK] also absorbs the white space on its left. Yields ("text", start, chunk)
+    and ("special", start, token)."""
+    import re
+
+    ws = "[" + re.escape(UNICODE_WHITESPACE) + "]*"
+    pattern = re.compile(ws + re.escape("[MASK]") + "|" + "|".join(re.escape(s) for s in TEXT_SPECIALS if s != "[MASK]"))
+    pos = 0
+    for m in pattern.finditer(text):
+        token = m.group(0).lstrip(UNICODE_WHITESPACE)
+        start = m.end() - len(token)
+        if m.start() > pos:
+            yield ("text", pos, text[pos : m.start()])
+        yield ("special", start, token)
+        pos = m.end()
+    if pos < len(text):
+        yield ("text", pos, text[pos:])
+
+
+def special_rule_encode(sp, text: str):
+    ids, pieces, offsets = [], [], []
+    for kind, start, part in split_on_specials(text):
+        if kind == "special":
+            ids.append(MASK_ID if part == "[MASK]" else sp.piece_to_id(part))
+            pieces.append(part)
+            offsets.append([start, start + len(part)])
+        else:
+            row = spm_expected_rows(sp, [part])[0]
+            ids += row["ids"]
+            pieces += row["pieces"]
+            offsets += [[a + start, b + start] for a, b in row["offsets"]]
+    return {"text": text, "ids": ids, "pieces": pieces, "offsets": offsets}
+
+
+@fixture(TOKENIZER_FIXTURES, "special")
+def tok_special(root: Path) -> None:
+    from tokenizers import Tokenizer
+
+    data = v3_spm_bytes(root)
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    strings = tokenizer_strings()
+    with_special = [s for s in strings if any(t in s for t in TEXT_SPECIALS)]
+    rows = [special_rule_encode(sp, s) for s in strings]
+    d = root / "tokenizers" / "spm"
+    header = {
+        "rule": "split on exact [CLS] [SEP] [PAD] [UNK] [MASK] (left to right); [MASK] absorbs the Unicode "
+                "white space on its left; each remaining chunk is encoded by SentencePieceProcessor.encode as its "
+                "own text; specials map to their piece ids, [MASK] to added_tokens.json (300); a special's "
+                "offsets cover the token text only",
+        "library": f"sentencepiece {spm.__version__}",
+        "strings_with_specials": len(with_special),
+    }
+    write_json_lines(d / "special.expected.json", header, rows)
+
+    # Compare with the tokenizers library on the unigram tokenizer.json (written by "unigram-json").
+    tj = root / "tokenizers" / "unigram-json" / "tokenizer.json"
+    if tj.exists():
+        tok = Tokenizer.from_file(str(tj))
+        diff_ids, prefix_only, other_offsets = [], [], []
+        for r in rows:
+            e = tok.encode(r["text"], add_special_tokens=False)
+            theirs = [list(o) for o in e.offsets]
+            if e.ids != r["ids"]:
+                diff_ids.append(r["text"])
+                log(f"    ids differ: {r['text']!r}: rule {r['pieces']} tokenizers {e.tokens}")
+            elif theirs != r["offsets"]:
+                # spm gives an inserted "▁" (dummy prefix) an empty span; tokenizers gives it the span of the
+                # character it was prepended to
+                bad = [i for i, (a, b) in enumerate(zip(r["offsets"], theirs)) if a != b]
+                if all(r["pieces"][i] == "▁" and r["offsets"][i][0] == r["offsets"][i][1] == theirs[i][0] for i in bad):
+                    prefix_only.append(r["text"])
+                else:
+                    other_offsets.append(r["text"])
+                    if len(other_offsets) <= 12:
+                        log(f"    offsets differ: {r['text']!r}: {[(r['pieces'][i], r['offsets'][i], theirs[i]) for i in bad]}")
+        specials_differ = [t for t in diff_ids + other_offsets if any(x in t for x in TEXT_SPECIALS)]
+        log(f"  rule vs tokenizers (all {len(rows)} strings): {len(diff_ids)} differ in ids, "
+            f"{len(prefix_only)} only in the dummy-prefix span, {len(other_offsets)} in other offsets; "
+            f"strings with specials among them: {specials_differ}")
+    log(f"  tokenizers/spm/special.expected.json: {len(rows)} rows ({len(with_special)} with specials)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture root (default: Fixtures/)")
