@@ -36,10 +36,15 @@ let package = Package(
             name: "Checkpoint",
             dependencies: ["CZlib"]
         ),
+        // SentencePiece's ModelProto (spm.model) parsed by protoc-c generated code (Tools/generate_spm_proto.sh)
+        .target(
+            name: "CSentencePieceModel",
+            dependencies: ["CProtobufC"]
+        ),
         // text -> ids: SentencePiece unigram, byte-level BPE, tokenizer.json
         .target(
             name: "Tokenizers",
-            dependencies: ["Checkpoint", "CProtobufC"]
+            dependencies: ["Checkpoint", "CProtobufC", "CSentencePieceModel"]
         ),
         // DeBERTa config, family/head detection, converter
         .target(
@@ -53,6 +58,11 @@ let package = Package(
                 "Checkpoint", "DeBERTa",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // tokenizer throughput (Tools/bench_tokenizers.py): text file + tokenizer -> lines/s, MB/s
+        .executableTarget(
+            name: "tokenizer-bench",
+            dependencies: ["Tokenizers"]
         ),
         .testTarget(
             name: "CheckpointTests",
