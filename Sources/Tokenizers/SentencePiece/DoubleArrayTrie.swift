@@ -1,0 +1,200 @@
+/// Read-only view of a darts-clone double array, the trie format of SentencePiece's precompiled
+/// charsmap. Each unit is a little-endian UInt32:
+///   bit 8: the node has a leaf child; bits 0-7 (and bit 31 for leaves): the label;
+///   value of a leaf unit: bits 0-30; offset to the children: bits 10-31, shifted left by 8 when bit 9 is set.
+/// The child of node `n` on byte `b` is `n ^ offset(unit[n]) ^ b`, valid when its label is `b`; the leaf of
+/// `n` is at `n ^ offset(unit[n])`. The array is validated once so that every reachable index is in bounds.
+struct DartsCloneArray: Sendable {
+    private let units: [UInt32]
+
+    /// `nil` if the array is malformed (a transition could leave the array).
+    init?(units: [UInt32]) {
+        guard units.count >= 256 else { return nil }
+        let root = units[0]
+        guard DartsCloneArray.label(root) == 0, !DartsCloneArray.hasLeaf(root) else { return nil }
+        let rootOffset = DartsCloneArray.offset(root)
+        guard rootOffset != 0, Int(rootOffset | 0xFF) < units.count else { return nil }
+        for (i, u) in units.enumerated() where DartsCloneArray.label(u) <= 0xFF {
+            let off = DartsCloneArray.offset(u)
+            if off == 0 { continue }
+            guard Int((UInt32(i) ^ off) | 0xFF) < units.count else { return nil }
+        }
+        self.units = units
+    }
+
+    @inline(__always) static func hasLeaf(_ u: UInt32) -> Bool { (u >> 8) & 1 == 1 }
+    @inline(__always) static func value(_ u: UInt32) -> Int32 { Int32(bitPattern: u & 0x7FFF_FFFF) }
+    @inline(__always) static func label(_ u: UInt32) -> UInt32 { u & 0x8000_00FF }
+    @inline(__always) static func offset(_ u: UInt32) -> UInt32 { (u >> 10) << ((u & (1 << 9)) >> 6) }
+
+    /// All keys that are prefixes of `bytes[start..<end]`, shortest first, as (length, value), passed to `body`
+    /// until it returns false.
+    @inline(__always)
+    func forEachPrefix(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int,
+                       _ body: (Int, Int32) -> Bool) {
+        units.withUnsafeBufferPointer { u in
+            var node = UInt32(0) ^ DartsCloneArray.offset(u[0])
+            var i = start
+            while i < end {
+                let b = bytes[i]
+                node ^= UInt32(b)
+                let unit = u[Int(node)]
+                if DartsCloneArray.label(unit) != UInt32(b) { return }
+                node ^= DartsCloneArray.offset(unit)
+                i += 1
+                if DartsCloneArray.hasLeaf(unit) {
+                    if !body(i - start, DartsCloneArray.value(u[Int(node)])) { return }
+                }
+            }
+        }
+    }
+
+    /// The longest key that is a prefix of `bytes[start..<end]`: (length, value), or nil.
+    @inline(__always)
+    func longestPrefix(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> (Int, Int32)? {
+        var best: (Int, Int32)?
+        forEachPrefix(bytes, from: start, to: end) { len, value in
+            best = (len, value)
+            return true
+        }
+        return best
+    }
+
+    /// The shortest key that is a prefix of `bytes[start..<end]` (what the tokenizers library's Precompiled uses).
+    @inline(__always)
+    func shortestPrefix(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> (Int, Int32)? {
+        var best: (Int, Int32)?
+        forEachPrefix(bytes, from: start, to: end) { len, value in
+            best = (len, value)
+            return false
+        }
+        return best
+    }
+
+    /// Whether some key starting with `byte` is longer than one byte (used to build the ASCII fast path).
+    func hasKeysLongerThanOneByte(startingWith byte: UInt8) -> Bool {
+        var node = UInt32(0) ^ DartsCloneArray.offset(units[0])
+        node ^= UInt32(byte)
+        let unit = units[Int(node)]
+        guard DartsCloneArray.label(unit) == UInt32(byte) else { return false }
+        let base = node ^ DartsCloneArray.offset(unit)
+        for c in 1 ... 255 {
+            let child = base ^ UInt32(c)
+            if Int(child) < units.count, DartsCloneArray.label(units[Int(child)]) == UInt32(c) { return true }
+        }
+        return false
+    }
+}
+
+/// A byte trie over vocabulary pieces stored as a double array (base/check), built from the pieces.
+/// Walking it costs one array read per byte, which is what the Viterbi search does at every position.
+struct PieceTrie: Sendable {
+    struct Slot: Sendable {
+        var base: Int32 = 0
+        var check: Int32 = -1
+        var value: Int32 = -1
+    }
+
+    private(set) var slots: [Slot]
+    static let root: Int32 = 0
+
+    /// `keys` must be non-empty byte strings; the first occurrence of a duplicate key wins.
+    init(keys: [(bytes: [UInt8], value: Int32)]) {
+        // 1. A pointer trie: children as sorted (label, node) lists.
+        var children: [[(UInt8, Int32)]] = [[]]
+        var values: [Int32] = [-1]
+        for (key, value) in keys {
+            var node = 0
+            for b in key {
+                if let next = children[node].first(where: { $0.0 == b })?.1 {
+                    node = Int(next)
+                } else {
+                    let new = Int32(children.count)
+                    children.append([])
+                    values.append(-1)
+                    children[node].append((b, new))
+                    node = Int(new)
+                }
+            }
+            if values[node] < 0 { values[node] = value }
+        }
+        for i in children.indices { children[i].sort { $0.0 < $1.0 } }
+
+        // 2. Place nodes breadth first: node at slot s, child on byte c at slot base[s] + c.
+        var slots = [Slot](repeating: Slot(), count: max(1024, children.count * 2))
+        var used = [Bool](repeating: false, count: slots.count)
+        used[0] = true
+        slots[0].check = 0
+        var slotOf = [Int32](repeating: -1, count: children.count)
+        slotOf[0] = 0
+        var queue: [Int32] = [0]
+        var head = 0
+        var firstFree = 1
+        while head < queue.count {
+            let node = Int(queue[head])
+            head += 1
+            let s = Int(slotOf[node])
+            slots[s].value = values[node]
+            let kids = children[node]
+            if kids.isEmpty { continue }
+            while firstFree < used.count, used[firstFree] { firstFree += 1 }
+            var base = max(1, firstFree - Int(kids[0].0))
+            search: while true {
+                let need = base + 256
+                if need >= slots.count {
+                    let grow = max(need + 1, slots.count * 2)
+                    slots += [Slot](repeating: Slot(), count: grow - slots.count)
+                    used += [Bool](repeating: false, count: grow - used.count)
+                }
+                for (c, _) in kids where used[base + Int(c)] {
+                    base += 1
+                    continue search
+                }
+                break
+            }
+            slots[s].base = Int32(base)
+            for (c, child) in kids {
+                let t = base + Int(c)
+                used[t] = true
+                slots[t].check = Int32(s)
+                slotOf[Int(child)] = Int32(t)
+                queue.append(child)
+            }
+        }
+        var last = used.count - 1
+        while last > 0, !used[last] { last -= 1 }
+        let keep = min(slots.count, last + 257)
+        if keep < slots.count { slots.removeSubrange(keep...) }
+        self.slots = slots
+    }
+
+    /// Calls `body(length, value)` for every key that is a prefix of `bytes[start..<end]`, shortest first.
+    @inline(__always)
+    func forEachPrefix(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int,
+                       _ body: (Int, Int32) -> Void) {
+        slots.withUnsafeBufferPointer { s in
+            var node = 0
+            var i = start
+            while i < end {
+                let t = Int(s[node].base) + Int(bytes[i])
+                guard s[t].check == Int32(node) else { return }
+                node = t
+                i += 1
+                let v = s[t].value
+                if v >= 0 { body(i - start, v) }
+            }
+        }
+    }
+
+    /// The value of exactly `bytes`, or nil.
+    func lookup(_ bytes: some Collection<UInt8>) -> Int32? {
+        var node = 0
+        for b in bytes {
+            let t = Int(slots[node].base) + Int(b)
+            guard t < slots.count, slots[t].check == Int32(node) else { return nil }
+            node = t
+        }
+        let v = slots[node].value
+        return v >= 0 ? v : nil
+    }
+}

@@ -1,0 +1,289 @@
+import Checkpoint
+import Foundation
+
+/// A SentencePiece unigram tokenizer that gives the same pieces, ids and offsets as the
+/// reference libraries:
+/// - `init(modelFile:)` / `init(modelData:name:)`: an `spm.model` (SentencePiece ModelProto), encoded as
+///   `sentencepiece.SentencePieceProcessor.encode` does (normalizer.cc + `EncodeOptimized` + the
+///   unknown-merging and byte-fallback of `PopulateSentencePieceText`);
+/// - `init(tokenizerJSON:)`: a Hugging Face `tokenizer.json` whose model is `Unigram` (the DeBERTa-v2/v3
+///   fast tokenizer), encoded as the tokenizers library does (`encode(text, add_special_tokens=False)`,
+///   added tokens matched in the text).
+///
+/// Tokens are vocabulary strings, except for unknown text: like both libraries, a run of unknown
+/// characters becomes one token (the unknown id) whose string is the run's normalized text. With byte
+/// fallback, each unknown character becomes its UTF-8 bytes as `<0xXX>` pieces. Offsets are in Unicode
+/// scalars of the original text; see `Encoding`.
+///
+/// Immutable after init; `encode` may be called from several threads at once.
+public final class SentencePieceTokenizer: SubwordTokenizer {
+    enum Backend: Sendable {
+        case sentencePiece(SPPipeline)
+        case tokenizerJSON(HFUnigramPipeline)
+    }
+
+    let backend: Backend
+    private let pieces: [String]
+    private let pieceIDs: [String: Int]
+
+    /// Loads an `spm.model` file. Throws `CheckpointError` naming the file when it is missing, unreadable,
+    /// not a SentencePiece ModelProto, or not a usable unigram model.
+    public convenience init(modelFile path: String) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw CheckpointError(file: path, exists ? "cannot read the SentencePiece model: \(error.localizedDescription)"
+                                                     : "SentencePiece model not found")
+        }
+        try self.init(modelData: [UInt8](data), name: path)
+    }
+
+    /// Parses a serialized SentencePiece ModelProto; `name` is used in error messages.
+    public init(modelData: [UInt8], name: String = "spm.model") throws {
+        let proto = try SPModelProto(serialized: modelData, file: name)
+        let pipeline = try SPPipeline(proto: proto, file: name)
+        backend = .sentencePiece(pipeline)
+        pieces = pipeline.pieceStrings
+        var ids = [String: Int](minimumCapacity: pieces.count)
+        for (i, p) in pieces.enumerated() where ids[p] == nil { ids[p] = i }
+        pieceIDs = ids
+    }
+
+    /// Loads a `tokenizer.json` whose model is `Unigram` (normalizers Sequence / Strip / Precompiled / Replace /
+    /// NFKC / NFC / Lowercase / Prepend, pre-tokenizers Metaspace / Sequence / WhitespaceSplit, added tokens).
+    /// Throws `CheckpointError` naming the file for a missing file, invalid JSON or an unsupported component.
+    public convenience init(tokenizerJSON path: String) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: path)
+            throw CheckpointError(file: path, exists ? "cannot read tokenizer.json: \(error.localizedDescription)"
+                                                     : "tokenizer.json not found")
+        }
+        try self.init(tokenizerJSONData: [UInt8](data), name: path)
+    }
+
+    /// Parses the bytes of a `tokenizer.json`; `name` is used in error messages.
+    public init(tokenizerJSONData: [UInt8], name: String = "tokenizer.json") throws {
+        let pipeline = try HFUnigramPipeline(json: tokenizerJSONData, file: name)
+        backend = .tokenizerJSON(pipeline)
+        pieces = pipeline.idToToken
+        var ids = [String: Int](minimumCapacity: pieces.count)
+        for (i, p) in pieces.enumerated() where ids[p] == nil && !(pipeline.isHole(i)) { ids[p] = i }
+        pieceIDs = ids
+    }
+
+    public func encode(_ text: String) -> Encoding {
+        switch backend {
+        case let .sentencePiece(p): return p.encode(text)
+        case let .tokenizerJSON(p): return p.encode(text)
+        }
+    }
+
+    public func id(of token: String) -> Int? { pieceIDs[token] }
+
+    public func token(of id: Int) -> String? {
+        guard id >= 0, id < pieces.count else { return nil }
+        if case let .tokenizerJSON(p) = backend, p.isHole(id) { return nil }
+        return pieces[id]
+    }
+
+    public var vocabularySize: Int { pieces.count }
+
+    /// The id of the unknown piece.
+    public var unknownID: Int {
+        switch backend {
+        case let .sentencePiece(p): return Int(p.model.unkID)
+        case let .tokenizerJSON(p): return p.unkID ?? -1
+        }
+    }
+
+    /// The normalized text as the model sees it (spm.model: with the dummy prefix and U+2581 for spaces).
+    public func normalize(_ text: String) -> String {
+        switch backend {
+        case let .sentencePiece(p): return p.normalizeForDisplay(text)
+        case let .tokenizerJSON(p): return p.normalizeForDisplay(text)
+        }
+    }
+}
+
+/// Maps UTF-8 byte offsets of a text to Unicode scalar offsets (a byte inside a scalar maps to that scalar).
+struct ScalarOffsets {
+    private var table: [Int32]
+    private let ascii: Bool
+    let byteCount: Int
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        byteCount = bytes.count
+        var isASCII = true
+        for b in bytes where b >= 0x80 { isASCII = false; break }
+        ascii = isASCII
+        table = []
+        if !isASCII {
+            table.reserveCapacity(bytes.count + 1)
+            var scalar: Int32 = -1
+            for b in bytes {
+                if b & 0xC0 != 0x80 { scalar += 1 }
+                table.append(scalar)
+            }
+            table.append(scalar + 1)
+        }
+    }
+
+    @inline(__always)
+    func scalar(atByte i: Int) -> Int {
+        let c = min(max(0, i), byteCount)
+        return ascii ? c : Int(table[c])
+    }
+}
+
+/// The spm.model path: normalizer + Viterbi + SentencePiece's piece population.
+struct SPPipeline: Sendable {
+    let normalizer: SPNormalizer
+    let model: SPUnigramModel
+    let pieceStrings: [String]
+    let byteFallback: Bool
+    /// id of `<0xXX>` for each byte (byte fallback only)
+    let byteIDs: [Int32]
+
+    init(proto: SPModelProto, file: String) throws {
+        guard proto.modelType == .unigram else {
+            throw CheckpointError(file: file, "SentencePiece model type \(proto.modelType) is not supported (only unigram)")
+        }
+        var keys: [(bytes: [UInt8], value: Int32)] = []
+        var userDefined: [(bytes: [UInt8], value: Int32)] = []
+        var seen = [[UInt8]: Int]()
+        var unk: Int32 = -1
+        var minScore = Float.greatestFiniteMagnitude
+        var maxScore = Float.leastNormalMagnitude  // FLT_MIN, as SentencePiece initializes it
+        var byteIDs = [Int32](repeating: -1, count: 256)
+        var scores = [Float]()
+        var isUD = [Bool]()
+        for (i, p) in proto.pieces.enumerated() {
+            if let other = seen[p.piece] {
+                throw CheckpointError(file: file, "piece \(i) '\(String(decoding: p.piece, as: UTF8.self))' duplicates piece \(other)")
+            }
+            seen[p.piece] = i
+            scores.append(p.score)
+            isUD.append(p.type == .userDefined)
+            switch p.type {
+            case .normal:
+                keys.append((p.piece, Int32(i)))
+                minScore = min(minScore, p.score)
+                maxScore = max(maxScore, p.score)
+            case .userDefined:
+                keys.append((p.piece, Int32(i)))
+                userDefined.append((p.piece, Int32(i)))
+            case .unknown:
+                guard unk < 0 else { throw CheckpointError(file: file, "more than one unknown piece (\(unk), \(i))") }
+                unk = Int32(i)
+            case .byte:
+                guard proto.byteFallback else {
+                    throw CheckpointError(file: file, "byte piece \(i) found although byte_fallback is false")
+                }
+                guard let b = SPPipeline.byteOfPiece(p.piece) else {
+                    throw CheckpointError(file: file, "invalid byte piece \(i) '\(String(decoding: p.piece, as: UTF8.self))'")
+                }
+                byteIDs[Int(b)] = Int32(i)
+            case .control, .unused:
+                break
+            }
+        }
+        guard unk >= 0 else { throw CheckpointError(file: file, "SentencePiece model has no unknown piece") }
+        if proto.byteFallback, byteIDs.contains(-1) {
+            throw CheckpointError(file: file, "byte_fallback is set but the model lacks some of the 256 byte pieces")
+        }
+        let charsmap = proto.precompiledCharsmap.isEmpty ? nil
+            : try PrecompiledCharsmap(blob: proto.precompiledCharsmap, file: file)
+        normalizer = SPNormalizer(
+            charsmap: charsmap, userDefined: userDefined.isEmpty ? nil : PieceTrie(keys: userDefined),
+            addDummyPrefix: proto.addDummyPrefix, removeExtraWhitespaces: proto.removeExtraWhitespaces,
+            escapeWhitespaces: proto.escapeWhitespaces, treatWhitespaceAsSuffix: proto.treatWhitespaceAsSuffix)
+        model = SPUnigramModel(trie: PieceTrie(keys: keys), scores: scores, isUserDefined: isUD, unkID: unk,
+                               minScore: minScore, maxScore: maxScore)
+        pieceStrings = proto.pieces.map { String(decoding: $0.piece, as: UTF8.self) }
+        byteFallback = proto.byteFallback
+        self.byteIDs = byteIDs
+    }
+
+    static func byteOfPiece(_ piece: [UInt8]) -> UInt8? {
+        // exactly "<0x" + two upper-case hex digits + ">"
+        guard piece.count == 6, piece[0] == 0x3C, piece[1] == 0x30, piece[2] == 0x78, piece[5] == 0x3E else { return nil }
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30 ... 0x39: return c - 0x30
+            case 0x41 ... 0x46: return c - 0x41 + 10
+            default: return nil
+            }
+        }
+        guard let h = hex(piece[3]), let l = hex(piece[4]) else { return nil }
+        return h << 4 | l
+    }
+
+    func normalizeForDisplay(_ text: String) -> String {
+        var text = text
+        var normalized: [UInt8] = []
+        var map: [Int32] = []
+        text.withUTF8 { normalizer.normalize($0, normalized: &normalized, normToOrig: &map) }
+        return String(decoding: normalized, as: UTF8.self)
+    }
+
+    func encode(_ text: String) -> Encoding {
+        var text = text
+        var normalized: [UInt8] = []
+        var normToOrig: [Int32] = []
+        var scratch = SPUnigramModel.Scratch()
+        var path: [SPUnigramModel.Piece] = []
+        var result = Encoding()
+        text.withUTF8 { input in
+            normalizer.normalize(input, normalized: &normalized, normToOrig: &normToOrig)
+            if normalized.isEmpty { return }
+            normalized.withUnsafeBufferPointer { model.encode($0, scratch: &scratch, into: &path) }
+            let offsets = ScalarOffsets(input)
+            result.ids.reserveCapacity(path.count)
+            result.tokens.reserveCapacity(path.count)
+            result.offsets.reserveCapacity(path.count)
+            let unk = model.unkID
+            var prevUnk = false
+            // merged unknown tokens: (token index, normalized start, normalized end); strings made at the end
+            var unknownRuns: [(index: Int, start: Int, end: Int)] = []
+            for p in path {
+                let begin = Int(normToOrig[Int(p.start)])
+                let end = Int(normToOrig[Int(p.end)])
+                let isUnk = p.id == unk
+                if isUnk, byteFallback {
+                    let b0 = offsets.scalar(atByte: begin)
+                    let b1 = offsets.scalar(atByte: end)
+                    for k in Int(p.start) ..< Int(p.end) {
+                        let byte = normalized[k]
+                        let id = Int(byteIDs[Int(byte)])
+                        result.ids.append(id)
+                        result.tokens.append(pieceStrings[id])
+                        result.offsets.append(k == Int(p.end) - 1 ? b0 ..< b1 : b0 ..< b0)
+                    }
+                } else if isUnk, prevUnk {
+                    let last = result.offsets.count - 1
+                    result.offsets[last] = result.offsets[last].lowerBound ..< offsets.scalar(atByte: end)
+                    unknownRuns[unknownRuns.count - 1].end = Int(p.end)
+                } else {
+                    result.ids.append(Int(p.id))
+                    if isUnk {
+                        unknownRuns.append((result.tokens.count, Int(p.start), Int(p.end)))
+                        result.tokens.append("")
+                    } else {
+                        result.tokens.append(pieceStrings[Int(p.id)])
+                    }
+                    result.offsets.append(offsets.scalar(atByte: begin) ..< offsets.scalar(atByte: end))
+                }
+                prevUnk = isUnk
+            }
+            for run in unknownRuns {
+                result.tokens[run.index] = String(decoding: normalized[run.start ..< run.end], as: UTF8.self)
+            }
+        }
+        return result
+    }
+}
