@@ -31,6 +31,8 @@ let package = Package(
         ),
         // f32 kernels in C: LayerNorm, activations, attention softmax with the disentangled terms
         .target(name: "CKernels"),
+        // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
+        .target(name: "CQuantKernels"),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
             name: "Checkpoint",
@@ -49,7 +51,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint", "CKernels", "COpenBLAS"]
+            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CQuantKernels", "COpenBLAS"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(
@@ -63,6 +65,11 @@ let package = Package(
         .executableTarget(
             name: "tokenizer-bench",
             dependencies: ["Tokenizers"]
+        ),
+        // quantized-kernel micro-benchmark: int8 / q4 products vs an f32 loop and sgemm, 1 thread
+        .executableTarget(
+            name: "quant-bench",
+            dependencies: ["CQuantKernels", "COpenBLAS"]
         ),
         .testTarget(
             name: "CheckpointTests",
@@ -79,6 +86,10 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: ["Checkpoint", "DeBERTa", "CProtobufC"]
+        ),
+        .testTarget(
+            name: "QuantizedKernelTests",
+            dependencies: ["CQuantKernels"]
         ),
     ],
     swiftLanguageModes: [.v6]

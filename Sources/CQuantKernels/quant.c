@@ -1,0 +1,200 @@
+/* Quantizers, dequantizers, the scalar reference products and the run-time dispatch.
+ * The schemes are documented in include/cquantkernels.h. */
+#include "quant_internal.h"
+#include <stdatomic.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+/* ------------------------------------------------------------------ dispatch */
+
+/* 0 = scalar, 1 = AVX2 (+FMA); -1 = not probed yet. Racing first calls all store the same value. */
+static _Atomic int dq_level_cache = -1;
+
+static int dq_probe(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    /* The CPU must have the instructions and the OS must save the YMM state: the runtime's
+     * __builtin_cpu_supports checks both (XGETBV) for AVX-family features. */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+static inline int dq_level(void) {
+    int v = atomic_load_explicit(&dq_level_cache, memory_order_relaxed);
+    if (v < 0) {
+        v = dq_probe();
+        atomic_store_explicit(&dq_level_cache, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *dq_kernel_isa(void) { return dq_level() == 1 ? "avx2" : "scalar"; }
+
+/* ------------------------------------------------------------------ int8 */
+
+void dq_quantize_weights_int8(const float *w, size_t n, size_t k, int8_t *q, float *scales) {
+    for (size_t o = 0; o < n; o++) scales[o] = dq_quantize_span_scalar(w + o * k, k, q + o * k);
+}
+
+void dq_dequantize_weights_int8(const int8_t *q, const float *scales, size_t n, size_t k, float *w) {
+    for (size_t o = 0; o < n; o++) {
+        float s = scales[o];
+        for (size_t j = 0; j < k; j++) w[o * k + j] = (float)q[o * k + j] * s;
+    }
+}
+
+void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                         float *scales) {
+    for (size_t r = 0; r < m; r++) scales[r] = dq_quantize_span_scalar(x + r * ldx, k, q + r * k);
+}
+
+void dq_quantize_activations_int8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales) {
+#if defined(__x86_64__)
+    if (dq_level() == 1) {
+        dq_quantize_activations_int8_avx2(x, m, k, ldx, q, scales);
+        return;
+    }
+#endif
+    dq_quantize_activations_int8_scalar(x, m, k, ldx, q, scales);
+}
+
+void dq_gemm_int8_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
+                         const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
+                         size_t n_end) {
+    if (n_end > n) n_end = n;
+    for (size_t r = 0; r < m; r++) {
+        const int8_t *xr = xq + r * k;
+        for (size_t o = n_begin; o < n_end; o++) {
+            const int8_t *wo = wq + o * k;
+            int32_t acc = 0;
+            for (size_t j = 0; j < k; j++) acc += (int32_t)xr[j] * (int32_t)wo[j];
+            float s = xs[r] * ws[o];
+            float v = s * (float)acc;
+            if (bias) v = v + bias[o];
+            y[r * ldy + o] = v;
+        }
+    }
+}
+
+void dq_gemm_int8(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
+                  const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
+#if defined(__x86_64__)
+    if (dq_level() == 1) {
+        dq_gemm_int8_avx2(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+#endif
+    dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+}
+
+/* ------------------------------------------------------------------ q4 */
+
+size_t dq_q4_padded_k(size_t k) { return (k + DQ_BLOCK - 1) / DQ_BLOCK * DQ_BLOCK; }
+
+/* min(15, (int)(p + 8.5f)) for p = x · id, as ggml's reference (truncation toward zero); for finite
+ * inputs p + 8.5f lies in [0, 16.5]. NaN -> 8, otherwise clamped to [0, 15] (no undefined cast). */
+static inline uint8_t dq_q4_code(float p) {
+    float v = p + 8.5f;
+    if (v != v) return 8;
+    if (v >= 15.0f) return 15;
+    if (v <= 0.0f) return 0;
+    return (uint8_t)(int)v;
+}
+
+void dq_quantize_weights_q4(const float *w, size_t n, size_t k, uint8_t *packed, float *scales) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    for (size_t o = 0; o < n; o++) {
+        const float *row = w + o * k;
+        for (size_t b = 0; b < nb; b++) {
+            float xb[DQ_BLOCK];
+            size_t j0 = b * DQ_BLOCK;
+            for (size_t j = 0; j < DQ_BLOCK; j++) xb[j] = j0 + j < k ? row[j0 + j] : 0.0f;
+            float amax = 0.0f, mx = 0.0f;
+            for (size_t j = 0; j < DQ_BLOCK; j++) {
+                float a = fabsf(xb[j]);
+                if (amax < a) { /* strict: the first element of largest magnitude wins */
+                    amax = a;
+                    mx = xb[j];
+                }
+            }
+            float d = mx / -8.0f; /* an all-zero block gets d = -0.0f, as in ggml */
+            float id = d != 0.0f ? 1.0f / d : 0.0f;
+            uint8_t *pb = packed + o * (kp / 2) + b * (DQ_BLOCK / 2);
+            for (size_t j = 0; j < DQ_BLOCK / 2; j++) {
+                float p0 = xb[j] * id;
+                float p1 = xb[j + DQ_BLOCK / 2] * id;
+                pb[j] = (uint8_t)(dq_q4_code(p0) | (dq_q4_code(p1) << 4));
+            }
+            scales[o * nb + b] = d;
+        }
+    }
+}
+
+void dq_dequantize_weights_q4(const uint8_t *packed, const float *scales, size_t n, size_t k, float *w) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    for (size_t o = 0; o < n; o++) {
+        for (size_t j = 0; j < k; j++) {
+            size_t b = j / DQ_BLOCK, e = j % DQ_BLOCK;
+            uint8_t byte = packed[o * (kp / 2) + b * (DQ_BLOCK / 2) + (e & 15)];
+            int q = e < 16 ? (byte & 15) : (byte >> 4);
+            w[o * k + j] = (float)(q - 8) * scales[o * nb + b];
+        }
+    }
+}
+
+void dq_quantize_activations_q8_blocks_scalar(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                              float *scales) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    for (size_t r = 0; r < m; r++) dq_quantize_row_q8_blocks_scalar(x + r * ldx, k, q + r * kp, scales + r * nb);
+}
+
+void dq_quantize_activations_q8_blocks(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                       float *scales) {
+#if defined(__x86_64__)
+    if (dq_level() == 1) {
+        dq_quantize_activations_q8_blocks_avx2(x, m, k, ldx, q, scales);
+        return;
+    }
+#endif
+    dq_quantize_activations_q8_blocks_scalar(x, m, k, ldx, q, scales);
+}
+
+void dq_gemm_q4_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *wq,
+                       const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    if (n_end > n) n_end = n;
+    for (size_t r = 0; r < m; r++) {
+        const int8_t *xr = xq + r * kp;
+        for (size_t o = n_begin; o < n_end; o++) {
+            const uint8_t *wo = wq + o * (kp / 2);
+            float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (size_t b = 0; b < nb; b++) {
+                const uint8_t *pw = wo + b * (DQ_BLOCK / 2);
+                const int8_t *px = xr + b * DQ_BLOCK;
+                int32_t isum = 0;
+                for (size_t j = 0; j < DQ_BLOCK / 2; j++) {
+                    isum += ((int32_t)(pw[j] & 15) - 8) * (int32_t)px[j];
+                    isum += ((int32_t)(pw[j] >> 4) - 8) * (int32_t)px[j + DQ_BLOCK / 2];
+                }
+                float s = ws[o * nb + b] * xs[r * nb + b];
+                float t = s * (float)isum;
+                p[b & 7] = p[b & 7] + t;
+            }
+            float v = dq_q4_tree(p);
+            if (bias) v = v + bias[o];
+            y[r * ldy + o] = v;
+        }
+    }
+}
+
+void dq_gemm_q4(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *wq,
+                const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
+#if defined(__x86_64__)
+    if (dq_level() == 1) {
+        dq_gemm_q4_avx2(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+#endif
+    dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+}

@@ -1,0 +1,406 @@
+/* AVX2 kernels (x86-64 only). Compiled without -mavx2: each function carries a target attribute and
+ * is only called after the run-time check in quant.c. Every result is bit-identical to the scalar
+ * reference in quant.c (see include/cquantkernels.h). */
+#include "quant_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdlib.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+#define DQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define DQ_INLINE static inline __attribute__((always_inline))
+
+/* ================================================================== activation quantizers */
+
+DQ_AVX2 DQ_INLINE float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* max |x_j| over k elements, NaN if any element is NaN, as dq_absmax: _mm256_max_ps(a, b) returns b
+ * when a is NaN, so the new value goes first and NaNs are tracked separately. Max is
+ * order-independent (no NaN, no -0 after fabs), so this equals dq_absmax bit for bit. */
+DQ_AVX2 DQ_INLINE float absmax_avx2(const float *x, size_t k) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 vm = _mm256_setzero_ps(), vnan = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= k; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        vm = _mm256_max_ps(_mm256_and_ps(v, absmask), vm);
+        vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    float amax = hmax8(vm);
+    int nan = _mm256_movemask_ps(vnan) != 0;
+    for (; j < k; j++) {
+        float a = fabsf(x[j]);
+        if (a > amax) amax = a;
+        else if (a != a) nan = 1;
+    }
+    return nan ? NAN : amax;
+}
+
+/* 8 quotients x / s -> int32 in [-127, 127]: the same IEEE division, round to nearest even, NaN -> 0,
+ * clamp, as dq_round_clamp. */
+DQ_AVX2 DQ_INLINE __m256i q8_lanes(__m256 x, __m256 vs) {
+    __m256 v = _mm256_div_ps(x, vs);
+    v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    return _mm256_cvtps_epi32(v);
+}
+
+/* 32 floats -> 32 int8 in order. */
+DQ_AVX2 DQ_INLINE void q8_store32(const float *x, __m256 vs, int8_t *q) {
+    __m256i i0 = q8_lanes(_mm256_loadu_ps(x), vs);
+    __m256i i1 = q8_lanes(_mm256_loadu_ps(x + 8), vs);
+    __m256i i2 = q8_lanes(_mm256_loadu_ps(x + 16), vs);
+    __m256i i3 = q8_lanes(_mm256_loadu_ps(x + 24), vs);
+    /* packs work per 128-bit lane: the bytes come out as dwords [i0lo i1lo i2lo i3lo | i0hi ...] */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)q, p);
+}
+
+/* One span with scale amax / 127, as dq_quantize_span_scalar. */
+DQ_AVX2 static float quantize_span_avx2(const float *x, size_t k, int8_t *q) {
+    float s = absmax_avx2(x, k) / 127.0f;
+    if (s == 0.0f) {
+        memset(q, 0, k);
+        return s;
+    }
+    __m256 vs = _mm256_set1_ps(s);
+    size_t j = 0;
+    for (; j + 32 <= k; j += 32) q8_store32(x + j, vs, q + j);
+    for (; j < k; j++) q[j] = dq_round_clamp(x[j] / s);
+    return s;
+}
+
+DQ_AVX2 void dq_quantize_activations_int8_avx2(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                               float *scales) {
+    for (size_t r = 0; r < m; r++) scales[r] = quantize_span_avx2(x + r * ldx, k, q + r * k);
+}
+
+DQ_AVX2 void dq_quantize_activations_q8_blocks_avx2(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                                    float *scales) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK, full = k / DQ_BLOCK;
+    for (size_t r = 0; r < m; r++) {
+        const float *xr = x + r * ldx;
+        int8_t *qr = q + r * kp;
+        float *sr = scales + r * nb;
+        for (size_t b = 0; b < full; b++) sr[b] = quantize_span_avx2(xr + b * DQ_BLOCK, DQ_BLOCK, qr + b * DQ_BLOCK);
+        if (full < nb) {
+            size_t j0 = full * DQ_BLOCK;
+            sr[full] = dq_quantize_span_scalar(xr + j0, k - j0, qr + j0);
+            memset(qr + k, 0, kp - k);
+        }
+    }
+}
+
+/* ================================================================== int8 product */
+
+/* Register tile: I8_TR activation rows × I8_TC weight rows (output channels). The 3×4 = 12 int32
+ * accumulators, |x|, x, a product and the ones vector nearly fill the 16 ymm registers (the compiler
+ * keeps a few accumulators in L1); 2×4 measured the same, 4×4 slower. Each inner step is 4
+ * instructions per 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd), the floor for ±127
+ * operands without VNNI.
+ * Column blocks of about I8_BLOCK_BYTES of weights (L2-resident) are swept by all row tiles, whose
+ * I8_TR·K activation bytes stay in L1. Measured on the 2-core EPYC: 16 KiB blocks (L1) lost half the
+ * speed at K = 3072 (activations then stream from L2); 64 KiB and 192 KiB were equal. */
+#ifndef I8_TR
+#define I8_TR 3
+#endif
+#define I8_TC 4
+#define I8_BLOCK_BYTES 65536
+
+/* acc[r][c] (8 int32 lanes) += Σ over the 32-byte chunks of x_r · w_c, then the lanes are reduced
+ * exactly (integer adds) and the last k mod 32 products added in scalar code. sums[r] holds the TC
+ * column totals of row r. R, C are compile-time constants after inlining. */
+DQ_AVX2 DQ_INLINE void i8_tile(const int R, const int C, size_t k, const int8_t *x, const int8_t *w,
+                               __m128i sums[I8_TR]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[I8_TR][I8_TC];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < I8_TC; c++) acc[r][c] = _mm256_setzero_si256();
+    size_t kk = 0;
+    for (; kk + 32 <= k; kk += 32) {
+        __m256i wv[I8_TC];
+        for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_si256((const __m256i *)(w + (size_t)c * k + kk));
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (size_t)r * k + kk));
+            __m256i ax = _mm256_sign_epi8(xv, xv); /* |x| as unsigned bytes (x != -128 by the clamp) */
+            for (int c = 0; c < C; c++) {
+                /* The sign of x moves onto w: |x|·(sign(x)·w) = x·w, and x == 0 zeroes the pair.
+                 * vpmaddubsw adds adjacent u8·s8 products into int16 with saturation; with |x| <= 127
+                 * and |w| <= 127 a pair is at most 2·127·127 = 32258 < 32767, so it never saturates. */
+                __m256i sw = _mm256_sign_epi8(wv[c], xv);
+                __m256i p16 = _mm256_maddubs_epi16(ax, sw);
+                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_madd_epi16(p16, ones)); /* exact int32 */
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        /* 4 accumulators -> [Σa0, Σa1, Σa2, Σa3]: hadd within 128-bit halves, then add the halves. */
+        __m256i h01 = _mm256_hadd_epi32(acc[r][0], acc[r][1]);
+        __m256i h23 = _mm256_hadd_epi32(acc[r][2], acc[r][3]);
+        __m256i h = _mm256_hadd_epi32(h01, h23);
+        sums[r] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    }
+    if (kk < k) {
+        for (int r = 0; r < R; r++) {
+            int32_t t[4];
+            _mm_storeu_si128((__m128i *)t, sums[r]);
+            for (int c = 0; c < C; c++) {
+                const int8_t *xr = x + (size_t)r * k, *wc = w + (size_t)c * k;
+                int32_t s = 0;
+                for (size_t j = kk; j < k; j++) s += (int32_t)xr[j] * (int32_t)wc[j];
+                t[c] += s;
+            }
+            sums[r] = _mm_loadu_si128((const __m128i *)t);
+        }
+    }
+}
+
+/* Y[r0 + r, o0 + c] = (xs·ws)·(float)sum (+ bias), the same two/three f32 roundings as the scalar
+ * reference (separate multiplies and add; no FMA). */
+DQ_AVX2 DQ_INLINE void i8_store(const int R, const int C, const __m128i sums[I8_TR], const float *xs,
+                                const float *ws, const float *bias, float *y, size_t ldy) {
+    for (int r = 0; r < R; r++) {
+        float *yr = y + (size_t)r * ldy;
+        if (C == 4) {
+            __m128 s = _mm_mul_ps(_mm_set1_ps(xs[r]), _mm_loadu_ps(ws));
+            __m128 v = _mm_mul_ps(s, _mm_cvtepi32_ps(sums[r]));
+            if (bias) v = _mm_add_ps(v, _mm_loadu_ps(bias));
+            _mm_storeu_ps(yr, v);
+        } else {
+            int32_t t[4];
+            _mm_storeu_si128((__m128i *)t, sums[r]);
+            for (int c = 0; c < C; c++) {
+                float s = xs[r] * ws[c];
+                float v = s * (float)t[c];
+                if (bias) v = v + bias[c];
+                yr[c] = v;
+            }
+        }
+    }
+}
+
+DQ_AVX2 DQ_INLINE void i8_block(const int R, const int C, size_t k, const int8_t *x, const float *xs,
+                                const int8_t *w, const float *ws, const float *bias, float *y, size_t ldy) {
+    __m128i sums[I8_TR];
+    i8_tile(R, C, k, x, w, sums);
+    i8_store(R, C, sums, xs, ws, bias, y, ldy);
+}
+
+/* All output channels [o0, o1) of rows [r0, r0 + R). */
+#define I8_COLS(R)                                                                                       \
+    do {                                                                                                 \
+        size_t o = o0;                                                                                   \
+        for (; o + 4 <= o1; o += 4)                                                                      \
+            i8_block(R, 4, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy);         \
+        switch (o1 - o) {                                                                                \
+        case 3: i8_block(R, 3, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        case 2: i8_block(R, 2, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        case 1: i8_block(R, 1, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        default: break;                                                                                  \
+        }                                                                                                \
+    } while (0)
+
+DQ_AVX2 void dq_gemm_int8_avx2(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
+                               const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
+                               size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (m == 0 || n_begin >= n_end) return;
+    size_t nbk = k ? (I8_BLOCK_BYTES / k) & ~(size_t)3 : 64;
+    if (nbk < 4) nbk = 4;
+    if (nbk > 1024) nbk = 1024;
+    for (size_t o0 = n_begin; o0 < n_end; o0 += nbk) {
+        size_t o1 = o0 + nbk < n_end ? o0 + nbk : n_end;
+        size_t r = 0;
+        for (; r + I8_TR <= m; r += I8_TR) {
+            const int8_t *xr = xq + r * k;
+            const float *xsr = xs + r;
+            float *yr = y + r * ldy;
+            I8_COLS(I8_TR);
+        }
+        const int8_t *xr = xq + r * k;
+        const float *xsr = xs + r;
+        float *yr = y + r * ldy;
+        switch (m - r) {
+#if I8_TR > 3
+        case 3: I8_COLS(3); break;
+#endif
+        case 2: I8_COLS(2); break;
+        case 1: I8_COLS(1); break;
+        default: break;
+        }
+    }
+}
+
+/* ================================================================== q4 product */
+
+/* Rows per tile. Per 8-block group and row: 8 vpmaddubsw + 8 int16 adds + 1 vpmaddwd and the float
+ * update; per output channel and group ~24 instructions of loading, transposing and unpacking the
+ * nibbles, shared by the Q4_TR rows. Measured: 6 rows ~15% faster than 4; 8 rows spill and lose. */
+#ifndef Q4_TR
+#define Q4_TR 6
+#endif
+#define Q4_STACK_GROUPS 16 /* scratch on the stack (Q4_TR · 16 · 320 bytes = 30 KiB) up to K = 4096 */
+
+/* Per-row scratch of one row tile, for 8-block groups g:
+ *   xi[g][t][l] (int32): bytes 4t..4t+3 of block 8g+l (t = 0..7), i.e. a 32-byte vector per (g, t)
+ *                        holding 4 activations of each of the 8 blocks; zero for blocks >= nb
+ *   bs[g][l]            : 8 · Σ_j qx of block 8g+l (int32), zero past nb
+ *   dx[g][l]            : d_x of block 8g+l, zero past nb */
+typedef struct {
+    int32_t *xi;
+    int32_t *bs;
+    float *dx;
+} q4_rowbuf;
+
+static void q4_prepare_row(const int8_t *xr, const float *xsr, size_t nb, size_t ng, q4_rowbuf rb) {
+    for (size_t g = 0; g < ng; g++) {
+        for (size_t l = 0; l < 8; l++) {
+            size_t b = g * 8 + l;
+            int32_t words[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int32_t sum = 0;
+            float d = 0.0f;
+            if (b < nb) {
+                memcpy(words, xr + b * DQ_BLOCK, DQ_BLOCK);
+                for (size_t j = 0; j < DQ_BLOCK; j++) sum += xr[b * DQ_BLOCK + j];
+                d = xsr[b];
+            }
+            for (size_t t = 0; t < 8; t++) rb.xi[(g * 8 + t) * 8 + l] = words[t];
+            rb.bs[g * 8 + l] = 8 * sum;
+            rb.dx[g * 8 + l] = d;
+        }
+    }
+}
+
+DQ_AVX2 DQ_INLINE float q4_hsum_tree(__m256 p) {
+    /* ((p0+p4)+(p2+p6)) + ((p1+p5)+(p3+p7)), the order of dq_q4_tree */
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1)); /* [a, c, b, d] */
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));                                          /* [ab, cd, ..] */
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));                                           /* ab + cd */
+    return _mm_cvtss_f32(v);
+}
+
+/* Rows [0, R) of the tile against output channels [o0, o1). */
+DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const q4_rowbuf *rb, const uint8_t *wq,
+                               const float *ws, size_t kp, const float *bias, float *y, size_t ldy, size_t o0,
+                               size_t o1) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const size_t full = nb / 8; /* groups with 8 real blocks */
+    for (size_t o = o0; o < o1; o++) {
+        const uint8_t *wo = wq + o * (kp / 2);
+        const float *wso = ws + o * nb;
+        __m256 P[Q4_TR];
+        for (int r = 0; r < R; r++) P[r] = _mm256_setzero_ps();
+        for (size_t g = 0; g < ng; g++) {
+            const uint8_t *pw = wo + g * 8 * (DQ_BLOCK / 2);
+            const float *pws = wso + g * 8;
+            uint8_t tmpw[8 * DQ_BLOCK / 2];
+            float tmps[8];
+            if (g >= full) { /* the last, partial group: zero blocks (code 0, scale 0) past nb */
+                size_t have = nb - g * 8;
+                memset(tmpw, 0, sizeof tmpw);
+                memcpy(tmpw, pw, have * (DQ_BLOCK / 2));
+                for (size_t l = 0; l < 8; l++) tmps[l] = l < have ? pws[l] : 0.0f;
+                pw = tmpw;
+                pws = tmps;
+            }
+            /* Y_i = [block i | block 4+i] (16 packed bytes each); a 4×4 transpose of 32-bit words in
+             * each 128-bit half gives V_t = [word t of blocks 0..3 | word t of blocks 4..7]. Word t
+             * holds elements 4t..4t+3 in its low nibbles and 16+4t..16+4t+3 in its high nibbles. */
+            __m256i Y0 = _mm256_loadu2_m128i((const __m128i *)(pw + 4 * 16), (const __m128i *)(pw + 0 * 16));
+            __m256i Y1 = _mm256_loadu2_m128i((const __m128i *)(pw + 5 * 16), (const __m128i *)(pw + 1 * 16));
+            __m256i Y2 = _mm256_loadu2_m128i((const __m128i *)(pw + 6 * 16), (const __m128i *)(pw + 2 * 16));
+            __m256i Y3 = _mm256_loadu2_m128i((const __m128i *)(pw + 7 * 16), (const __m128i *)(pw + 3 * 16));
+            __m256i t0 = _mm256_unpacklo_epi32(Y0, Y1), t1 = _mm256_unpackhi_epi32(Y0, Y1);
+            __m256i t2 = _mm256_unpacklo_epi32(Y2, Y3), t3 = _mm256_unpackhi_epi32(Y2, Y3);
+            __m256i V[4];
+            V[0] = _mm256_unpacklo_epi64(t0, t2);
+            V[1] = _mm256_unpackhi_epi64(t0, t2);
+            V[2] = _mm256_unpacklo_epi64(t1, t3);
+            V[3] = _mm256_unpackhi_epi64(t1, t3);
+            __m256i acc[Q4_TR];
+            for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_si256();
+            for (int t = 0; t < 8; t++) {
+                /* codes 0..15 as unsigned bytes; the -8 offset is applied once per block below */
+                __m256i W = t < 4 ? _mm256_and_si256(V[t], m4) : _mm256_and_si256(_mm256_srli_epi16(V[t - 4], 4), m4);
+                for (int r = 0; r < R; r++) {
+                    const __m256i X = _mm256_loadu_si256((const __m256i *)(rb[r].xi + (g * 8 + t) * 8));
+                    /* a pair is at most 2·15·127 = 3810; 8 of them per int16 lane: <= 30480 < 32767 */
+                    acc[r] = _mm256_add_epi16(acc[r], _mm256_maddubs_epi16(W, X));
+                }
+            }
+            const __m256 dw = _mm256_loadu_ps(pws);
+            for (int r = 0; r < R; r++) {
+                /* lane l = Σ code·qx over block 8g+l, exact; minus 8·Σqx gives Σ (code-8)·qx */
+                __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(acc[r], ones),
+                                                _mm256_loadu_si256((const __m256i *)(rb[r].bs + g * 8)));
+                __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(rb[r].dx + g * 8));
+                P[r] = _mm256_add_ps(P[r], _mm256_mul_ps(s, _mm256_cvtepi32_ps(isum)));
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            float v = q4_hsum_tree(P[r]);
+            if (bias) v = v + bias[o];
+            y[(size_t)r * ldy + o] = v;
+        }
+    }
+}
+
+DQ_AVX2 void dq_gemm_q4_avx2(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *wq,
+                             const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
+                             size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (m == 0 || n_begin >= n_end) return;
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK, ng = (nb + 7) / 8;
+    /* per row: ng·64 int32 (xi) + ng·8 int32 (bs) + ng·8 float (dx) */
+    size_t per_row = ng * 80;
+    int32_t stack_buf[Q4_TR * Q4_STACK_GROUPS * 80];
+    int32_t *buf = stack_buf;
+    if (ng > Q4_STACK_GROUPS) {
+        buf = malloc(Q4_TR * per_row * sizeof(int32_t));
+        if (!buf) {
+            dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+            return;
+        }
+    }
+    q4_rowbuf rb[Q4_TR];
+    for (int r = 0; r < Q4_TR; r++) {
+        int32_t *base = buf + (size_t)r * per_row;
+        rb[r].xi = base;
+        rb[r].bs = base + ng * 64;
+        rb[r].dx = (float *)(base + ng * 72);
+    }
+    for (size_t r0 = 0; r0 < m; r0 += Q4_TR) {
+        int R = m - r0 < Q4_TR ? (int)(m - r0) : Q4_TR;
+        for (int r = 0; r < R; r++) q4_prepare_row(xq + (r0 + r) * kp, xs + (r0 + r) * nb, nb, ng, rb[r]);
+        float *yr = y + r0 * ldy;
+        switch (R) {
+#if Q4_TR >= 8
+        case 8: q4_tile(8, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 7: q4_tile(7, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+#endif
+#if Q4_TR >= 6
+        case 6: q4_tile(6, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 5: q4_tile(5, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+#endif
+        case 4: q4_tile(4, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 3: q4_tile(3, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 2: q4_tile(2, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        default: q4_tile(1, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        }
+    }
+    if (buf != stack_buf) free(buf);
+}
+
+#else
+typedef int dq_avx2_unused_t; /* keep the translation unit non-empty on other targets */
+#endif /* __x86_64__ */

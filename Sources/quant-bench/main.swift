@@ -1,0 +1,135 @@
+// quant-bench: single-threaded timings of the quantized products (CQuantKernels) next to a plain f32
+// loop and OpenBLAS sgemm (1 thread). Usage: quant-bench [--runs N] [--m M] [--shapes KxN,KxN,...]
+// Prints the median time of N runs and GOPS = 2·M·N·K / time (multiply-adds counted as 2 ops).
+import COpenBLAS
+import CQuantKernels
+import Foundation
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func median(_ a: [Double]) -> Double {
+    let s = a.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+struct Rng {
+    var state: UInt64
+    mutating func next() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(Double(z >> 11) / Double(1 << 53) * 2 - 1)
+    }
+}
+
+var runs = 15
+var m = 128
+var shapes: [(Int, Int)] = [(768, 768), (768, 3072), (3072, 768)]
+var args = CommandLine.arguments.dropFirst().makeIterator()
+while let a = args.next() {
+    switch a {
+    case "--runs": runs = Int(args.next() ?? "") ?? runs
+    case "--m": m = Int(args.next() ?? "") ?? m
+    case "--shapes":
+        shapes = (args.next() ?? "").split(separator: ",").compactMap {
+            let p = $0.split(separator: "x").compactMap { Int($0) }
+            return p.count == 2 ? (p[0], p[1]) : nil
+        }
+    default:
+        print("usage: quant-bench [--runs N] [--m M] [--shapes KxN,...]")
+        exit(2)
+    }
+}
+
+openblas_set_num_threads(1)
+print("quant-bench: kernels=\(String(cString: dq_kernel_isa())), M=\(m), median of \(runs) runs, 1 thread")
+print("GOPS = 2·M·N·K / time. 'int8+q' / 'q4+q' include quantizing the activations.")
+
+func bench(_ name: String, ops: Double, runs: Int, _ body: () -> Void) -> Double {
+    body()  // warm-up
+    var times: [Double] = []
+    for _ in 0..<runs {
+        let t0 = now()
+        body()
+        times.append(now() - t0)
+    }
+    let t = median(times)
+    print(String(format: "  %-22@ %9.3f ms  %7.1f GOPS", name as NSString, t * 1e3, ops / t / 1e9))
+    return t
+}
+
+for (k, n) in shapes {
+    var rng = Rng(state: UInt64(k * 31 + n))
+    let x = (0..<(m * k)).map { _ in rng.next() }
+    let w = (0..<(n * k)).map { _ in rng.next() * 0.05 }
+    let bias = (0..<n).map { _ in rng.next() }
+    let ops = 2.0 * Double(m) * Double(n) * Double(k)
+    print("M=\(m) K=\(k) N=\(n)  (\(String(format: "%.1f", ops / 1e6)) Mop)")
+
+    var xq = [Int8](repeating: 0, count: m * k), xs = [Float](repeating: 0, count: m)
+    var wq = [Int8](repeating: 0, count: n * k), ws = [Float](repeating: 0, count: n)
+    dq_quantize_weights_int8(w, n, k, &wq, &ws)
+    let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
+    var xb = [Int8](repeating: 0, count: m * kp), xbs = [Float](repeating: 0, count: m * nb)
+    var w4 = [UInt8](repeating: 0, count: n * kp / 2), w4s = [Float](repeating: 0, count: n * nb)
+    dq_quantize_weights_q4(w, n, k, &w4, &w4s)
+    var y = [Float](repeating: 0, count: m * n)
+
+    dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
+    dq_quantize_activations_q8_blocks(x, m, k, k, &xb, &xbs)
+    let tF32Loop: Double
+    do {
+        // plain f32 loop: W transposed once to [K, N], then y[r, :] += x[r, j] · Wt[j, :] (vectorizable)
+        var wt = [Float](repeating: 0, count: k * n)
+        for o in 0..<n { for j in 0..<k { wt[j * n + o] = w[o * k + j] } }
+        tF32Loop = bench("f32 plain loop", ops: ops, runs: runs) {
+            x.withUnsafeBufferPointer { xp in
+                wt.withUnsafeBufferPointer { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        for r in 0..<m {
+                            let yr = yp.baseAddress! + r * n
+                            for o in 0..<n { yr[o] = bias[o] }
+                            for j in 0..<k {
+                                let a = xp[r * k + j]
+                                let wr = wp.baseAddress! + j * n
+                                for o in 0..<n { yr[o] += a * wr[o] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let tBlas = bench("cblas_sgemm (1 thr)", ops: ops, runs: runs) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w,
+                    Int32(k), 0, &y, Int32(n))
+    }
+    let tI8 = bench("int8 gemm", ops: ops, runs: runs) {
+        dq_gemm_int8(m, n, k, xq, xs, wq, ws, bias, &y, n, 0, n)
+    }
+    _ = bench("int8+q", ops: ops, runs: runs) {
+        dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
+        dq_gemm_int8(m, n, k, xq, xs, wq, ws, bias, &y, n, 0, n)
+    }
+    let tQ4 = bench("q4 gemm", ops: ops, runs: runs) {
+        dq_gemm_q4(m, n, k, xb, xbs, w4, w4s, bias, &y, n, 0, n)
+    }
+    _ = bench("q4+q", ops: ops, runs: runs) {
+        dq_quantize_activations_q8_blocks(x, m, k, k, &xb, &xbs)
+        dq_gemm_q4(m, n, k, xb, xbs, w4, w4s, bias, &y, n, 0, n)
+    }
+    _ = bench("int8 gemm scalar ref", ops: ops, runs: 1) {
+        dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, &y, n, 0, n)
+    }
+    _ = bench("q4 gemm scalar ref", ops: ops, runs: 1) {
+        dq_gemm_q4_scalar(m, n, k, xb, xbs, w4, w4s, bias, &y, n, 0, n)
+    }
+    print(String(format: "  speed-up vs sgemm: int8 %.2fx, q4 %.2fx; vs f32 loop: int8 %.2fx, q4 %.2fx",
+                 tBlas / tI8, tBlas / tQ4, tF32Loop / tI8, tF32Loop / tQ4))
+}
