@@ -79,15 +79,23 @@ final class QuantizedKernelTests: XCTestCase {
     static let ns = [1, 5, 17, 64]
     static let ks = [1, 31, 32, 33, 95, 768]
 
-    func testReportsKernelISA() {
+    func testReportsKernelISA() throws {
         let isa = String(cString: dq_kernel_isa())
         print("dq_kernel_isa: \(isa)")
-        XCTAssert(isa == "avx2" || isa == "scalar")
-        #if arch(x86_64)
-        // the CI machine has AVX2; a scalar answer here would mean the dispatch never tests the SIMD path
-        if ProcessInfo.processInfo.environment["DQ_EXPECT_SCALAR"] == nil {
-            XCTAssertEqual(isa, "avx2")
+        #if arch(x86_64) && os(Linux)
+        // The dispatch must pick AVX2 exactly when the CPU offers AVX2 + FMA (Linux lists these flags
+        // only when the OS also saves the YMM state).
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        guard let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no flags line in /proc/cpuinfo")
         }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let expected = flags.contains("avx2") && flags.contains("fma") ? "avx2" : "scalar"
+        XCTAssertEqual(isa, expected)
+        #elseif arch(x86_64)
+        XCTAssert(isa == "avx2" || isa == "scalar")
+        #else
+        XCTAssertEqual(isa, "scalar")
         #endif
     }
 
