@@ -226,17 +226,18 @@ final class BPETests: XCTestCase {
             let lens = [Int32](repeating: 1, count: n)
             let (es, el) = naiveMerge(symbols, lens, rules: rules)
 
-            var scratch = MergeScratch()
-            scratch.reserve(n)
-            for i in 0 ..< n { scratch.ids[i] = symbols[i]; scratch.lens[i] = 1 }
-            let m = table.mergeWord(&scratch, count: n)
-            XCTAssertEqual(Array(scratch.ids[0 ..< m]), es, "trial \(trial)")
-            XCTAssertEqual(Array(scratch.lens[0 ..< m]), el, "trial \(trial)")
-
-            for i in 0 ..< n { scratch.ids[i] = symbols[i]; scratch.lens[i] = 1 }
-            let h = n >= 2 ? table.mergeWithHeap(&scratch, count: n) : n
-            XCTAssertEqual(Array(scratch.ids[0 ..< h]), es, "heap, trial \(trial)")
-            XCTAssertEqual(Array(scratch.lens[0 ..< h]), el, "heap, trial \(trial)")
+            var buffers = MergeBuffers()
+            buffers.reserve(n)
+            func load() { for i in 0 ..< n { buffers.ids[i] = symbols[i]; buffers.lens[i] = 1 } }
+            func result(_ m: Int) -> ([Int32], [Int32]) {
+                ((0 ..< m).map { buffers.ids[$0] }, (0 ..< m).map { buffers.lens[$0] })
+            }
+            load()
+            let m = table.withView { $0.merge(&buffers, count: n) }
+            XCTAssertTrue(result(m) == (es, el), "trial \(trial)")
+            load()
+            let h = table.withView { $0.mergeWithHeap(&buffers, count: n) }
+            XCTAssertTrue(result(h) == (es, el), "heap, trial \(trial)")
         }
     }
 
@@ -619,6 +620,31 @@ final class BPETests: XCTestCase {
         XCTAssertEqual(a.merges.allRules().sorted { $0.2 < $1.2 }.map { [$0.0, $0.1, Int32($0.2), $0.3] },
                        b.merges.allRules().sorted { $0.2 < $1.2 }.map { [$0.0, $0.1, Int32($0.2), $0.3] })
         for id in 0 ..< a.vocabularySize { XCTAssertEqual(a.token(of: id), b.token(of: id)) }
+    }
+
+    /// A long text (merged words cached for the call) gives what its pre-tokens give one by one
+    /// (short texts, no cache), offsets shifted by each pre-token's start.
+    func testLongTextEqualsItsPreTokensEncodedAlone() throws {
+        guard FileManager.default.fileExists(atPath: bpeFixtures + "tokenizer.json") else { throw XCTSkip("no fixture") }
+        let tok = try ByteLevelBPETokenizer(vocabFile: bpeFixtures + "vocab.json", mergesFile: bpeFixtures + "merges.txt")
+        let strings = try XCTUnwrap(readJSONFile(bpeRepositoryRoot + "/Fixtures/tokenizers/strings.json").arrayValue).compactMap(\.stringValue)
+        let text = (strings + strings).joined(separator: "\n")
+        XCTAssertGreaterThan(text.utf8.count, ByteLevelBPETokenizer.cacheThreshold)
+        let whole = tok.encode(text)
+        var expected = Encoding()
+        var start = 0
+        for piece in gpt2PreTokenize(text) {
+            XCTAssertEqual(gpt2PreTokenize(piece), [piece])
+            let e = tok.encode(piece)
+            expected.ids += e.ids
+            expected.tokens += e.tokens
+            expected.offsets += e.offsets.map { $0.lowerBound + start ..< $0.upperBound + start }
+            start += piece.unicodeScalars.count
+        }
+        XCTAssertEqual(start, text.unicodeScalars.count)
+        XCTAssertEqual(whole.ids, expected.ids)
+        XCTAssertEqual(whole.tokens, expected.tokens)
+        XCTAssertEqual(whole.offsets, expected.offsets)
     }
 
     func testConcurrentEncoding() throws {

@@ -226,189 +226,20 @@ public final class ByteLevelBPETokenizer: SubwordTokenizer {
 
     // MARK: encoding
 
-    /// Maps scalar `k` of the working buffer to the original text's scalar whose span it takes.
-    @inline(__always)
-    private static func originalIndex(_ k: Int, prefixed: Bool, origin: UnsafeBufferPointer<Int32>) -> Int {
-        // The added prefix space takes the span of the first character, as in the tokenizers library.
-        let j = prefixed ? (k > 0 ? k - 1 : 0) : k
-        return origin.isEmpty ? j : Int(origin[j])
-    }
+    /// Texts at least this long (in bytes) remember merged words for the rest of the call.
+    static let cacheThreshold = 256
 
     private func encodeBuffer(_ buf: UnsafeBufferPointer<UInt8>, prefixed: Bool,
                               origin: UnsafeBufferPointer<Int32>) -> Encoding {
-        var ids: [Int] = []
-        var tokens: [String] = []
-        var offsets: [Range<Int>] = []
-        let estimate = buf.count / 3 + 4
-        ids.reserveCapacity(estimate)
-        tokens.reserveCapacity(estimate)
-        offsets.reserveCapacity(estimate)
-
-        var scratch = MergeScratch()
-        var cache = WordCache()
-        var scanner = GPT2Scanner(buf, useRegex: useRegex)
-        let base = buf.baseAddress!
-
         tokenStrings.withUnsafeBufferPointer { strings in
             byteIds.withUnsafeBufferPointer { byteIds in
-                // Appends one word's tokens given their byte lengths (which tile the word).
-                func emit(_ w: PreToken, _ tokIds: UnsafeBufferPointer<Int32>, _ tokLens: UnsafeBufferPointer<Int32>) {
-                    let n = w.byteEnd - w.byteStart
-                    var pos = 0
-                    if n == w.scalarCount {
-                        for t in 0 ..< tokIds.count {
-                            let id = Int(tokIds[t])
-                            let len = Int(tokLens[t])
-                            let s = Self.originalIndex(w.scalarStart + pos, prefixed: prefixed, origin: origin)
-                            let e = Self.originalIndex(w.scalarStart + pos + len - 1, prefixed: prefixed, origin: origin) + 1
-                            ids.append(id)
-                            tokens.append(strings[id])
-                            offsets.append(s ..< e)
-                            pos += len
-                        }
-                        return
-                    }
-                    let word = base + w.byteStart
-                    var leads = 0  // lead bytes in word[0 ..< pos]
-                    for t in 0 ..< tokIds.count {
-                        let id = Int(tokIds[t])
-                        let len = Int(tokLens[t])
-                        let first = leads + (word[pos] & 0xC0 != 0x80 ? 1 : 0) - 1
-                        for q in pos ..< pos + len where word[q] & 0xC0 != 0x80 { leads += 1 }
-                        let last = leads - 1
-                        let s = Self.originalIndex(w.scalarStart + first, prefixed: prefixed, origin: origin)
-                        let e = Self.originalIndex(w.scalarStart + last, prefixed: prefixed, origin: origin) + 1
-                        ids.append(id)
-                        tokens.append(strings[id])
-                        offsets.append(s ..< e)
-                        pos += len
-                    }
-                }
-
-                func insertAndEmit(_ w: PreToken, _ p: UnsafeRawPointer, _ n: Int, _ h: UInt64, _ m: Int) {
-                    scratch.ids.withUnsafeBufferPointer { sids in
-                        scratch.lens.withUnsafeBufferPointer { slens in
-                            let i = UnsafeBufferPointer(rebasing: sids[0 ..< m])
-                            let l = UnsafeBufferPointer(rebasing: slens[0 ..< m])
-                            cache.insert(p, n, hash: h, ids: i, lens: l)
-                            emit(w, i, l)
-                        }
-                    }
-                }
-
-                while let w = scanner.next() {
-                    let n = w.byteEnd - w.byteStart
-                    let p = UnsafeRawPointer(base + w.byteStart)
-                    let h = WordCache.hash(p, n)
-                    if let (start, count) = cache.find(p, n, hash: h) {
-                        cache.ids.withUnsafeBufferPointer { cids in
-                            cache.lens.withUnsafeBufferPointer { clens in
-                                emit(w, UnsafeBufferPointer(rebasing: cids[start ..< start + count]),
-                                     UnsafeBufferPointer(rebasing: clens[start ..< start + count]))
-                            }
-                        }
-                        continue
-                    }
-                    if ignoreMerges, let id = wholeWords[Array(UnsafeBufferPointer(start: base + w.byteStart, count: n))] {
-                        scratch.reserve(1)
-                        scratch.ids[0] = id
-                        scratch.lens[0] = Int32(n)
-                        insertAndEmit(w, p, n, h, 1)
-                        continue
-                    }
-                    scratch.reserve(n)
-                    var complete = true
-                    for i in 0 ..< n {
-                        let id = byteIds[Int(base[w.byteStart + i])]
-                        if id < 0 { complete = false; break }
-                        scratch.ids[i] = id
-                        scratch.lens[i] = 1
-                    }
-                    if !complete {
-                        appendWithMissingBytes(w, base: base, ids: &ids, tokens: &tokens, offsets: &offsets,
-                                               scratch: &scratch, prefixed: prefixed, origin: origin)
-                        continue
-                    }
-                    let m = merges.mergeWord(&scratch, count: n)
-                    insertAndEmit(w, p, n, h, m)
-                }
-
-            }
-        }
-        return Encoding(ids: ids, tokens: tokens, offsets: offsets)
-    }
-
-    /// A word with a byte whose alphabet character is not in the vocabulary, done as the tokenizers
-    /// library does it: the character becomes unk_token (consecutive ones fused with fuse_unk) or, with
-    /// no unk_token, is dropped. Symbol lengths count bytes of the byte-level string (1 for printable
-    /// ASCII, 2 for the other characters) and token offsets are read from the running sum of those
-    /// lengths, so that a dropped character shifts later offsets exactly as it does there.
-    private func appendWithMissingBytes(_ w: PreToken, base: UnsafePointer<UInt8>, ids: inout [Int],
-                                        tokens: inout [String], offsets: inout [Range<Int>],
-                                        scratch: inout MergeScratch, prefixed: Bool,
-                                        origin: UnsafeBufferPointer<Int32>) {
-        let word = UnsafeBufferPointer(start: base + w.byteStart, count: w.byteEnd - w.byteStart)
-        let n = word.count
-        scratch.reserve(n)
-        var m = 0
-        var pending: (id: Int32, len: Int32)? = nil
-        func add(_ id: Int32, _ len: Int32) {
-            scratch.ids[m] = id
-            scratch.lens[m] = len
-            m += 1
-        }
-        var normStart = [Int](repeating: 0, count: n)  // position of each byte's character in the byte-level string
-        var total = 0
-        for i in 0 ..< n {
-            let b = word[i]
-            let nl: Int32 = (0x21 ... 0x7E).contains(b) ? 1 : 2
-            normStart[i] = total
-            total += Int(nl)
-            let id = byteIds[Int(b)]
-            if id >= 0 {
-                if let u = pending { add(u.id, u.len); pending = nil }
-                add(id, nl)
-            } else if unknownId >= 0 {
-                if let u = pending {
-                    if fuseUnknown {
-                        pending = (u.id, u.len + nl)
-                    } else {
-                        add(u.id, u.len)
-                        pending = (unknownId, nl)
-                    }
-                } else {
-                    pending = (unknownId, nl)
+                merges.withView { view in
+                    var encoder = WordEncoder(tokenizer: self, bytes: buf, strings: strings.baseAddress!,
+                                              byteIds: byteIds.baseAddress!, merges: view, prefixed: prefixed, origin: origin)
+                    encoder.run()
+                    return Encoding(ids: encoder.ids, tokens: encoder.tokens, offsets: encoder.offsets)
                 }
             }
-        }
-        if let u = pending { add(u.id, u.len) }
-        let k = merges.mergeWord(&scratch, count: m)
-
-        // byte index whose character covers byte-level position `q`
-        func byteAt(_ q: Int) -> Int {
-            var lo = 0, hi = n - 1
-            while lo < hi {
-                let mid = (lo + hi + 1) / 2
-                if normStart[mid] <= q { lo = mid } else { hi = mid - 1 }
-            }
-            return lo
-        }
-        func scalarOf(_ byte: Int) -> Int {
-            var leads = 0
-            for q in 0 ... byte where word[q] & 0xC0 != 0x80 { leads += 1 }
-            return leads - 1
-        }
-        var pos = 0
-        for t in 0 ..< k {
-            let id = Int(scratch.ids[t])
-            let len = Int(scratch.lens[t])
-            let first = scalarOf(byteAt(pos))
-            let last = scalarOf(byteAt(pos + len - 1))
-            ids.append(id)
-            tokens.append(tokenStrings[id])
-            offsets.append(Self.originalIndex(w.scalarStart + first, prefixed: prefixed, origin: origin)
-                ..< Self.originalIndex(w.scalarStart + last, prefixed: prefixed, origin: origin) + 1)
-            pos += len
         }
     }
 
