@@ -205,6 +205,25 @@ final class BPETests: XCTestCase {
         }
     }
 
+    /// The class of every code point (0 letter, 1 number, 2 space, 3 other; surrogates other), as the
+    /// tokenizers library 0.23.3 splits "a\(c)a", "1\(c)1" and "!\(c)!" (its Oniguruma regex, Unicode
+    /// 16.0), summarized by counts and an FNV-1a hash of the 1,114,112 class bytes.
+    func testEveryCodePointClassifiedAsTheReference() {
+        var counts = [0, 0, 0, 0]
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for c in UInt32(0) ..< 0x110000 {
+            let k = c < 0x10000 ? GPT2CharClass.bmp.pointer[Int(c)] : GPT2CharClass.compute(c)
+            counts[Int(k)] += 1
+            h = (h ^ UInt64(k)) &* 0x100_0000_01B3
+        }
+        XCTAssertEqual(counts, [141_028, 1911, 25, 971_148])
+        XCTAssertEqual(h, 0xB782_C966_F1F1_966A)
+        // assigned in Unicode 16.0: letters for the reference too
+        XCTAssertEqual(gpt2PreTokenize("a\u{1C89}\u{10D4A}\u{16D40}\u{11BC0}"), ["a\u{1C89}\u{10D4A}\u{16D40}\u{11BC0}"])
+        // assigned in Unicode 17.0 (Swift 6.3 knows them as letters): unassigned, so "other", for the reference
+        XCTAssertEqual(gpt2PreTokenize("a\u{88F}\u{A7CE}b"), ["a", "\u{88F}\u{A7CE}", "b"])
+    }
+
     // MARK: merges
 
     func testMergeOrderSimpleHeapAndNaiveAgree() {

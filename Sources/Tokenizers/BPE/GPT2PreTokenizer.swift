@@ -12,10 +12,20 @@ enum GPT2CharClass {
     static let space: UInt8 = 2
     static let other: UInt8 = 3
 
+    /// The Unicode version of the reference's character tables: Oniguruma, the regex engine of the
+    /// tokenizers library (0.23.x), knows Unicode 16.0. Swift's own tables are newer (17.0 in Swift 6.3),
+    /// and the characters assigned since are unassigned (so "other") for the reference. Checked over
+    /// all 1,114,112 code points against the tokenizers library: with this cut-off they all agree.
+    static let referenceUnicodeVersion = (major: 16, minor: 0)
+
     /// The class of any scalar, from its Unicode properties.
     static func compute(_ value: UInt32) -> UInt8 {
         guard let u = Unicode.Scalar(value) else { return other }
         let p = u.properties
+        if let age = p.age,
+           (age.major, age.minor) > (referenceUnicodeVersion.major, referenceUnicodeVersion.minor) {
+            return other
+        }
         if p.isWhitespace { return space }
         switch p.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return letter
