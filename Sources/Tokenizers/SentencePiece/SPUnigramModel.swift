@@ -1,9 +1,10 @@
 /// SentencePiece's unigram model: the single-pass Viterbi of `Model::EncodeOptimized`
-/// (unigram_model.cc) over the normalized UTF-8 bytes, with its arithmetic: piece scores are Float;
-/// a candidate path score is computed in Double (the score expression is promoted by the user-defined
-/// branch `length * max_score - 0.1`) and stored back as Float; the unknown-character candidate
-/// (`min_score - 10`) is computed in Float. Ties keep the earlier candidate (strict `>`), candidates are
-/// visited by start position, then by length.
+/// (unigram_model.cc) over the normalized UTF-8 bytes. Path scores are Float sums (the source reads as if
+/// the user-defined branch `length * max_score - 0.1` promoted the sum to double, but the released library
+/// behaves as Float arithmetic: with Double sums, ties between equal-score paths of repeated characters,
+/// e.g. "aaaa…", resolve differently from sentencepiece 0.2.3, with Float sums they match on 85k lines).
+/// A user-defined piece scores `length * max_score - 0.1`, an unknown character `min_score - 10`.
+/// Ties keep the earlier candidate (strict `>`); candidates are visited by start position, then by length.
 struct SPUnigramModel: Sendable {
     let trie: PieceTrie
     let scores: [Float]
@@ -49,7 +50,6 @@ struct SPUnigramModel: Sendable {
             var pos = 0
             while pos < n {
                 let here = best[pos]
-                let hereD = Double(here)
                 let mblen = min(utf8Length(text[pos]), n - pos)
                 var hasSingle = false
                 var node = 0
@@ -62,12 +62,12 @@ struct SPUnigramModel: Sendable {
                     let v = slots[t].value
                     if v < 0 { continue }
                     let length = k - pos
-                    let score: Double = userDefined[Int(v)]
-                        ? Double(Float(length) * maxScore) - 0.1
-                        : Double(scores[Int(v)])
-                    let candidate = score + hereD
-                    if startsAt[k] == -1 || candidate > Double(best[k]) {
-                        best[k] = Float(candidate)
+                    let score: Float = userDefined[Int(v)]
+                        ? Float(length) * maxScore - 0.1
+                        : scores[Int(v)]
+                    let candidate = score + here
+                    if startsAt[k] == -1 || candidate > best[k] {
+                        best[k] = candidate
                         startsAt[k] = Int32(pos)
                         ids[k] = v
                     }
