@@ -12,20 +12,44 @@ struct Convert: ParsableCommand {
     @Argument(help: "The model directory to write (created if missing).")
     var destination: String
 
-    @Option(help: "Float dtype of the output: f32, f16 or bf16 (default: unchanged).")
+    @Option(help: "Output: f32, f16 or bf16 (default: unchanged), or int8 / q4 to quantize every linear weight (other tensors f32).")
     var dtype: String?
 
+    @Flag(help: "With int8/q4: quantize the word-embedding table too.")
+    var quantizeEmbeddings = false
+
+    @Flag(help: "With int8/q4: print every quantized tensor, not only the worst ten.")
+    var verbose = false
+
     func validate() throws {
-        if let dtype, !["f32", "f16", "bf16"].contains(dtype.lowercased()) {
-            throw ValidationError("--dtype must be f32, f16 or bf16, not '\(dtype)'")
+        if let dtype, !["f32", "f16", "bf16", "int8", "q4"].contains(dtype.lowercased()) {
+            throw ValidationError("--dtype must be f32, f16, bf16, int8 or q4, not '\(dtype)'")
+        }
+        if quantizeEmbeddings && !["int8", "q4"].contains(dtype?.lowercased() ?? "") {
+            throw ValidationError("--quantize-embeddings goes with --dtype int8 or q4")
         }
     }
 
     func run() throws {
-        let target = dtype.flatMap { DType(rawValue: $0.uppercased()) }
-        let report = try Converter.convert(source: source, destination: destination, dtype: target)
+        let scheme = dtype.flatMap { QuantizationScheme(rawValue: $0.lowercased()) }
+        let target = scheme == nil ? dtype.flatMap { DType(rawValue: $0.uppercased()) } : nil
+        let report = try Converter.convert(source: source, destination: destination, dtype: target,
+                                           quantization: scheme, quantizeEmbeddings: quantizeEmbeddings)
         print("converted \(source) -> \(report.destination)")
-        print("  \(report.weightsFile): \(grouped(report.tensorsWritten)) tensors, \(grouped(report.parameters)) parameters, \(grouped(report.bytesWritten)) bytes of data (\(target?.shortName ?? "dtype unchanged"))")
+        print("  \(report.weightsFile): \(grouped(report.tensorsWritten)) tensors, \(grouped(report.bytesWritten)) bytes of data (\(scheme?.rawValue ?? target?.shortName ?? "dtype unchanged"))")
+        if let scheme {
+            let q = report.quantized
+            let before = report.sourceBytes, after = report.bytesWritten
+            print("  quantized \(q.count) matrices to \(scheme.rawValue)\(quantizeEmbeddings ? " (word embeddings included)" : ""); size \(grouped(before)) -> \(grouped(after)) bytes (\(fixed(Double(after) / Double(max(before, 1)), 3)) of the source)")
+            let shown = verbose ? q : Array(q.sorted { $0.relativeRMSError > $1.relativeRMSError }.prefix(10))
+            print("  " + padded(verbose ? "tensor" : "tensor (largest errors first)", 60) + padded("shape", 16) + padded("rel. RMS error", 16) + "bytes before -> after")
+            for t in shown {
+                print("  " + padded(t.name, 60) + padded(shapeText(t.shape), 16) + padded(scientific(t.relativeRMSError), 16) + "\(grouped(t.bytesBefore)) -> \(grouped(t.bytesAfter))")
+            }
+            if !verbose && q.count > shown.count { print("  ... \(q.count - shown.count) more (--verbose lists all)") }
+            let mean = q.isEmpty ? 0 : q.map(\.relativeRMSError).reduce(0, +) / Double(q.count)
+            print("  mean relative RMS error \(scientific(mean))")
+        }
         for (from, count) in report.castFrom.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             print("  cast \(count) tensors from \(from.shortName)")
         }

@@ -12,7 +12,7 @@ final class ReferenceTests: XCTestCase {
             for reference in ["reference.safetensors", "reference.long.safetensors"] {
                 let path = fixture.path + "/" + reference
                 guard FileManager.default.fileExists(atPath: path) else { continue }
-                let results = try Verifier.verify(model: model, reference: path, atol: nil)
+                let results = try Verifier.verify(model: model, reference: path).comparisons
                 XCTAssertFalse(results.isEmpty, path)
                 for r in results {
                     XCTAssertNil(r.problem, "\(fixture.name)/\(reference) \(r.name): \(r.problem ?? "")")
@@ -32,7 +32,7 @@ final class ReferenceTests: XCTestCase {
         XCTAssertFalse(model.config.positionBiasedInput)
         let store = try TensorStore.open(weights: repositoryRoot + "/Fixtures/models/v3-mlm/reference.long.safetensors")
         XCTAssertEqual(store["input_ids"]?.shape.last, 4 * model.config.maxPositionEmbeddings)
-        let results = try Verifier.verify(model: model, reference: repositoryRoot + "/Fixtures/models/v3-mlm/reference.long.safetensors", atol: nil)
+        let results = try Verifier.verify(model: model, reference: repositoryRoot + "/Fixtures/models/v3-mlm/reference.long.safetensors").comparisons
         XCTAssertTrue(results.allSatisfy { $0.passed && $0.problem == nil })
     }
 

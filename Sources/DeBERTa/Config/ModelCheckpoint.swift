@@ -16,8 +16,10 @@ public struct ModelCheckpoint: Sendable {
         let layout = try ModelDetector.detect(names: store.names, config: config, configFile: files.config, weightsFile: files.weights)
         if let config {
             let expected = ExpectedShapes(config: config, family: layout.family)
+            // Quantized weights are checked by their logical [N, K] shape (the codes' shape differs for q4).
+            let logical = try QuantizationInfo.read(store)?.shapes ?? [:]
             let problems = expected.mismatches(
-                store.tensors.map { (TensorNaming.canonical($0.name, layout: layout), $0.shape) }, head: layout.head, config: config)
+                store.tensors.map { (TensorNaming.canonical($0.name, layout: layout), logical[$0.name] ?? $0.shape) }, head: layout.head, config: config)
             if !problems.isEmpty {
                 let shown = problems.prefix(8).joined(separator: "; ")
                 let more = problems.count > 8 ? " (and \(problems.count - 8) more)" : ""

@@ -1,3 +1,4 @@
+import CQuantKernels
 import Checkpoint
 #if canImport(Glibc)
 import Glibc
@@ -21,16 +22,43 @@ public enum Converter {
         public var castFrom: [DType: Int]
         public var copiedFiles: [String]
         public var architectureFilledIn: String?
+        /// Per quantized tensor: name, logical shape, relative RMS error, bytes before (f32) and after.
+        public var quantized: [QuantizedTensorReport]
+        public var sourceBytes: Int
+    }
+
+    public struct QuantizedTensorReport: Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var relativeRMSError: Double
+        public var bytesBefore: Int
+        public var bytesAfter: Int
+    }
+
+    /// Collects per-tensor quantization reports while the output is written.
+    final class QuantizationLog: @unchecked Sendable {
+        var entries: [QuantizedTensorReport] = []
     }
 
     /// Float dtypes the converter writes (quantized formats come later).
     public static let outputFloatTypes: [DType] = [.f32, .f16, .bf16]
 
-    public static func convert(source: String, destination: String, dtype target: DType?) throws -> Report {
+    public static func convert(source: String, destination: String, dtype target: DType?,
+                               quantization: QuantizationScheme? = nil, quantizeEmbeddings: Bool = false) throws -> Report {
         if let target, !outputFloatTypes.contains(target) {
             throw CheckpointError(file: destination, "cannot convert to \(target.shortName); choose f32, f16 or bf16")
         }
+        if quantizeEmbeddings && quantization == nil {
+            throw CheckpointError(file: destination, "--quantize-embeddings goes with --dtype int8 or q4")
+        }
         let model = try ModelCheckpoint.open(source)
+        if try QuantizationInfo.read(model.store) != nil {
+            throw CheckpointError(file: model.files.weights, "is already quantized; convert from the f32/f16/bf16 checkpoint instead")
+        }
+        // Quantized stores keep every tensor that is not quantized in f32.
+        let floatTarget: DType? = quantization != nil ? .f32 : target
+        let log = QuantizationLog()
+        var info = quantization.map { QuantizationInfo(scheme: $0, embeddings: quantizeEmbeddings, shapes: [:]) }
         guard let configPath = model.files.config else {
             throw CheckpointError(file: source, "no config.json beside the weights; the converter writes a model directory and needs it")
         }
@@ -61,7 +89,15 @@ public enum Converter {
                 continue
             }
             if name != view.name { renamed.append((view.name, name)) }
-            let outType = (target != nil && view.dtype.isFloatingPoint) ? target! : view.dtype
+            let unprefixed = TensorNaming.unprefixed(name)
+            if let scheme = quantization, view.dtype.isFloatingPoint, view.shape.count == 2,
+               QuantizationScheme.isQuantizedLinear(unprefixed) || (quantizeEmbeddings && unprefixed == "embeddings.word_embeddings.weight") {
+                outputs += quantized(view, name: name, scheme: scheme, log: log)
+                info?.shapes[name] = view.shape
+                written[name] = view
+                continue
+            }
+            let outType = (floatTarget != nil && view.dtype.isFloatingPoint) ? floatTarget! : view.dtype
             if outType != view.dtype { castFrom[view.dtype, default: 0] += 1 }
             outputs.append(outType == view.dtype ? .copying(view, as: name) : cast(view, to: outType, name: name))
             written[name] = view
@@ -72,6 +108,19 @@ public enum Converter {
         if !configMembers.contains(where: { $0.0 == "architectures" }), let arch = model.layout.architecture {
             configMembers.insert(("architectures", .array([.string(arch)])), at: 0)
             architectureFilledIn = arch
+        }
+        if let info {
+            configMembers.removeAll { $0.0 == QuantizationScheme.metadataKey }
+            configMembers.append((QuantizationScheme.metadataKey, .object([
+                ("method", .string("deberta-swift")),
+                ("scheme", .string(info.scheme.rawValue)),
+                ("version", .int(1)),
+                ("weights", .string(info.scheme.weightFormat)),
+                ("activations", .string(info.scheme.activationFormat)),
+                ("block_size", info.scheme == .q4 ? .int(32) : .null),
+                ("quantized_embeddings", .bool(info.embeddings)),
+                ("scale_suffix", .string(QuantizationScheme.scaleSuffix)),
+            ])))
         }
         let writtenFloat = outputs.first { $0.dtype.isFloatingPoint }?.dtype
         if let writtenFloat {
@@ -84,13 +133,14 @@ public enum Converter {
         }
         let configText = JSONValue.object(configMembers).serialized(pretty: true) + "\n"
 
-        let metadata: [(String, String)] = [
+        var metadata: [(String, String)] = [
             ("format", "pt"),
             ("converter", "deberta-swift"),
             ("source", source),
             ("source_format", model.store.format.rawValue),
-            ("dtype", target?.shortName ?? "unchanged"),
+            ("dtype", quantization?.rawValue ?? target?.shortName ?? "unchanged"),
         ]
+        if let info { metadata.append((QuantizationScheme.metadataKey, info.metadataJSON())) }
 
         // Write: destination directory (created if missing), each file through a temporary name.
         let createdDirectory = try prepareDirectory(destination)
@@ -114,12 +164,62 @@ public enum Converter {
                 destination: destination, weightsFile: weightsPath, tensorsWritten: outputs.count,
                 bytesWritten: outputs.reduce(0) { $0 + $1.byteCount }, parameters: outputs.reduce(0) { $0 + (elementCount($1.shape) ?? 0) },
                 droppedTies: droppedTies, renamed: renamed, castFrom: castFrom, copiedFiles: copied,
-                architectureFilledIn: architectureFilledIn)
+                architectureFilledIn: architectureFilledIn, quantized: log.entries, sourceBytes: model.store.byteCount)
         } catch {
             for f in finished { unlink(f) }
             if createdDirectory { rmdir(destination) }
             throw error
         }
+    }
+
+    /// A float matrix [n, k] as codes (`name`) and scales (`name_scale`), quantized with the C kernels'
+    /// reference quantizers; the relative RMS error of the dequantized values is logged.
+    static func quantized(_ view: TensorView, name: String, scheme: QuantizationScheme, log: QuantizationLog) -> [OutputTensor] {
+        let n = view.shape[0], k = view.shape[1]
+        let (codeShape, scaleShape) = scheme.storedShapes(n: n, k: k)
+        // Both outputs come from one quantization, done when the codes are written (the codes come first in
+        // the layout: their size is the larger multiple of 64 more often than not, but order is not assumed).
+        final class Shared: @unchecked Sendable { var scales: [Float]?; var codes: [UInt8]? }
+        let shared = Shared()
+        func compute() {
+            guard shared.codes == nil else { return }
+            let w = view.floats()
+            var codes = [UInt8](repeating: 0, count: codeShape.reduce(1, *))
+            var scales = [Float](repeating: 0, count: scaleShape.reduce(1, *))
+            var back = [Float](repeating: 0, count: n * k)
+            codes.withUnsafeMutableBytes { c in
+                scales.withUnsafeMutableBufferPointer { s in
+                    switch scheme {
+                    case .int8:
+                        dq_quantize_weights_int8(w, n, k, c.baseAddress!.assumingMemoryBound(to: Int8.self), s.baseAddress!)
+                        dq_dequantize_weights_int8(c.baseAddress!.assumingMemoryBound(to: Int8.self), s.baseAddress!, n, k, &back)
+                    case .q4:
+                        dq_quantize_weights_q4(w, n, k, c.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!)
+                        dq_dequantize_weights_q4(c.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!, n, k, &back)
+                    }
+                }
+            }
+            var err = 0.0, norm = 0.0
+            for i in 0 ..< n * k {
+                let d = Double(w[i]) - Double(back[i])
+                err += d * d
+                norm += Double(w[i]) * Double(w[i])
+            }
+            log.entries.append(QuantizedTensorReport(name: name, shape: [n, k], relativeRMSError: norm > 0 ? (err / norm).squareRoot() : 0,
+                                                     bytesBefore: n * k * 4, bytesAfter: codes.count + scales.count * 4))
+            shared.codes = codes
+            shared.scales = scales
+        }
+        return [
+            OutputTensor(name: name, dtype: scheme.codeType, shape: codeShape) { dst in
+                compute()
+                shared.codes!.withUnsafeBytes { dst.copyMemory(from: $0) }
+            },
+            OutputTensor(name: name + QuantizationScheme.scaleSuffix, dtype: .f32, shape: scaleShape) { dst in
+                compute()
+                shared.scales!.withUnsafeBytes { dst.copyMemory(from: $0) }
+            },
+        ]
     }
 
     /// Creates `path` when missing; returns whether it did. Refuses a path that is a file.

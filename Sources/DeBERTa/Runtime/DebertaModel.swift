@@ -51,6 +51,9 @@ public final class DebertaModel: Sendable {
     let positionKeys: [FloatBuffer?]
     let positionQueries: [FloatBuffer?]
 
+    /// The quantization scheme of the store's weights, nil for float checkpoints.
+    public let quantization: QuantizationScheme?
+
     public var family: ModelFamily { layout.family }
     /// The Enhanced Mask Decoder applies to MLM models without absolute positions in the input that ship
     /// the absolute position table.
@@ -82,10 +85,10 @@ public final class DebertaModel: Sendable {
         }
 
         let H = config.hiddenSize, E = config.embeddingSize, A = config.allHeadSize, I = config.intermediateSize
-        var b = WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights)
+        var b = try WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights)
 
         // Embeddings
-        let word = b.tensor("embeddings.word_embeddings.weight", [config.vocabSize, E])
+        let word = b.matrix("embeddings.word_embeddings.weight", config.vocabSize, E)
         let position = b.tensor("embeddings.position_embeddings.weight", [config.maxPositionEmbeddings, E], optional: !config.positionBiasedInput)
         let tokenType = config.typeVocabSize > 0 ? b.tensor("embeddings.token_type_embeddings.weight", [config.typeVocabSize, E]) : nil
         let projection = E != H ? b.linear("embeddings.embed_proj", out: H, in: E, bias: false) : nil
@@ -148,16 +151,29 @@ public final class DebertaModel: Sendable {
                 }
             } else {
                 // v1: in_proj rows are interleaved per head: [q_h; k_h; v_h] blocks of d rows.
-                let inProj = b.tensor(p + "attention.self.in_proj.weight", [3 * A, H])
+                let inProj = b.matrix(p + "attention.self.in_proj.weight", 3 * A, H)
                 let qBias = b.tensor(p + "attention.self.q_bias", [A])
                 let vBias = b.tensor(p + "attention.self.v_bias", [A])
                 if let inProj {
                     let d = config.attentionHeadSize, heads = config.numAttentionHeads
-                    func part(_ which: Int) -> FloatBuffer {
-                        FloatBuffer(count: A * H) { dst in
-                            for h in 0 ..< heads {
-                                (dst + h * d * H).update(from: inProj.pointer + (h * 3 * d + which * d) * H, count: d * H)
-                            }
+                    // Rows of head h: [h·3d, h·3d + d) query, then key, then value.
+                    func part(_ which: Int) -> MatrixWeight {
+                        switch inProj {
+                        case let .f32(w):
+                            return .f32(FloatBuffer(count: A * H) { dst in
+                                for h in 0 ..< heads {
+                                    (dst + h * d * H).update(from: w.pointer + (h * 3 * d + which * d) * H, count: d * H)
+                                }
+                            })
+                        case let .quantized(q):
+                            let rowBytes = q.rowBytes, perRow = q.scalesPerRow
+                            return .quantized(QuantizedMatrix(scheme: q.scheme, rows: A, cols: H, rowBytes: rowBytes, scalesPerRow: perRow) { codes, scales in
+                                for h in 0 ..< heads {
+                                    let from = h * 3 * d + which * d
+                                    (codes + h * d * rowBytes).copyMemory(from: q.codes + from * rowBytes, byteCount: d * rowBytes)
+                                    (scales + h * d * perRow).update(from: q.scales.pointer + from * perRow, count: d * perRow)
+                                }
+                            })
                         }
                     }
                     if let qBias { query = Linear(weight: part(0), bias: qBias, outFeatures: A, inFeatures: H) }
@@ -202,7 +218,7 @@ public final class DebertaModel: Sendable {
                 let dense = b.linear("cls.predictions.transform.dense", out: E, in: H)
                 let norm = b.norm("cls.predictions.transform.LayerNorm", E)
                 let bias = b.tensor("cls.predictions.bias", [config.vocabSize])
-                let decoder = b.tensor("cls.predictions.decoder.weight", [config.vocabSize, E], optional: true) ?? word
+                let decoder = b.matrix("cls.predictions.decoder.weight", config.vocabSize, E, optional: true) ?? word
                 b.tolerate { $0 == "cls.predictions.decoder.bias" }
                 if let dense, let norm, let bias, let decoder {
                     head = .maskedLM(dense: dense, norm: norm, decoder: decoder, bias: bias)
@@ -228,6 +244,7 @@ public final class DebertaModel: Sendable {
             }
         }
         try b.finish()
+        quantization = b.quantization?.scheme
         guard let word, let embeddingNorm, layers.count == config.numHiddenLayers else {
             throw CheckpointError(file: checkpoint.files.weights, "weights do not fit the config")
         }

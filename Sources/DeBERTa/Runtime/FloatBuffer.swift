@@ -52,12 +52,80 @@ public final class FloatBuffer: @unchecked Sendable {
     public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
 }
 
+/// Quantized codes and scales of an [rows, cols] matrix (QuantizationScheme), used in place from the
+/// mapped file when aligned, otherwise copied once at load.
+public final class QuantizedMatrix: @unchecked Sendable {
+    public let scheme: QuantizationScheme
+    public let rows: Int
+    /// Logical K (q4 rows are stored padded to a multiple of 32).
+    public let cols: Int
+    public let codes: UnsafeRawPointer
+    public let scales: FloatBuffer
+    private let owner: AnyObject?
+    private let allocated: UnsafeMutableRawPointer?
+
+    init(scheme: QuantizationScheme, rows: Int, cols: Int, codes view: TensorView, scales: FloatBuffer) {
+        self.scheme = scheme
+        self.rows = rows
+        self.cols = cols
+        self.scales = scales
+        let bytes = view.bytes
+        if let base = bytes.baseAddress {
+            codes = base
+            owner = view.region.storage
+            allocated = nil
+        } else {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
+            codes = UnsafeRawPointer(p)
+            owner = nil
+            allocated = p
+        }
+    }
+
+    /// Owned codes built at load (rows regrouped, e.g. v1's in_proj split per head).
+    init(scheme: QuantizationScheme, rows: Int, cols: Int, rowBytes: Int, scalesPerRow: Int, fill: (UnsafeMutableRawPointer, UnsafeMutablePointer<Float>) -> Void) {
+        self.scheme = scheme
+        self.rows = rows
+        self.cols = cols
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(rows * rowBytes, 1), alignment: 64)
+        var scaleValues = [Float](repeating: 0, count: rows * scalesPerRow)
+        scaleValues.withUnsafeMutableBufferPointer { fill(p, $0.baseAddress!) }
+        codes = UnsafeRawPointer(p)
+        scales = FloatBuffer(values: scaleValues)
+        owner = nil
+        allocated = p
+    }
+
+    deinit { allocated?.deallocate() }
+
+    /// Bytes of codes per row and scales per row.
+    public var rowBytes: Int { scheme == .int8 ? cols : scheme.storedShapes(n: 1, k: cols).codes[1] }
+    public var scalesPerRow: Int { scheme == .int8 ? 1 : scheme.storedShapes(n: 1, k: cols).scales[1] }
+}
+
+/// A weight matrix [rows, cols] in f32 or quantized.
+public enum MatrixWeight: Sendable {
+    case f32(FloatBuffer)
+    case quantized(QuantizedMatrix)
+}
+
 /// A linear layer `y = x Wᵀ + b` with W stored [out, in] as transformers stores it.
 public struct Linear: Sendable {
-    public let weight: FloatBuffer
+    public let weight: MatrixWeight
     public let bias: FloatBuffer?
     public let outFeatures: Int
     public let inFeatures: Int
+
+    public init(weight: MatrixWeight, bias: FloatBuffer?, outFeatures: Int, inFeatures: Int) {
+        self.weight = weight
+        self.bias = bias
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+    }
+
+    public init(weight: FloatBuffer, bias: FloatBuffer?, outFeatures: Int, inFeatures: Int) {
+        self.init(weight: .f32(weight), bias: bias, outFeatures: outFeatures, inFeatures: inFeatures)
+    }
 }
 
 /// LayerNorm parameters.

@@ -99,8 +99,7 @@ extension DebertaModel {
         let raw = Activations(N * E)
         for r in 0 ..< N {
             let row = raw.pointer + r * E
-            let id = inputs.inputIds[r]
-            row.update(from: embeddings.word.pointer + id * E, count: E)
+            embeddings.word.copyRow(inputs.inputIds[r], width: E, into: row)
             if config.positionBiasedInput, let table = embeddings.position {
                 let t = r % ctx.length
                 for c in 0 ..< E { row[c] += table[t * E + c] }
@@ -211,14 +210,13 @@ extension DebertaModel {
 
     // MARK: - Heads
 
-    func maskedLM(_ hidden: Activations, rows: Int, dense: Linear, norm: Norm, decoder: FloatBuffer, bias: FloatBuffer) -> [Float] {
+    func maskedLM(_ hidden: Activations, rows: Int, dense: Linear, norm: Norm, decoder: MatrixWeight, bias: FloatBuffer) -> [Float] {
         let E = dense.outFeatures, V = config.vocabSize
         let transformed = Activations(rows * E)
         applyLinear(dense, hidden.pointer, rows: rows, into: transformed.pointer, activation: hiddenActivation)
         applyNorm(norm, transformed.pointer, rows: rows, width: E)
         let logits = Activations(rows * V)
-        gemm(m: rows, n: V, k: E, a: transformed.pointer, lda: E, b: decoder.pointer, ldb: E, transposeB: true, c: logits.pointer, ldc: V)
-        dk_bias_activation(logits.pointer, rows, V, V, bias.pointer, DK_ACT_IDENTITY)
+        applyMatrix(decoder, transformed.pointer, rows: rows, k: E, n: V, bias: bias.pointer, into: logits.pointer)
         return logits.array
     }
 

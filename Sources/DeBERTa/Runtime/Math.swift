@@ -1,5 +1,7 @@
 import CKernels
 import COpenBLAS
+import CQuantKernels
+import Dispatch
 
 /// A buffer of f32 activations owned by one forward call.
 final class Activations {
@@ -27,14 +29,87 @@ func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
 }
 
+/// y[rows, n] = x[rows, k] · Wᵀ (+ bias) for W [n, k] in any storage. Quantized weights quantize the
+/// activations on the fly (per row for int8, per block of 32 for q4) and split the output columns over
+/// the compute threads.
+func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
+                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+    switch weight {
+    case let .f32(w):
+        gemm(m: rows, n: n, k: k, a: x, lda: k, b: w.pointer, ldb: k, transposeB: true, c: y, ldc: n)
+        if let bias { dk_bias_activation(y, rows, n, n, bias, DK_ACT_IDENTITY) }
+    case let .quantized(q):
+        guard rows > 0, n > 0 else { return }
+        let threads = max(1, min(ComputeThreads.count, n / 16))
+        let ranges = (0 ..< threads).map { t in (n * t / threads, n * (t + 1) / threads) }
+        switch q.scheme {
+        case .int8:
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * k)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+            defer { codes.deallocate(); scales.deallocate() }
+            dq_quantize_activations_int8(x, rows, k, k, codes, scales)
+            let w = q.codes.assumingMemoryBound(to: Int8.self)
+            let run = { (t: Int) in
+                dq_gemm_int8(rows, n, k, codes, scales, w, q.scales.pointer, bias, y, n, ranges[t].0, ranges[t].1)
+            }
+            parallel(threads, run)
+        case .q4:
+            let kp = Int(dq_q4_padded_k(k))
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * kp)
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * kp / 32)
+            defer { codes.deallocate(); scales.deallocate() }
+            dq_quantize_activations_q8_blocks(x, rows, k, k, codes, scales)
+            let w = q.codes.assumingMemoryBound(to: UInt8.self)
+            let run = { (t: Int) in
+                dq_gemm_q4(rows, n, k, codes, scales, w, q.scales.pointer, bias, y, n, ranges[t].0, ranges[t].1)
+            }
+            parallel(threads, run)
+        }
+    }
+}
+
 /// y[rows, out] = act(x[rows, in] · Wᵀ + b)
 func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
                  activation: Activation = .linear) {
-    gemm(m: rows, n: layer.outFeatures, k: layer.inFeatures, a: x, lda: layer.inFeatures,
-         b: layer.weight.pointer, ldb: layer.inFeatures, transposeB: true, c: y, ldc: layer.outFeatures)
-    if layer.bias != nil || activation != .linear {
-        dk_bias_activation(y, rows, layer.outFeatures, layer.outFeatures, layer.bias?.pointer, activation.kernel)
+    applyMatrix(layer.weight, x, rows: rows, k: layer.inFeatures, n: layer.outFeatures, bias: layer.bias?.pointer, into: y)
+    if activation != .linear {
+        dk_bias_activation(y, rows, layer.outFeatures, layer.outFeatures, nil, activation.kernel)
     }
+}
+
+extension MatrixWeight {
+    /// Row i as f32 (embedding lookups): a copy of the f32 row or the dequantized codes.
+    func copyRow(_ i: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
+        switch self {
+        case let .f32(w):
+            out.update(from: w.pointer + i * width, count: width)
+        case let .quantized(q):
+            let codes = q.codes + i * q.rowBytes
+            let scales = q.scales.pointer + i * q.scalesPerRow
+            switch q.scheme {
+            case .int8: dq_dequantize_weights_int8(codes.assumingMemoryBound(to: Int8.self), scales, 1, width, out)
+            case .q4: dq_dequantize_weights_q4(codes.assumingMemoryBound(to: UInt8.self), scales, 1, width, out)
+            }
+        }
+    }
+}
+
+/// Runs body(0 ..< count) on `count` threads (the caller's included); body touches disjoint outputs.
+func parallel(_ count: Int, _ body: (Int) -> Void) {
+    if count <= 1 { body(0); return }
+    withoutActuallyEscaping(body) { body in
+        let job = UncheckedJob(body: body)
+        DispatchQueue.concurrentPerform(iterations: count) { job.body($0) }
+    }
+}
+
+private struct UncheckedJob: @unchecked Sendable {
+    let body: (Int) -> Void
+}
+
+/// Threads the quantized products split their columns over (OpenBLAS gets the same number).
+enum ComputeThreads {
+    nonisolated(unsafe) static var count = 2
 }
 
 /// x = LayerNorm(x + residual) in place.
@@ -44,5 +119,6 @@ func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width:
 
 /// Sets the number of threads the matrix products use.
 public func setComputeThreads(_ n: Int) {
+    ComputeThreads.count = max(1, n)
     openblas_set_num_threads(Int32(max(1, n)))
 }

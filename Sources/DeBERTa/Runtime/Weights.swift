@@ -17,7 +17,7 @@ struct LayerWeights: Sendable {
 }
 
 struct EmbeddingWeights: Sendable {
-    var word: FloatBuffer  // [V, E]
+    var word: MatrixWeight  // [V, E], quantized only with --quantize-embeddings
     var position: FloatBuffer?  // [P, E], also the EMD's absolute table
     var tokenType: FloatBuffer?  // [typeVocab, E]
     var projection: Linear?  // embed_proj [H, E], no bias
@@ -35,7 +35,7 @@ struct ConvWeights: Sendable {
 enum HeadWeights: Sendable {
     case none
     /// dense → act → LayerNorm → × decoderᵀ + bias. Non-legacy heads decode with the word embeddings.
-    case maskedLM(dense: Linear, norm: Norm, decoder: FloatBuffer, bias: FloatBuffer)
+    case maskedLM(dense: Linear, norm: Norm, decoder: MatrixWeight, bias: FloatBuffer)
     case pooled(pooler: Linear, classifier: Linear)  // sequence classification and multiple choice
     case tokenClassifier(Linear)
     case questionAnswering(Linear)  // [2, H]
@@ -53,9 +53,12 @@ struct WeightBinder {
     private var missing: [String] = []
     private var misshaped: [String] = []
 
-    init(store: TensorStore, layout: ModelLayout, config: DebertaConfig, file: String) {
+    let quantization: QuantizationInfo?
+
+    init(store: TensorStore, layout: ModelLayout, config: DebertaConfig, file: String) throws {
         self.file = file
         self.config = config
+        quantization = try QuantizationInfo.read(store)
         for t in store.tensors {
             let name = TensorNaming.unprefixed(TensorNaming.canonical(t.name, layout: layout))
             views[name] = t
@@ -82,8 +85,32 @@ struct WeightBinder {
         return FloatBuffer(view)
     }
 
+    /// A weight matrix [n, k]: f32 (any float dtype) or, in a quantized store, codes + scales.
+    mutating func matrix(_ name: String, _ n: Int, _ k: Int, optional: Bool = false) -> MatrixWeight? {
+        let scaleName = name + QuantizationScheme.scaleSuffix
+        guard let scheme = quantization?.scheme, let scaleView = views[scaleName] else {
+            return tensor(name, [n, k], optional: optional).map { .f32($0) }
+        }
+        guard let codes = views[name] else {
+            if !optional { missing.append(name) }
+            return nil
+        }
+        used.insert(name)
+        used.insert(scaleName)
+        let (codeShape, scaleShape) = scheme.storedShapes(n: n, k: k)
+        guard codes.dtype == scheme.codeType, codes.shape == codeShape else {
+            misshaped.append("'\(sourceNames[name] ?? name)' is \(codes.dtype.rawValue) \(codes.shape), expected \(scheme.codeType.rawValue) \(codeShape) for \(scheme.rawValue) [\(n), \(k)]")
+            return nil
+        }
+        guard scaleView.dtype == .f32, scaleView.shape == scaleShape else {
+            misshaped.append("'\(sourceNames[scaleName] ?? scaleName)' is \(scaleView.dtype.rawValue) \(scaleView.shape), expected F32 \(scaleShape)")
+            return nil
+        }
+        return .quantized(QuantizedMatrix(scheme: scheme, rows: n, cols: k, codes: codes, scales: FloatBuffer(scaleView)))
+    }
+
     mutating func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = true) -> Linear? {
-        let w = tensor(name + ".weight", [out, inFeatures])
+        let w = matrix(name + ".weight", out, inFeatures)
         let b = bias ? tensor(name + ".bias", [out]) : nil
         guard let w, !bias || b != nil else { return nil }
         return Linear(weight: w, bias: b, outFeatures: out, inFeatures: inFeatures)

@@ -1,0 +1,108 @@
+import Checkpoint
+import Foundation
+import XCTest
+@testable import DeBERTa
+
+final class QuantizationTests: XCTestCase {
+    /// Every fixture converted to int8 and q4 matches the PyTorch simulation of its scheme
+    /// (Tools/make_fixtures.py): cosine ≥ 0.99999 and max abs error ≤ 1e-3 × largest |value|, every output.
+    func testQuantizedStoresMatchTheirSimulations() throws {
+        var checked = 0
+        for fixture in fixtureModels {
+            for scheme in QuantizationScheme.allCases {
+                let reference = fixture.path + "/reference.\(scheme.rawValue).safetensors"
+                guard FileManager.default.fileExists(atPath: reference) else {
+                    XCTFail("missing \(reference)")
+                    continue
+                }
+                let out = try temporaryDirectory() + "/\(fixture.name)-\(scheme.rawValue)"
+                let report = try Converter.convert(source: fixture.path, destination: out, dtype: nil, quantization: scheme)
+                XCTAssertFalse(report.quantized.isEmpty)
+                let model = try DebertaModel(path: out)
+                XCTAssertEqual(model.quantization, scheme)
+                let result = try Verifier.verify(model: model, reference: reference)
+                XCTAssertEqual(result.criteria.minCosine, 0.99999)
+                for c in result.comparisons {
+                    XCTAssertTrue(c.passed, "\(fixture.name) \(scheme) \(c.name): max abs \(c.maxAbsError) (tol \(c.tolerance)), cosine \(c.cosine) \(c.problem ?? "")")
+                    XCTAssertGreaterThanOrEqual(c.cosine, 0.99999)
+                    XCTAssertLessThanOrEqual(c.maxAbsError, 1e-3 * c.largestReference)
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 30)
+    }
+
+    /// The store is plain safetensors: codes I8/U8 + F32 scales, the scheme in __metadata__ and config.json,
+    /// everything else f32, and quantization errors within the schemes' bounds.
+    func testQuantizedStoreLayoutAndMetadata() throws {
+        let source = repositoryRoot + "/Fixtures/models/v2-conv-seqcls"
+        for scheme in QuantizationScheme.allCases {
+            let out = try temporaryDirectory() + "/q"
+            let report = try Converter.convert(source: source, destination: out, dtype: nil, quantization: scheme)
+            let store = try TensorStore.open(weights: out + "/model.safetensors")
+            let info = try XCTUnwrap(try QuantizationInfo.read(store))
+            XCTAssertEqual(info.scheme, scheme)
+            XCTAssertFalse(info.embeddings)
+            let config = try readJSONFile(out + "/config.json")
+            XCTAssertEqual(config["quantization"]?["scheme"]?.stringValue, scheme.rawValue)
+            let original = try TensorStore.open(weights: source + "/model.safetensors")
+            for t in original.tensors {
+                if let logical = info.shapes[t.name] {
+                    XCTAssertEqual(logical, t.shape)
+                    let codes = try XCTUnwrap(store[t.name]), scales = try XCTUnwrap(store[t.name + "_scale"])
+                    XCTAssertEqual(codes.dtype, scheme.codeType)
+                    XCTAssertEqual(codes.shape, scheme.storedShapes(n: t.shape[0], k: t.shape[1]).codes)
+                    XCTAssertEqual(scales.shape, scheme.storedShapes(n: t.shape[0], k: t.shape[1]).scales)
+                    // Dequantize from the file alone (the README's recipe) and bound the error.
+                    let w = t.floats(), s = scales.floats()
+                    let k = t.shape[1], kp = scheme.storedShapes(n: 1, k: k).codes[1] * (scheme == .q4 ? 2 : 1)
+                    for o in 0 ..< t.shape[0] {
+                        for j in 0 ..< k {
+                            let value: Float
+                            let bound: Float
+                            switch scheme {
+                            case .int8:
+                                value = Float(Int8(bitPattern: codes.bytes[o * k + j])) * s[o]
+                                bound = s[o] / 2 * 1.0001
+                            case .q4:
+                                let block = j / 32, within = j % 32
+                                let byte = codes.bytes[o * kp / 2 + block * 16 + within % 16]
+                                let nibble = within < 16 ? byte & 0x0F : byte >> 4
+                                let d = s[o * kp / 32 + block]
+                                value = Float(Int(nibble) - 8) * d
+                                bound = abs(d) * 1.0001
+                            }
+                            XCTAssertLessThanOrEqual(abs(value - w[o * k + j]), bound + 1e-6, "\(t.name)[\(o), \(j)]")
+                        }
+                    }
+                } else if t.name.hasSuffix("_scale") == false {
+                    let written = try XCTUnwrap(store[t.name], t.name)
+                    XCTAssertEqual(written.dtype, t.dtype.isFloatingPoint ? .f32 : t.dtype, t.name)
+                }
+            }
+            XCTAssertLessThan(report.bytesWritten, original.parameterCount * 4, "smaller than the same model in f32")
+        }
+    }
+
+    func testQuantizedStoreIsNotRequantizedAndFlagsAreChecked() throws {
+        let out = try temporaryDirectory() + "/q"
+        _ = try Converter.convert(source: repositoryRoot + "/Fixtures/models/v3-mlm", destination: out, dtype: nil, quantization: .int8)
+        XCTAssertThrowsError(try Converter.convert(source: out, destination: out + "-again", dtype: nil, quantization: .q4)) {
+            XCTAssertTrue("\($0)".contains("already quantized"))
+        }
+        XCTAssertThrowsError(try Converter.convert(source: out, destination: out + "-f", dtype: nil, quantizeEmbeddings: true))
+    }
+
+    func testEmbeddingTableQuantization() throws {
+        let out = try temporaryDirectory() + "/q"
+        let report = try Converter.convert(source: repositoryRoot + "/Fixtures/models/v3-mlm", destination: out, dtype: nil,
+                                           quantization: .q4, quantizeEmbeddings: true)
+        XCTAssertTrue(report.quantized.contains { $0.name == "deberta.embeddings.word_embeddings.weight" })
+        let model = try DebertaModel(path: out)
+        let inputs = try InputsFile.read(repositoryRoot + "/Fixtures/models/v3-mlm/reference.safetensors", for: model)
+        let result = try model.forward(inputs)
+        XCTAssertTrue(result.outputs.allSatisfy { $0.values.allSatisfy(\.isFinite) })
+        XCTAssertNotNil(result["emd_logits"])
+    }
+}
