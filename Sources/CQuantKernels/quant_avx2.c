@@ -102,16 +102,18 @@ DQ_AVX2 void dq_quantize_activations_q8_blocks_avx2(const float *x, size_t m, si
 
 /* ================================================================== int8 product */
 
-/* Register tile: I8_TR activation rows × I8_TC weight rows (output channels). The 3×4 = 12 int32
- * accumulators, |x|, x, a product and the ones vector nearly fill the 16 ymm registers (the compiler
- * keeps a few accumulators in L1); 2×4 measured the same, 4×4 slower. Each inner step is 4
- * instructions per 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd), the floor for ±127
- * operands without VNNI.
+/* Register tile: I8_TR activation rows × I8_TC weight rows (output channels): 2×4 = 8 int32
+ * accumulators, 4 weight chunks, x, |x|, a product and the ones vector fit the 16 ymm registers.
+ * Each inner step is 4 instructions per 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd),
+ * the floor for ±127 operands without VNNI. Measured (2-core EPYC, 1 thread, M = 128): 2×4 and 3×4
+ * both ~190 GOPS at -O3, but with the flags SwiftPM uses for C targets (-O2, frame pointer) 3×4
+ * spills accumulators and drops to ~150, 2×4 stays at ~190. A sign-free variant (activations widened
+ * to int16, vpmaddwd + vpaddd per 16 multiply-adds) measured ~170.
  * Column blocks of about I8_BLOCK_BYTES of weights (L2-resident) are swept by all row tiles, whose
- * I8_TR·K activation bytes stay in L1. Measured on the 2-core EPYC: 16 KiB blocks (L1) lost half the
- * speed at K = 3072 (activations then stream from L2); 64 KiB and 192 KiB were equal. */
+ * I8_TR·K activation bytes stay in L1; 16 KiB blocks (L1) lost half the speed at K = 3072
+ * (activations then stream from L2), 64 KiB and 192 KiB were equal. */
 #ifndef I8_TR
-#define I8_TR 3
+#define I8_TR 2
 #endif
 #define I8_TC 4
 #define I8_BLOCK_BYTES 65536
@@ -244,25 +246,27 @@ DQ_AVX2 void dq_gemm_int8_avx2(size_t m, size_t n, size_t k, const int8_t *xq, c
 
 /* Rows per tile. Per 8-block group and row: 8 vpmaddubsw + 8 int16 adds + 1 vpmaddwd and the float
  * update; per output channel and group ~24 instructions of loading, transposing and unpacking the
- * nibbles, shared by the Q4_TR rows. Measured: 6 rows ~15% faster than 4; 8 rows spill and lose. */
+ * nibbles, shared by the Q4_TR rows. Measured: 6 rows ~220-235 GOPS, 4 rows ~210, 8 rows spill with
+ * SwiftPM's flags (~205). */
 #ifndef Q4_TR
 #define Q4_TR 6
 #endif
-#define Q4_STACK_GROUPS 16 /* scratch on the stack (Q4_TR · 16 · 320 bytes = 30 KiB) up to K = 4096 */
+#define Q4_STACK_GROUPS 16 /* scratch on the stack (16 · Q4_TR · 320 bytes = 30 KiB) up to K = 4096 */
 
-/* Per-row scratch of one row tile, for 8-block groups g:
- *   xi[g][t][l] (int32): bytes 4t..4t+3 of block 8g+l (t = 0..7), i.e. a 32-byte vector per (g, t)
- *                        holding 4 activations of each of the 8 blocks; zero for blocks >= nb
- *   bs[g][l]            : 8 · Σ_j qx of block 8g+l (int32), zero past nb
- *   dx[g][l]            : d_x of block 8g+l, zero past nb */
-typedef struct {
-    int32_t *xi;
-    int32_t *bs;
-    float *dx;
-} q4_rowbuf;
+/* Scratch of one row tile, one record of Q4_REC bytes per 8-block group g (rows interleaved, so
+ * that a single pointer plus compile-time displacements addresses every row):
+ *   xi[t][r][l] (int32, at (t·Q4_TR + r)·32): bytes 4t..4t+3 of block 8g+l of row r (t = 0..7),
+ *                 i.e. one 32-byte vector per (t, r) holding 4 activations of each of the 8 blocks
+ *   bs[r][l]    (int32, at Q4_BS + r·32): 8 · Σ_j qx over block 8g+l
+ *   dx[r][l]    (float, at Q4_DX + r·32): d_x of block 8g+l
+ * Blocks >= nb (the tail of the last group) are all zero. */
+#define Q4_BS (8 * Q4_TR * 32)
+#define Q4_DX (Q4_BS + Q4_TR * 32)
+#define Q4_REC (Q4_DX + Q4_TR * 32)
 
-static void q4_prepare_row(const int8_t *xr, const float *xsr, size_t nb, size_t ng, q4_rowbuf rb) {
+static void q4_prepare_row(const int8_t *xr, const float *xsr, size_t nb, size_t ng, uint8_t *buf, int r) {
     for (size_t g = 0; g < ng; g++) {
+        uint8_t *rec = buf + g * Q4_REC;
         for (size_t l = 0; l < 8; l++) {
             size_t b = g * 8 + l;
             int32_t words[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -273,9 +277,10 @@ static void q4_prepare_row(const int8_t *xr, const float *xsr, size_t nb, size_t
                 for (size_t j = 0; j < DQ_BLOCK; j++) sum += xr[b * DQ_BLOCK + j];
                 d = xsr[b];
             }
-            for (size_t t = 0; t < 8; t++) rb.xi[(g * 8 + t) * 8 + l] = words[t];
-            rb.bs[g * 8 + l] = 8 * sum;
-            rb.dx[g * 8 + l] = d;
+            for (size_t t = 0; t < 8; t++) memcpy(rec + (t * Q4_TR + (size_t)r) * 32 + l * 4, &words[t], 4);
+            sum *= 8;
+            memcpy(rec + Q4_BS + (size_t)r * 32 + l * 4, &sum, 4);
+            memcpy(rec + Q4_DX + (size_t)r * 32 + l * 4, &d, 4);
         }
     }
 }
@@ -289,7 +294,7 @@ DQ_AVX2 DQ_INLINE float q4_hsum_tree(__m256 p) {
 }
 
 /* Rows [0, R) of the tile against output channels [o0, o1). */
-DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const q4_rowbuf *rb, const uint8_t *wq,
+DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const uint8_t *buf, const uint8_t *wq,
                                const float *ws, size_t kp, const float *bias, float *y, size_t ldy, size_t o0,
                                size_t o1) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -301,6 +306,7 @@ DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const q4_rowbu
         __m256 P[Q4_TR];
         for (int r = 0; r < R; r++) P[r] = _mm256_setzero_ps();
         for (size_t g = 0; g < ng; g++) {
+            const uint8_t *rec = buf + g * Q4_REC;
             const uint8_t *pw = wo + g * 8 * (DQ_BLOCK / 2);
             const float *pws = wso + g * 8;
             uint8_t tmpw[8 * DQ_BLOCK / 2];
@@ -333,7 +339,7 @@ DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const q4_rowbu
                 /* codes 0..15 as unsigned bytes; the -8 offset is applied once per block below */
                 __m256i W = t < 4 ? _mm256_and_si256(V[t], m4) : _mm256_and_si256(_mm256_srli_epi16(V[t - 4], 4), m4);
                 for (int r = 0; r < R; r++) {
-                    const __m256i X = _mm256_loadu_si256((const __m256i *)(rb[r].xi + (g * 8 + t) * 8));
+                    const __m256i X = _mm256_loadu_si256((const __m256i *)(rec + (t * Q4_TR + r) * 32));
                     /* a pair is at most 2·15·127 = 3810; 8 of them per int16 lane: <= 30480 < 32767 */
                     acc[r] = _mm256_add_epi16(acc[r], _mm256_maddubs_epi16(W, X));
                 }
@@ -342,8 +348,8 @@ DQ_AVX2 DQ_INLINE void q4_tile(const int R, size_t nb, size_t ng, const q4_rowbu
             for (int r = 0; r < R; r++) {
                 /* lane l = Σ code·qx over block 8g+l, exact; minus 8·Σqx gives Σ (code-8)·qx */
                 __m256i isum = _mm256_sub_epi32(_mm256_madd_epi16(acc[r], ones),
-                                                _mm256_loadu_si256((const __m256i *)(rb[r].bs + g * 8)));
-                __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps(rb[r].dx + g * 8));
+                                                _mm256_loadu_si256((const __m256i *)(rec + Q4_BS + r * 32)));
+                __m256 s = _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(rec + Q4_DX + r * 32)));
                 P[r] = _mm256_add_ps(P[r], _mm256_mul_ps(s, _mm256_cvtepi32_ps(isum)));
             }
         }
@@ -361,41 +367,32 @@ DQ_AVX2 void dq_gemm_q4_avx2(size_t m, size_t n, size_t k, const int8_t *xq, con
     if (n_end > n) n_end = n;
     if (m == 0 || n_begin >= n_end) return;
     size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK, ng = (nb + 7) / 8;
-    /* per row: ng·64 int32 (xi) + ng·8 int32 (bs) + ng·8 float (dx) */
-    size_t per_row = ng * 80;
-    int32_t stack_buf[Q4_TR * Q4_STACK_GROUPS * 80];
-    int32_t *buf = stack_buf;
+    _Alignas(32) uint8_t stack_buf[Q4_STACK_GROUPS * Q4_REC];
+    uint8_t *buf = stack_buf;
     if (ng > Q4_STACK_GROUPS) {
-        buf = malloc(Q4_TR * per_row * sizeof(int32_t));
+        buf = malloc(ng * Q4_REC);
         if (!buf) {
             dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
             return;
         }
     }
-    q4_rowbuf rb[Q4_TR];
-    for (int r = 0; r < Q4_TR; r++) {
-        int32_t *base = buf + (size_t)r * per_row;
-        rb[r].xi = base;
-        rb[r].bs = base + ng * 64;
-        rb[r].dx = (float *)(base + ng * 72);
-    }
     for (size_t r0 = 0; r0 < m; r0 += Q4_TR) {
         int R = m - r0 < Q4_TR ? (int)(m - r0) : Q4_TR;
-        for (int r = 0; r < R; r++) q4_prepare_row(xq + (r0 + r) * kp, xs + (r0 + r) * nb, nb, ng, rb[r]);
+        for (int r = 0; r < R; r++) q4_prepare_row(xq + (r0 + r) * kp, xs + (r0 + r) * nb, nb, ng, buf, r);
         float *yr = y + r0 * ldy;
         switch (R) {
 #if Q4_TR >= 8
-        case 8: q4_tile(8, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
-        case 7: q4_tile(7, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 8: q4_tile(8, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 7: q4_tile(7, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
 #endif
 #if Q4_TR >= 6
-        case 6: q4_tile(6, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
-        case 5: q4_tile(5, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 6: q4_tile(6, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 5: q4_tile(5, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
 #endif
-        case 4: q4_tile(4, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
-        case 3: q4_tile(3, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
-        case 2: q4_tile(2, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
-        default: q4_tile(1, nb, ng, rb, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 4: q4_tile(4, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 3: q4_tile(3, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        case 2: q4_tile(2, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
+        default: q4_tile(1, nb, ng, buf, wq, ws, kp, bias, yr, ldy, n_begin, n_end); break;
         }
     }
     if (buf != stack_buf) free(buf);

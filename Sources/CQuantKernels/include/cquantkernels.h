@@ -130,7 +130,7 @@ void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, siz
 /* Y[r, o] for r < m, n_begin <= o < n_end (n_end <= n), as documented in scheme 1.
  * xq [m, k], xs [m], wq [n, k], ws [n], bias [n] or NULL, y with row stride ldy (element (r, o) at
  * y[r·ldy + o]); other columns of y are not touched. Requires k <= DQ_INT8_MAX_K.
- * AVX2 path: 32-byte chunks along K with 3 rows × 4 output channels (and smaller edge tiles) per
+ * AVX2 path: 32-byte chunks along K with 2 rows × 4 output channels (and smaller edge tiles) per
  * inner loop, int32 accumulation over the whole K, a scalar loop for the last k mod 32 elements. */
 void dq_gemm_int8(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
                   const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
