@@ -195,25 +195,29 @@ public final class ByteLevelBPETokenizer: SubwordTokenizer {
 
     public func encode(_ text: String) -> Encoding {
         guard !text.isEmpty else { return Encoding() }
+        // The prefix space goes before a text that does not start with U+0020 (Lowercase keeps the
+        // first character a space or not).
+        let prefixed = addPrefixSpace && text.utf8.first != 0x20
         var work: [UInt8] = []
         var origin: [Int32] = []
+        work.reserveCapacity(text.utf8.count + 1)
+        if prefixed { work.append(0x20) }
         if lowercase {
-            work.reserveCapacity(text.utf8.count + 1)
-            origin.reserveCapacity(text.utf8.count + 1)
+            origin.reserveCapacity(text.utf8.count)
             for (k, u) in text.unicodeScalars.enumerated() {
+                if u.isASCII {
+                    work.append(UInt8(u.value) | (u.properties.isUppercase ? 0x20 : 0))
+                    origin.append(Int32(truncatingIfNeeded: k))
+                    continue
+                }
+                // char by char, each of a character's lowercase characters spanning it (Rust's to_lowercase)
                 for v in u.properties.lowercaseMapping.unicodeScalars {
                     work.append(contentsOf: UTF8.encode(v)!)
                     origin.append(Int32(truncatingIfNeeded: k))
                 }
             }
         } else {
-            work.reserveCapacity(text.utf8.count + 1)
             work.append(contentsOf: text.utf8)
-        }
-        var prefixed = false
-        if addPrefixSpace, let first = work.first, first != 0x20 {
-            work.insert(0x20, at: 0)
-            prefixed = true
         }
         var out = work.withUnsafeBufferPointer { buf in
             origin.withUnsafeBufferPointer { org in
