@@ -452,6 +452,14 @@ final class BPETests: XCTestCase {
         try write(tokenizerJSON(vocab: byteVocab(plus: []), merges: .array([]),
                                 postProcessor: #"{"type":"TemplateProcessing","single":[],"pair":[],"special_tokens":{}}"#), to: path)
         XCTAssertFalse(try ByteLevelBPETokenizer(tokenizerJSON: path).trimOffsets)
+
+        // transformers' DebertaConverter writes empty strings (no effect) rather than null; dropout 0 is no dropout
+        try write(tokenizerJSON(vocab: byteVocab(plus: ["Ġt"]), merges: .array([.string("Ġ t")]))
+            .replacingOccurrences(of: #""continuing_subword_prefix":null,"end_of_word_suffix":null"#,
+                                  with: #""continuing_subword_prefix":"","end_of_word_suffix":"""#)
+            .replacingOccurrences(of: #""dropout":null"#, with: #""dropout":0.0"#), to: path)
+        XCTAssertTrue(try String(contentsOfFile: path, encoding: .utf8).contains(#""end_of_word_suffix":"","#))
+        XCTAssertEqual(try ByteLevelBPETokenizer(tokenizerJSON: path).encode("a t").tokens, ["a", "Ġt"])
     }
 
     // MARK: bad input
