@@ -207,8 +207,7 @@ enum BPEFiles {
         switch value["type"]?.stringValue {
         case "ByteLevel", "RobertaProcessing":
             // Both trim byte-level offsets (before adding any special token) when trim_offsets is set.
-            let defaultTrim = true
-            let trim = try optionalBool(value, "trim_offsets", file: file, context: context) ?? defaultTrim
+            let trim = try optionalBool(value, "trim_offsets", file: file, context: context) ?? true
             let prefix = try optionalBool(value, "add_prefix_space", file: file, context: context) ?? true
             if trim { def.trimPasses.append(prefix) }
         case "Sequence":

@@ -4,8 +4,9 @@
 ///
 /// with the alternatives tried in order at each position (leftmost-first, as Oniguruma — the engine of
 /// the tokenizers library — and Python's `regex` match it). \p{L} is general category L (Lu Ll Lt Lm Lo),
-/// \p{N} is N (Nd Nl No), \s is the Unicode White_Space property. Every scalar is in exactly one of the
-/// four classes, so the matches tile the text with no gaps.
+/// \p{N} is N (Nd Nl No), \s is the Unicode White_Space property (not Alphabetic, not Swift's Character
+/// classes), all as of Unicode 16.0 (see `referenceUnicodeVersion`). Every scalar is in exactly one of
+/// the four classes, so the matches tile the text with no gaps.
 enum GPT2CharClass {
     static let letter: UInt8 = 0
     static let number: UInt8 = 1
