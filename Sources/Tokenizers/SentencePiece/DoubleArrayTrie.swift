@@ -71,18 +71,23 @@ struct DartsCloneArray: Sendable {
         return best
     }
 
-    /// Whether some key starting with `byte` is longer than one byte (used to build the ASCII fast path).
-    func hasKeysLongerThanOneByte(startingWith byte: UInt8) -> Bool {
+    /// For keys starting with `byte`: whether some is longer than one byte, and whether some continues
+    /// with an ASCII byte (used to build the ASCII fast path of the normalizer).
+    func continuations(of byte: UInt8) -> (longer: Bool, ascii: Bool) {
         var node = UInt32(0) ^ DartsCloneArray.offset(units[0])
         node ^= UInt32(byte)
         let unit = units[Int(node)]
-        guard DartsCloneArray.label(unit) == UInt32(byte) else { return false }
+        guard DartsCloneArray.label(unit) == UInt32(byte) else { return (false, false) }
         let base = node ^ DartsCloneArray.offset(unit)
+        var longer = false, ascii = false
         for c in 1 ... 255 {
             let child = base ^ UInt32(c)
-            if Int(child) < units.count, DartsCloneArray.label(units[Int(child)]) == UInt32(c) { return true }
+            if Int(child) < units.count, DartsCloneArray.label(units[Int(child)]) == UInt32(c) {
+                longer = true
+                if c < 0x80 { ascii = true }
+            }
         }
-        return false
+        return (longer, ascii)
     }
 }
 
@@ -93,6 +98,8 @@ struct PieceTrie: Sendable {
         var base: Int32 = 0
         var check: Int32 = -1
         var value: Int32 = -1
+        /// a per-key number stored next to the value (the unigram model keeps piece scores here)
+        var score: Float = 0
     }
 
     private(set) var slots: [Slot]
@@ -184,6 +191,11 @@ struct PieceTrie: Sendable {
                 if v >= 0 { body(i - start, v) }
             }
         }
+    }
+
+    /// Stores `score(value)` in the slot of every key.
+    mutating func setScores(_ score: (Int32) -> Float) {
+        for i in slots.indices where slots[i].value >= 0 { slots[i].score = score(slots[i].value) }
     }
 
     /// The value of exactly `bytes`, or nil.

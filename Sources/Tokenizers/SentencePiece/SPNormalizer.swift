@@ -53,7 +53,9 @@ struct SPNormalizer: Sendable {
     /// For ASCII bytes whose rule cannot depend on the following bytes: the replacement as
     /// (start in `charsmap.replacements`, count), or (-1, 0) for "copied as is".
     private let asciiRule: [(Int32, Int32)]
-    private let asciiFastPath: [Bool]
+    /// Per ASCII byte: 1 = its rule never depends on what follows; 2 = only on a following non-ASCII byte
+    /// (e.g. "e" + U+0301 is a key of the NFKC maps); 0 = no fast path (user-defined pieces, ASCII continuations).
+    private let asciiFastPath: [UInt8]
 
     init(charsmap: PrecompiledCharsmap?, userDefined: PieceTrie?, addDummyPrefix: Bool,
          removeExtraWhitespaces: Bool, escapeWhitespaces: Bool, treatWhitespaceAsSuffix: Bool) {
@@ -64,7 +66,7 @@ struct SPNormalizer: Sendable {
         self.escapeWhitespaces = escapeWhitespaces
         self.treatWhitespaceAsSuffix = treatWhitespaceAsSuffix
         var rule = [(Int32, Int32)](repeating: (-1, 0), count: 128)
-        var fast = [Bool](repeating: true, count: 128)
+        var fast = [UInt8](repeating: 1, count: 128)
         for b in 0 ..< 128 {
             var byte = UInt8(b)
             if let ud = userDefined {
@@ -73,10 +75,12 @@ struct SPNormalizer: Sendable {
                     let buf = UnsafeBufferPointer(start: p, count: 1)
                     ud.forEachPrefix(buf, from: 0, to: 1) { _, _ in found = true }
                 }
-                if found || ud.hasChild(startingWith: UInt8(b)) { fast[b] = false; continue }
+                if found || ud.hasChild(startingWith: UInt8(b)) { fast[b] = 0; continue }
             }
             guard let cm = charsmap else { continue }
-            if cm.trie.hasKeysLongerThanOneByte(startingWith: UInt8(b)) { fast[b] = false; continue }
+            let (longer, asciiNext) = cm.trie.continuations(of: UInt8(b))
+            if asciiNext { fast[b] = 0; continue }
+            if longer { fast[b] = 2 }
             withUnsafePointer(to: &byte) { p in
                 let buf = UnsafeBufferPointer(start: p, count: 1)
                 if let (_, value) = cm.trie.longestPrefix(buf, from: 0, to: 1) {
@@ -101,7 +105,7 @@ struct SPNormalizer: Sendable {
     @inline(__always)
     func normalizePrefix(_ input: UnsafeBufferPointer<UInt8>, _ pos: Int) -> Prefix {
         let b = input[pos]
-        if b < 0x80, asciiFastPath[Int(b)] {
+        if b < 0x80, asciiFastPath[Int(b)] == 1 || asciiFastPath[Int(b)] == 2 && (pos + 1 == input.count || input[pos + 1] < 0x80) {
             let (s, n) = asciiRule[Int(b)]
             return s < 0 ? Prefix(length: 1, fromInput: true, start: pos, count: 1)
                 : Prefix(length: 1, fromInput: false, start: Int(s), count: Int(n))
@@ -120,12 +124,19 @@ struct SPNormalizer: Sendable {
     }
 
     /// Normalizes `input` into `normalized`, with `normToOrig.count == normalized.count + 1`
-    /// (both are cleared first; empty when nothing is left).
+    /// (both are cleared first; empty when nothing is left). Convenience form of `normalize(_:into:)`.
     func normalize(_ input: UnsafeBufferPointer<UInt8>, normalized: inout [UInt8], normToOrig: inout [Int32]) {
-        normalized.removeAll(keepingCapacity: true)
-        normToOrig.removeAll(keepingCapacity: true)
-        if input.isEmpty { return }
+        let s = SPScratch()
+        let n = normalize(input, into: s)
+        normalized = Array(UnsafeBufferPointer(start: s.norm, count: n))
+        normToOrig = n == 0 ? [] : Array(UnsafeBufferPointer(start: s.map, count: n + 1))
+    }
+
+    /// Normalizes `input` into `s.norm[0 ..< count]` and `s.map[0 ... count]` (the original byte offset of
+    /// each normalized byte, then the end); returns `count` (0: nothing left, `s.map` is then unspecified).
+    func normalize(_ input: UnsafeBufferPointer<UInt8>, into s: SPScratch) -> Int {
         let n = input.count
+        if n == 0 { return 0 }
         var pos = 0
         if removeExtraWhitespaces {
             while pos < n {
@@ -134,67 +145,102 @@ struct SPNormalizer: Sendable {
                 pos += p.length
             }
         }
-        if pos == n { return }
-        normalized.reserveCapacity(n * 3)
-        normToOrig.reserveCapacity(n * 3 + 1)
+        if pos == n { return 0 }
+        if s.normCapacity < 3 * (n - pos) + 8 { s.growNormalized(to: 3 * (n - pos) + 8, keeping: 0) }
+        var out = s.norm
+        var map = s.map
+        var cap = s.normCapacity
+        var count = 0
+        var consumed = Int32(pos)
+        let escape = escapeWhitespaces
+        let removeExtra = removeExtraWhitespaces
         let replacements = charsmap?.replacements ?? []
         replacements.withUnsafeBufferPointer { rep in
-            var consumed = Int32(pos)
-            @inline(__always) func addSpace() {
-                if escapeWhitespaces {
-                    normalized.append(0xE2); normalized.append(0x96); normalized.append(0x81)
-                    normToOrig.append(consumed); normToOrig.append(consumed); normToOrig.append(consumed)
+        asciiRule.withUnsafeBufferPointer { rule in
+        asciiFastPath.withUnsafeBufferPointer { fast in
+            @inline(__always) func putSpace() {
+                if escape {
+                    out[count] = 0xE2; out[count + 1] = 0x96; out[count + 2] = 0x81
+                    map[count] = consumed; map[count + 1] = consumed; map[count + 2] = consumed
+                    count += 3
                 } else {
-                    normalized.append(0x20)
-                    normToOrig.append(consumed)
+                    out[count] = 0x20; map[count] = consumed; count += 1
                 }
             }
-            if !treatWhitespaceAsSuffix, addDummyPrefix { addSpace() }
-            var isPrevSpace = removeExtraWhitespaces
-            while pos < n {
-                let p = normalizePrefix(input, pos)
-                let src = p.fromInput ? input : rep
-                var s = p.start
-                let e = p.start + p.count
-                if isPrevSpace { while s < e, src[s] == 0x20 { s += 1 } }
-                if s < e {
-                    for k in s ..< e {
-                        let c = src[k]
-                        if c == 0x20, escapeWhitespaces {
-                            normalized.append(0xE2); normalized.append(0x96); normalized.append(0x81)
-                            normToOrig.append(consumed); normToOrig.append(consumed); normToOrig.append(consumed)
+            @inline(__always) func ensure(_ extra: Int) {
+                if count + extra > cap {
+                    s.growNormalized(to: count + extra, keeping: count)
+                    out = s.norm; map = s.map; cap = s.normCapacity
+                }
+            }
+            if !treatWhitespaceAsSuffix, addDummyPrefix { putSpace() }
+            var isPrevSpace = removeExtra
+            /// Appends `src[start ..< start + count]` (the normalized form of `length` input bytes).
+            @inline(__always) func emit(_ src: UnsafeBufferPointer<UInt8>, start: Int, count c: Int, length: Int) {
+                ensure(3 * c)
+                var k = start
+                let e = start + c
+                if isPrevSpace { while k < e, src[k] == 0x20 { k += 1 } }
+                if k < e {
+                    while k < e {
+                        let ch = src[k]
+                        if ch == 0x20, escape {
+                            out[count] = 0xE2; out[count + 1] = 0x96; out[count + 2] = 0x81
+                            map[count] = consumed; map[count + 1] = consumed; map[count + 2] = consumed
+                            count += 3
                         } else {
-                            normalized.append(c)
-                            normToOrig.append(consumed)
+                            out[count] = ch; map[count] = consumed; count += 1
                         }
+                        k += 1
                     }
                     isPrevSpace = src[e - 1] == 0x20
                 }
-                consumed += Int32(p.length)
-                pos += p.length
-                if !removeExtraWhitespaces { isPrevSpace = false }
+                consumed += Int32(length)
+                pos += length
+                if !removeExtra { isPrevSpace = false }
             }
-            if removeExtraWhitespaces {
-                if escapeWhitespaces {
-                    while normalized.count >= 3, normalized[normalized.count - 3] == 0xE2,
-                          normalized[normalized.count - 2] == 0x96, normalized[normalized.count - 1] == 0x81 {
-                        let length = normalized.count - 3
-                        consumed = normToOrig[length]
-                        normalized.removeLast(3)
-                        normToOrig.removeLast(3)
+            while pos < n {
+                let b = input[pos]
+                if b < 0x80, fast[Int(b)] == 1 || fast[Int(b)] == 2 && (pos + 1 == n || input[pos + 1] < 0x80) {
+                    // one ASCII byte whose rule does not look ahead
+                    let (rs, rn) = rule[Int(b)]
+                    if rs < 0 {
+                        ensure(3)
+                        if b == 0x20 {
+                            if !isPrevSpace { putSpace() }
+                            isPrevSpace = removeExtra
+                        } else {
+                            out[count] = b; map[count] = consumed; count += 1
+                            isPrevSpace = false
+                        }
+                        consumed += 1
+                        pos += 1
+                        continue
+                    }
+                    emit(rep, start: Int(rs), count: Int(rn), length: 1)
+                    continue
+                }
+                let p = normalizePrefix(input, pos)
+                emit(p.fromInput ? input : rep, start: p.start, count: p.count, length: p.length)
+            }
+            if removeExtra {
+                if escape {
+                    while count >= 3, out[count - 3] == 0xE2, out[count - 2] == 0x96, out[count - 1] == 0x81 {
+                        count -= 3
+                        consumed = map[count]
                     }
                 } else {
-                    while let last = normalized.last, last == 0x20 {
-                        let length = normalized.count - 1
-                        consumed = normToOrig[length]
-                        normalized.removeLast()
-                        normToOrig.removeLast()
+                    while count >= 1, out[count - 1] == 0x20 {
+                        count -= 1
+                        consumed = map[count]
                     }
                 }
             }
-            if treatWhitespaceAsSuffix, addDummyPrefix { addSpace() }
-            normToOrig.append(consumed)
-        }
+            ensure(4)
+            if treatWhitespaceAsSuffix, addDummyPrefix { putSpace() }
+            map[count] = consumed
+        }}}
+        return count
     }
 
     @inline(__always)

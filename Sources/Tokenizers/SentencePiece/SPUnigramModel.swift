@@ -6,50 +6,38 @@
 /// A user-defined piece scores `length * max_score - 0.1`, an unknown character `min_score - 10`.
 /// Ties keep the earlier candidate (strict `>`); candidates are visited by start position, then by length.
 struct SPUnigramModel: Sendable {
+    /// pieces (normal and user-defined) -> id, with the score in each slot (NaN for user-defined pieces)
     let trie: PieceTrie
-    let scores: [Float]
-    let isUserDefined: [Bool]
     let unkID: Int32
     let minScore: Float
     let maxScore: Float
 
+    init(pieces: [(bytes: [UInt8], value: Int32)], scores: [Float], isUserDefined: [Bool], unkID: Int32,
+         minScore: Float, maxScore: Float) {
+        var trie = PieceTrie(keys: pieces)
+        trie.setScores { isUserDefined[Int($0)] ? .nan : scores[Int($0)] }
+        self.trie = trie
+        self.unkID = unkID
+        self.minScore = minScore
+        self.maxScore = maxScore
+    }
+
     static let unkPenalty: Float = 10
 
-    /// One piece of the best path: normalized byte range and id (unknown characters have `unkID`,
-    /// one per character; merging and byte fallback happen later).
-    struct Piece {
-        var start: Int32
-        var end: Int32
-        var id: Int32
-    }
-
-    /// Reusable per-call buffers.
-    struct Scratch {
-        var score: [Float] = []
-        var startsAt: [Int32] = []
-        var id: [Int32] = []
-    }
-
-    func encode(_ text: UnsafeBufferPointer<UInt8>, scratch: inout Scratch, into out: inout [Piece]) {
-        out.removeAll(keepingCapacity: true)
-        let n = text.count
-        if n == 0 { return }
+    /// Runs the Viterbi search over `text[0 ..< n]`; the best path is left in `s.path[0 ..< count]` in
+    /// reverse order (last piece first); returns `count`. Unknown characters are single pieces with
+    /// `unkID` (merging and byte fallback happen when the pieces are populated).
+    func encode(_ text: UnsafePointer<UInt8>, count n: Int, scratch s: SPScratch) -> Int {
+        if n == 0 { return 0 }
+        s.reserveViterbi(n)
+        let best = s.best
         let unkScore = minScore - SPUnigramModel.unkPenalty
-        scratch.score.removeAll(keepingCapacity: true)
-        scratch.startsAt.removeAll(keepingCapacity: true)
-        scratch.id.removeAll(keepingCapacity: true)
-        scratch.score.append(contentsOf: repeatElement(0, count: n + 1))
-        scratch.startsAt.append(contentsOf: repeatElement(-1, count: n + 1))
-        scratch.id.append(contentsOf: repeatElement(-1, count: n + 1))
-        scores.withUnsafeBufferPointer { scores in
-        isUserDefined.withUnsafeBufferPointer { userDefined in
-        scratch.score.withUnsafeMutableBufferPointer { best in
-        scratch.startsAt.withUnsafeMutableBufferPointer { startsAt in
-        scratch.id.withUnsafeMutableBufferPointer { ids in
+        best[0] = SPScratch.BestNode(score: 0, start: -1, id: -1)
+        for i in 1 ... n { best[i].start = -1 }
         trie.slots.withUnsafeBufferPointer { slots in
             var pos = 0
             while pos < n {
-                let here = best[pos]
+                let here = best[pos].score
                 let mblen = min(utf8Length(text[pos]), n - pos)
                 var hasSingle = false
                 var node = 0
@@ -62,35 +50,33 @@ struct SPUnigramModel: Sendable {
                     let v = slots[t].value
                     if v < 0 { continue }
                     let length = k - pos
-                    let score: Float = userDefined[Int(v)]
-                        ? Float(length) * maxScore - 0.1
-                        : scores[Int(v)]
+                    var score = slots[t].score  // NaN marks a user-defined piece
+                    if score.isNaN { score = Float(length) * maxScore - 0.1 }
                     let candidate = score + here
-                    if startsAt[k] == -1 || candidate > best[k] {
-                        best[k] = candidate
-                        startsAt[k] = Int32(pos)
-                        ids[k] = v
+                    if best[k].start == -1 || candidate > best[k].score {
+                        best[k] = SPScratch.BestNode(score: candidate, start: Int32(pos), id: v)
                     }
                     if length == mblen { hasSingle = true }
                 }
                 if !hasSingle {
                     let e = pos + mblen
                     let candidate = unkScore + here
-                    if startsAt[e] == -1 || candidate > best[e] {
-                        best[e] = candidate
-                        startsAt[e] = Int32(pos)
-                        ids[e] = unkID
+                    if best[e].start == -1 || candidate > best[e].score {
+                        best[e] = SPScratch.BestNode(score: candidate, start: Int32(pos), id: unkID)
                     }
                 }
                 pos += mblen
             }
-            var end = n
-            while end > 0 {
-                let s = Int(startsAt[end])
-                out.append(Piece(start: Int32(s), end: Int32(end), id: ids[end]))
-                end = s
-            }
-        }}}}}}
-        out.reverse()
+        }
+        var m = 0
+        var end = n
+        let path = s.path
+        while end > 0 {
+            let b = best[end]
+            path[m] = SPScratch.PathPiece(start: b.start, end: Int32(end), id: b.id)
+            m += 1
+            end = Int(b.start)
+        }
+        return m
     }
 }

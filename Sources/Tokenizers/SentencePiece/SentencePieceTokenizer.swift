@@ -148,6 +148,7 @@ struct SPPipeline: Sendable {
     let byteFallback: Bool
     /// id of `<0xXX>` for each byte (byte fallback only)
     let byteIDs: [Int32]
+    let pool = SPScratchPool()
 
     init(proto: SPModelProto, file: String) throws {
         guard proto.modelType == .unigram else {
@@ -202,7 +203,7 @@ struct SPPipeline: Sendable {
             charsmap: charsmap, userDefined: userDefined.isEmpty ? nil : PieceTrie(keys: userDefined),
             addDummyPrefix: proto.addDummyPrefix, removeExtraWhitespaces: proto.removeExtraWhitespaces,
             escapeWhitespaces: proto.escapeWhitespaces, treatWhitespaceAsSuffix: proto.treatWhitespaceAsSuffix)
-        model = SPUnigramModel(trie: PieceTrie(keys: keys), scores: scores, isUserDefined: isUD, unkID: unk,
+        model = SPUnigramModel(pieces: keys, scores: scores, isUserDefined: isUD, unkID: unk,
                                minScore: minScore, maxScore: maxScore)
         pieceStrings = proto.pieces.map { String(decoding: $0.piece, as: UTF8.self) }
         byteFallback = proto.byteFallback
@@ -225,63 +226,99 @@ struct SPPipeline: Sendable {
 
     func normalizeForDisplay(_ text: String) -> String {
         var text = text
-        var normalized: [UInt8] = []
-        var map: [Int32] = []
-        text.withUTF8 { normalizer.normalize($0, normalized: &normalized, normToOrig: &map) }
-        return String(decoding: normalized, as: UTF8.self)
+        let s = SPScratch()
+        let n = text.withUTF8 { normalizer.normalize($0, into: s) }
+        return String(decoding: UnsafeBufferPointer(start: s.norm, count: n), as: UTF8.self)
     }
 
     func encode(_ text: String) -> Encoding {
         var text = text
-        var normalized: [UInt8] = []
-        var normToOrig: [Int32] = []
-        var scratch = SPUnigramModel.Scratch()
-        var path: [SPUnigramModel.Piece] = []
+        let s = pool.take()
+        defer { pool.put(s) }
         var result = Encoding()
         text.withUTF8 { input in
-            normalizer.normalize(input, normalized: &normalized, normToOrig: &normToOrig)
-            if normalized.isEmpty { return }
-            normalized.withUnsafeBufferPointer { model.encode($0, scratch: &scratch, into: &path) }
-            let offsets = ScalarOffsets(input)
-            result.ids.reserveCapacity(path.count)
-            result.tokens.reserveCapacity(path.count)
-            result.offsets.reserveCapacity(path.count)
+            let n = normalizer.normalize(input, into: s)
+            if n == 0 { return }
+            let m = model.encode(s.norm, count: n, scratch: s)
+            // byte offset -> scalar offset of the original text (identity for ASCII)
+            var ascii = true
+            for b in input where b >= 0x80 { ascii = false; break }
+            if !ascii {
+                s.reserveScalars(input.count)
+                let scalars = s.scalars
+                var k: Int32 = -1
+                for (i, b) in input.enumerated() {
+                    if b & 0xC0 != 0x80 { k += 1 }
+                    scalars[i] = k
+                }
+                scalars[input.count] = k + 1
+            }
+            let table = s.scalars
+            @inline(__always) func scalar(_ byte: Int32) -> Int { ascii ? Int(byte) : Int(table[Int(byte)]) }
+            let norm = s.norm
+            let map = s.map
+            let path = s.path
             let unk = model.unkID
+            s.reserveOutput(byteFallback ? 4 * m : m)
+            let oid = s.outID, ob = s.outBegin, oe = s.outEnd
+            var t = 0
             var prevUnk = false
-            // merged unknown tokens: (token index, normalized start, normalized end); strings made at the end
-            var unknownRuns: [(index: Int, start: Int, end: Int)] = []
-            for p in path {
-                let begin = Int(normToOrig[Int(p.start)])
-                let end = Int(normToOrig[Int(p.end)])
+            // merged unknown tokens: normalized start and end, in order; their strings are made at the end
+            var unknownRuns: [(start: Int, end: Int)] = []
+            var j = m - 1
+            while j >= 0 {
+                let p = path[j]
+                j -= 1
+                let begin = map[Int(p.start)]
+                let end = map[Int(p.end)]
                 let isUnk = p.id == unk
                 if isUnk, byteFallback {
-                    let b0 = offsets.scalar(atByte: begin)
-                    let b1 = offsets.scalar(atByte: end)
-                    for k in Int(p.start) ..< Int(p.end) {
-                        let byte = normalized[k]
-                        let id = Int(byteIDs[Int(byte)])
-                        result.ids.append(id)
-                        result.tokens.append(pieceStrings[id])
-                        result.offsets.append(k == Int(p.end) - 1 ? b0 ..< b1 : b0 ..< b0)
+                    // one <0xXX> piece per byte; all but the last have an empty span at the character's start
+                    byteIDs.withUnsafeBufferPointer { byteIDs in
+                        for k in Int(p.start) ..< Int(p.end) {
+                            oid[t] = byteIDs[Int(norm[k])]
+                            ob[t] = begin
+                            oe[t] = k == Int(p.end) - 1 ? end : begin
+                            t += 1
+                        }
                     }
                 } else if isUnk, prevUnk {
-                    let last = result.offsets.count - 1
-                    result.offsets[last] = result.offsets[last].lowerBound ..< offsets.scalar(atByte: end)
+                    oe[t - 1] = end
                     unknownRuns[unknownRuns.count - 1].end = Int(p.end)
                 } else {
-                    result.ids.append(Int(p.id))
-                    if isUnk {
-                        unknownRuns.append((result.tokens.count, Int(p.start), Int(p.end)))
-                        result.tokens.append("")
-                    } else {
-                        result.tokens.append(pieceStrings[Int(p.id)])
-                    }
-                    result.offsets.append(offsets.scalar(atByte: begin) ..< offsets.scalar(atByte: end))
+                    if isUnk { unknownRuns.append((Int(p.start), Int(p.end))) }
+                    oid[t] = p.id
+                    ob[t] = begin
+                    oe[t] = end
+                    t += 1
                 }
                 prevUnk = isUnk
             }
-            for run in unknownRuns {
-                result.tokens[run.index] = String(decoding: normalized[run.start ..< run.end], as: UTF8.self)
+            let count = t
+            result.ids = Array(unsafeUninitializedCapacity: count) { buf, c in
+                for i in 0 ..< count { buf[i] = Int(oid[i]) }
+                c = count
+            }
+            result.offsets = Array(unsafeUninitializedCapacity: count) { buf, c in
+                for i in 0 ..< count { buf[i] = scalar(ob[i]) ..< scalar(oe[i]) }
+                c = count
+            }
+            result.tokens = pieceStrings.withUnsafeBufferPointer { pieces in
+                Array(unsafeUninitializedCapacity: count) { buf, c in
+                    var run = 0
+                    for i in 0 ..< count {
+                        let id = oid[i]
+                        if id == unk, !byteFallback {
+                            let r = unknownRuns[run]
+                            run += 1
+                            (buf.baseAddress! + i).initialize(to: String(
+                                decoding: UnsafeBufferPointer(start: norm + r.start, count: r.end - r.start), as: UTF8.self))
+                        } else {
+                            (buf.baseAddress! + i).initialize(to: pieces[Int(id)])
+                        }
+                    }
+                    c = count
+                }
             }
         }
         return result
