@@ -491,6 +491,8 @@ final class BPETests: XCTestCase {
         assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1.5"])
         try write(#"{"a": 0, "b": 4000000000}"#, to: v)
         assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["4000000000", "more than"])
+        try write(#"{"a": 0, "b": 1048577}"#, to: v)  // would need per-id tables of a million entries for two tokens
+        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1048577", "vocabulary of 2 tokens"])
         try write(#"{"a": 0, "a": 1}"#, to: v)
         assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["duplicate key"])
     }

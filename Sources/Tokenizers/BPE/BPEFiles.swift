@@ -18,9 +18,13 @@ struct BPEDefinition {
     var addedTokens: [ByteLevelBPETokenizer.AddedToken] = []
 }
 
-/// The largest token id accepted: ids index dense tables, so a file naming id 4,000,000,000 must not
-/// make us allocate for it.
-let maxTokenId = (1 << 24) - 1
+/// The largest token id accepted for added tokens (they are kept in dictionaries).
+let maxTokenId = Int(Int32.max)
+
+/// The largest model id accepted for a vocabulary of `count` tokens: ids index dense per-id tables,
+/// so a small file naming id 4,000,000,000 must not make us allocate for it. Real vocabularies are
+/// dense (ids 0 ..< count); this allows some gaps.
+func maxModelId(count: Int) -> Int { min(maxTokenId, max(4 * count, 1 << 20)) }
 
 enum BPEFiles {
     // MARK: vocab.json + merges.txt
@@ -38,12 +42,13 @@ enum BPEFiles {
     {
         var out: [(token: [UInt8], id: Int)] = []
         out.reserveCapacity(members.count)
+        let limit = maxModelId(count: members.count)
         for (token, value) in members {
             guard let id = value.intValue, id >= 0 else {
                 throw CheckpointError(file: file, "\(context)token \(JSONValue.quote(token)) has id \(value.serialized()), expected a non-negative integer")
             }
-            guard id <= maxTokenId else {
-                throw CheckpointError(file: file, "\(context)token \(JSONValue.quote(token)) has id \(id), more than the \(maxTokenId) this reader accepts")
+            guard id <= limit else {
+                throw CheckpointError(file: file, "\(context)token \(JSONValue.quote(token)) has id \(id), more than the \(limit) accepted for a vocabulary of \(members.count) tokens")
             }
             out.append((Array(token.utf8), id))
         }
