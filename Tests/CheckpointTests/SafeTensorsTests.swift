@@ -213,3 +213,10 @@ let repositoryRoot: String = {
     }
     return FileManager.default.currentDirectoryPath
 }()
+
+final class JSONKeyIdentityTests: XCTestCase {
+    func testCanonicallyEquivalentKeysAreDistinct() throws {
+        let v = try JSONParser.parse("{\"\u{e9}\": 1, \"e\u{301}\": 2}")
+        XCTAssertEqual(v.objectValue?.count, 2)
+    }
+}

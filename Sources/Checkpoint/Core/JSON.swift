@@ -106,7 +106,9 @@ public struct JSONParser {
     private mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
         i += 1
         var members: [(String, JSONValue)] = []
-        var seen = Set<String>()
+        // Keys compare by their exact code points, as Python and serde do (Swift's String equality would
+        // call canonically equivalent spellings, e.g. "é" and "e\u{301}", the same key).
+        var seen = Set<[UInt8]>()
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
         while true {
@@ -114,7 +116,7 @@ public struct JSONParser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = i
             let key = try string()
-            guard seen.insert(key).inserted else {
+            guard seen.insert(Array(key.utf8)).inserted else {
                 throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
             }
             skipWhitespace()

@@ -89,6 +89,7 @@ public final class DebertaModel: Sendable {
 
         // Embeddings
         let word = b.matrix("embeddings.word_embeddings.weight", config.vocabSize, E)
+        b.adviseRandomAccess("embeddings.word_embeddings.weight")
         let position = b.tensor("embeddings.position_embeddings.weight", [config.maxPositionEmbeddings, E], optional: !config.positionBiasedInput)
         let tokenType = config.typeVocabSize > 0 ? b.tensor("embeddings.token_type_embeddings.weight", [config.typeVocabSize, E]) : nil
         let projection = E != H ? b.linear("embeddings.embed_proj", out: H, in: E, bias: false) : nil

@@ -5,6 +5,8 @@ import Checkpoint
 public final class FloatBuffer: @unchecked Sendable {
     public let pointer: UnsafePointer<Float>
     public let count: Int
+    /// The mapped bytes this buffer reads in place, if it does.
+    public let region: ByteRegion?
     private let owner: AnyObject?
     private let allocated: UnsafeMutablePointer<Float>?
 
@@ -14,8 +16,10 @@ public final class FloatBuffer: @unchecked Sendable {
         if view.dtype == .f32, let base = view.bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
             pointer = base.assumingMemoryBound(to: Float.self)
             owner = view.region.storage
+            region = view.region
             allocated = nil
         } else {
+            region = nil
             let values = view.floats()
             let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
             p.initialize(from: values, count: values.count)
@@ -28,6 +32,7 @@ public final class FloatBuffer: @unchecked Sendable {
     /// Owned values computed at load time (position projections, split weights).
     public init(values: [Float]) {
         count = values.count
+        region = nil
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
         p.initialize(from: values, count: values.count)
         pointer = UnsafePointer(p)
@@ -38,6 +43,7 @@ public final class FloatBuffer: @unchecked Sendable {
     /// An owned buffer filled by `fill`.
     public init(count: Int, fill: (UnsafeMutablePointer<Float>) -> Void) {
         self.count = count
+        region = nil
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
         p.initialize(repeating: 0, count: max(count, 1))
         fill(p)
@@ -61,6 +67,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let cols: Int
     public let codes: UnsafeRawPointer
     public let scales: FloatBuffer
+    /// The mapped bytes of the codes, if used in place.
+    public let region: ByteRegion?
     private let owner: AnyObject?
     private let allocated: UnsafeMutableRawPointer?
 
@@ -73,8 +81,10 @@ public final class QuantizedMatrix: @unchecked Sendable {
         if let base = bytes.baseAddress {
             codes = base
             owner = view.region.storage
+            region = view.region
             allocated = nil
         } else {
+            region = nil
             let p = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
             codes = UnsafeRawPointer(p)
             owner = nil
@@ -92,6 +102,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         scaleValues.withUnsafeMutableBufferPointer { fill(p, $0.baseAddress!) }
         codes = UnsafeRawPointer(p)
         scales = FloatBuffer(values: scaleValues)
+        region = nil
         owner = nil
         allocated = p
     }

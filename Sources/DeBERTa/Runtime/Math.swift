@@ -79,16 +79,35 @@ func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: 
 
 extension MatrixWeight {
     /// Row i as f32 (embedding lookups): a copy of the f32 row or the dequantized codes.
+    /// Mapped tables are read with pread: a lookup must not map whole page-cache folios into the process.
     func copyRow(_ i: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
         switch self {
         case let .f32(w):
-            out.update(from: w.pointer + i * width, count: width)
+            if let region = w.region {
+                region.copy(offset: i * width * 4, count: width * 4, into: out)
+            } else {
+                out.update(from: w.pointer + i * width, count: width)
+            }
         case let .quantized(q):
-            let codes = q.codes + i * q.rowBytes
-            let scales = q.scales.pointer + i * q.scalesPerRow
+            let rowBytes = q.rowBytes
+            let row = UnsafeMutableRawPointer.allocate(byteCount: max(rowBytes, 1), alignment: 64)
+            defer { row.deallocate() }
+            if let region = q.region {
+                region.copy(offset: i * rowBytes, count: rowBytes, into: row)
+            } else {
+                row.copyMemory(from: q.codes + i * rowBytes, byteCount: rowBytes)
+            }
+            let perRow = q.scalesPerRow
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(perRow, 1))
+            defer { scales.deallocate() }
+            if let region = q.scales.region {
+                region.copy(offset: i * perRow * 4, count: perRow * 4, into: scales)
+            } else {
+                scales.update(from: q.scales.pointer + i * perRow, count: perRow)
+            }
             switch q.scheme {
-            case .int8: dq_dequantize_weights_int8(codes.assumingMemoryBound(to: Int8.self), scales, 1, width, out)
-            case .q4: dq_dequantize_weights_q4(codes.assumingMemoryBound(to: UInt8.self), scales, 1, width, out)
+            case .int8: dq_dequantize_weights_int8(row.assumingMemoryBound(to: Int8.self), scales, 1, width, out)
+            case .q4: dq_dequantize_weights_q4(row.assumingMemoryBound(to: UInt8.self), scales, 1, width, out)
             }
         }
     }

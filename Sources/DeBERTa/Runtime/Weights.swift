@@ -85,6 +85,12 @@ struct WeightBinder {
         return FloatBuffer(view)
     }
 
+    /// Marks a table as read a few rows at a time (embeddings): no read-around on page faults.
+    func adviseRandomAccess(_ name: String) {
+        views[name]?.region.adviseRandomAccess()
+        views[name + QuantizationScheme.scaleSuffix]?.region.adviseRandomAccess()
+    }
+
     /// A weight matrix [n, k]: f32 (any float dtype) or, in a quantized store, codes + scales.
     mutating func matrix(_ name: String, _ n: Int, _ k: Int, optional: Bool = false) -> MatrixWeight? {
         let scaleName = name + QuantizationScheme.scaleSuffix
