@@ -55,6 +55,9 @@ extension TextModel {
         guard let maskId = encoder.special.mask else { throw TextError("the tokenizer has no [MASK] token") }
         let encoded = try texts.map { try encoder.encode($0) }
         for (text, e) in zip(texts, encoded) where !e.ids.contains(maskId) {
+            if encoder.tokenize(text).ids.contains(maskId) {
+                throw TextError("the [MASK] in \"\(text.prefix(60))\" lies beyond the model's maximum of \(encoder.maxLength) tokens")
+            }
             throw TextError("no [MASK] in \"\(text.prefix(60))\": fill-mask predicts the tokens written as [MASK]")
         }
         return try fillMask(encoded: encoded, topK: topK)

@@ -1,0 +1,118 @@
+import Foundation
+import XCTest
+
+/// Compares a command's standard output with Tests/CLITests/Snapshots/NAME.txt; set
+/// DEBERTA_RECORD_SNAPSHOTS=1 to (re)write the snapshot instead.
+func assertSnapshot(_ output: String, named name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let path = repositoryRoot + "/Tests/CLITests/Snapshots/\(name).txt"
+    if ProcessInfo.processInfo.environment["DEBERTA_RECORD_SNAPSHOTS"] == "1" {
+        try output.write(toFile: path, atomically: true, encoding: .utf8)
+        return
+    }
+    guard let expected = try? String(contentsOfFile: path, encoding: .utf8) else {
+        XCTFail("no snapshot \(path); run with DEBERTA_RECORD_SNAPSHOTS=1 to record it", file: file, line: line)
+        return
+    }
+    XCTAssertEqual(output, expected, "output differs from snapshot \(name)", file: file, line: line)
+}
+
+final class TextCommandTests: XCTestCase {
+    let mlm = "Fixtures/models/v3-mlm"
+
+    func run(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try deberta(args)
+        XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)", file: file, line: line)
+        return r.stdout
+    }
+
+    func testTokenize() throws {
+        try assertSnapshot(try run(["tokenize", mlm, "--text", "Paris is the [MASK] of France.", "--text", "ｆｕｌｌ－ｗｉｄｔｈ ﬁ café  🇫🇷"]), named: "tokenize")
+        try assertSnapshot(try run(["tokenize", mlm, "--json", "--text", "Where is the market?", "--pair", "Behind the library."]), named: "tokenize-pair-json")
+        // One JSON line per text, in order, from standard input.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: debertaExecutable)
+        process.arguments = ["tokenize", mlm, "--json"]
+        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data("one\ntwo words\n\nthree\n".utf8))
+        try input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        XCTAssertEqual(lines.count, 4)
+        for line in lines {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertNotNil(object["input_ids"]); XCTAssertNotNil(object["tokens"]); XCTAssertNotNil(object["offsets"])
+        }
+    }
+
+    func testFillMask() throws {
+        try assertSnapshot(try run(["fill-mask", mlm, "Paris is the [MASK] of France.", "--top-k", "3"]), named: "fill-mask")
+        try assertSnapshot(try run(["fill-mask", mlm, "The [MASK] played in the [MASK].", "--json", "--top-k", "2"]), named: "fill-mask-json")
+    }
+
+    func testEmbed() throws {
+        let out = try run(["embed", mlm, "--json", "--pooling", "cls", "hello", "a longer sentence here"])
+        let lines = out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        for line in lines {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual((object["embedding"] as? [Double])?.count, 32)
+        }
+        try assertSnapshot(try run(["embed", mlm, "hello"]), named: "embed")
+    }
+
+    func testBatchModeKeepsOrderAndWritesJSONL() throws {
+        let dir = try temporaryDirectory()
+        let texts = (0 ..< 23).map { i in "the \(i) " + String(repeating: "park ", count: (i * 7) % 5) + "[MASK]." }
+        try texts.map { "{\"text\": \"\($0)\"}" }.joined(separator: "\n").write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        let r = try deberta(["fill-mask", mlm, "--input", dir + "/in.jsonl", "--output", dir + "/out.jsonl", "--batch-size", "4", "--top-k", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = try String(contentsOfFile: dir + "/out.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, texts.count)
+        for (line, text) in zip(lines, texts) {
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            XCTAssertEqual(object["text"] as? String, text)
+        }
+        // The same predictions as one-at-a-time runs (batching and padding change nothing).
+        let single = try run(["fill-mask", mlm, texts[5], "--json", "--top-k", "1"])
+        XCTAssertEqual(single.trimmingCharacters(in: .whitespacesAndNewlines), String(lines[5]))
+    }
+
+    func testBadInputs() throws {
+        let noMask = try deberta(["fill-mask", mlm, "there is no mask here"])
+        XCTAssertEqual(noMask.status, 1)
+        XCTAssertTrue(noMask.stderr.contains("no [MASK]"), noMask.stderr)
+        // A model directory without tokenizer files.
+        let dir = try temporaryDirectory() + "/model"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: repositoryRoot + "/" + mlm + "/" + f, toPath: dir + "/" + f)
+        }
+        let noTokenizer = try deberta(["fill-mask", dir, "a [MASK]"])
+        XCTAssertEqual(noTokenizer.status, 1)
+        XCTAssertTrue(noTokenizer.stderr.contains("no tokenizer files"), noTokenizer.stderr)
+        XCTAssertTrue(noTokenizer.stderr.contains(dir), noTokenizer.stderr)
+        // A corrupt spm.model.
+        try Data([1, 2, 3, 4, 5]).write(to: URL(fileURLWithPath: dir + "/spm.model"))
+        let corrupt = try deberta(["tokenize", dir, "--text", "a"])
+        XCTAssertEqual(corrupt.status, 1)
+        XCTAssertTrue(corrupt.stderr.contains("spm.model"), corrupt.stderr)
+        // A task the model has no head for.
+        let wrongHead = try deberta(["classify", mlm, "a text"])
+        XCTAssertEqual(wrongHead.status, 1)
+        XCTAssertTrue(wrongHead.stderr.contains("sequence-classification"), wrongHead.stderr)
+        // A batch file with a bad line names the file and the line.
+        try "{\"text\": \"ok [MASK]\"}\nnot json\n".write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
+        let tooLong = try deberta(["fill-mask", mlm, String(repeating: "the river bank ", count: 20) + "[MASK]"])
+        XCTAssertEqual(tooLong.status, 1)
+        XCTAssertTrue(tooLong.stderr.contains("beyond the model's maximum"), tooLong.stderr)
+        let badBatch = try deberta(["fill-mask", mlm, "--input", dir + "/in.jsonl"])
+        XCTAssertEqual(badBatch.status, 1)
+        XCTAssertTrue(badBatch.stderr.contains("line 2"), badBatch.stderr)
+    }
+}
