@@ -105,6 +105,75 @@ final class SentencePieceTests: XCTestCase {
         _ = try check(tok, "spm-bytefallback/expected.json")
     }
 
+    func testTokenizerJSONMatchesTokenizersLibrary() throws {
+        let tok = try SentencePieceTokenizer(tokenizerJSON: spFixtures + "unigram-json/tokenizer.json")
+        XCTAssertEqual(tok.vocabularySize, 301)
+        XCTAssertEqual(tok.id(of: "[MASK]"), 300)
+        XCTAssertEqual(tok.token(of: 300), "[MASK]")
+        XCTAssertEqual(tok.unknownID, 3)
+        // added tokens are matched in the text; an lstrip token's string and span include the space it took
+        let e = tok.encode("Paris is the [MASK] of France.")
+        XCTAssertEqual(e.tokens[e.ids.firstIndex(of: 300)!], " [MASK]")
+        XCTAssertEqual(e.offsets[e.ids.firstIndex(of: 300)!], 12 ..< 19)
+        _ = try check(tok, "unigram-json/expected.json")
+    }
+
+    /// The spm.model and tokenizer.json paths agree on ids wherever the two libraries agree.
+    func testBothPathsAgreeWhereTheLibrariesAgree() throws {
+        let spmRows = try spLoadRows("spm/expected.json")
+        let jsonRows = try spLoadRows("unigram-json/expected.json")
+        let a = try SentencePieceTokenizer(modelFile: spFixtures + "spm/spm.model")
+        let b = try SentencePieceTokenizer(tokenizerJSON: spFixtures + "unigram-json/tokenizer.json")
+        var same = 0
+        for (x, y) in zip(spmRows, jsonRows) where x.ids == y.ids {
+            XCTAssertEqual(a.encode(x.text).ids, b.encode(x.text).ids, String(reflecting: x.text))
+            same += 1
+        }
+        XCTAssertGreaterThan(same, 300)
+    }
+
+    func testBadTokenizerJSON() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sp-json-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(String, String, String)] = [
+            ("notjson", "{ nope", "JSON"),
+            ("bpe", #"{"model": {"type": "BPE", "vocab": {}, "merges": []}}"#, "BPE"),
+            ("novocab", #"{"model": {"type": "Unigram", "vocab": []}}"#, "vocab"),
+            ("badunk", #"{"model": {"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 5}}"#, "unk_id"),
+            ("normalizer", #"{"normalizer": {"type": "BertNormalizer"}, "model": {"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 0}}"#,
+             "BertNormalizer"),
+            ("regex", #"{"normalizer": {"type": "Replace", "pattern": {"Regex": "(?<=a)b"}, "content": ""}, "model": {"type": "Unigram", "vocab": [["a", -1.0]], "unk_id": 0}}"#,
+             "regular expression"),
+        ]
+        for (name, text, mention) in cases {
+            let path = dir + "/\(name).json"
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+            XCTAssertThrowsError(try SentencePieceTokenizer(tokenizerJSON: path), name) { error in
+                guard let e = error as? CheckpointError else { return XCTFail("\(name): \(error)") }
+                XCTAssertEqual(e.file, path)
+                XCTAssertTrue(e.description.contains(mention), "\(name): \(e.description)")
+            }
+        }
+        XCTAssertThrowsError(try SentencePieceTokenizer(tokenizerJSON: dir + "/missing.json")) { error in
+            XCTAssertTrue((error as? CheckpointError)?.description.contains("not found") ?? false, "\(error)")
+        }
+    }
+
+    func testRegexSubset() throws {
+        func m(_ p: String, _ t: String) throws -> [String] {
+            let s = Array(t.unicodeScalars)
+            return try HFRegex(p).matches(in: s).map { String(String.UnicodeScalarView(s[$0])) }
+        }
+        XCTAssertEqual(try m(" {2,}", "a  b c    d"), ["  ", "    "])
+        XCTAssertEqual(try m(#"\A +| +\z"#, "  a b  "), ["  ", "  "])
+        XCTAssertEqual(try m(#"\s{2,}|[\n\r\t]"#, "a\u{3000}\u{3000}b\tc d"), ["\u{3000}\u{3000}", "\t"])
+        XCTAssertEqual(try m(#"\A▁"#, "▁▁a"), ["▁"])
+        XCTAssertEqual(try m(#"[^\w\s]+"#, "ab, c!?"), [",", "!?"])
+        XCTAssertEqual(try m("(?:ab)+c?", "xababcab"), ["ababc", "ab"])
+        XCTAssertThrowsError(try HFRegex("(?<=a)b"))
+    }
+
     func testUnknownAndByteFallbackShapes() throws {
         let plain = try SentencePieceTokenizer(modelFile: spFixtures + "spm/spm.model")
         // a run of unknown characters is one token whose string is the normalized run
