@@ -246,3 +246,67 @@ final class WeightBindingTests: XCTestCase {
         }
     }
 }
+
+final class AttentionKernelTests: XCTestCase {
+    func values(_ n: Int, _ seed: Double) -> [Float] { (0 ..< n).map { Float(sin(Double($0) * seed + seed * 3)) } }
+
+    /// The SIMD small-matrix product equals the scalar reference within f32 rounding on odd shapes.
+    func testGemmNNMatchesScalarAndDouble() {
+        for (m, n, k) in [(1, 1, 1), (3, 17, 5), (4, 16, 64), (13, 33, 7), (128, 128, 64), (5, 200, 31)] {
+            let a = values(m * k, 0.37), b = values(k * n, 0.91)
+            var fast = [Float](repeating: 0, count: m * n), slow = fast
+            dk_gemm_nn(m, n, k, 0.5, a, k, b, n, &fast, n)
+            dk_gemm_nn_scalar(m, n, k, 0.5, a, k, b, n, &slow, n)
+            for i in 0 ..< m {
+                for j in 0 ..< n {
+                    var exact = 0.0, magnitude = 0.0
+                    for p in 0 ..< k { exact += Double(a[i * k + p]) * Double(b[p * n + j]); magnitude += abs(Double(a[i * k + p]) * Double(b[p * n + j])) }
+                    let bound = 0.5 * magnitude * Double(k + 2) * 6e-8 + 1e-30
+                    XCTAssertEqual(Double(fast[i * n + j]), 0.5 * exact, accuracy: bound, "\(m)x\(n)x\(k) [\(i),\(j)]")
+                    XCTAssertEqual(Double(slow[i * n + j]), 0.5 * exact, accuracy: bound)
+                }
+            }
+        }
+    }
+
+    /// One head end to end against a direct double-precision evaluation of disentangled attention.
+    func testAttentionHeadMatchesDirectEvaluation() {
+        let t = 7, d = 5, span = 9, ld = 12
+        let q = values(t * ld, 0.3), k = values(t * ld, 0.7), v = values(t * ld, 1.1)
+        let pk = values(span * ld, 1.7), pq = values(span * ld, 2.3)
+        var rel = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { rel[i * t + j] = Int32(min(max(i - j + 4, 0), span - 1)) } }
+        let mask: [UInt8] = [1, 1, 1, 0, 1, 1, 0]
+        let scale: Float = 0.31
+        var out = [Float](repeating: 0, count: t * ld)
+        var scratch = [Float](repeating: 0, count: dk_attention_scratch(t, d, span))
+        dk_attention_head(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, rel, mask, scale, &out, ld, &scratch)
+        func dot(_ a: [Float], _ i: Int, _ b: [Float], _ j: Int) -> Double { (0 ..< d).reduce(0.0) { $0 + Double(a[i * ld + $1]) * Double(b[j * ld + $1]) } }
+        for i in 0 ..< t {
+            let keys = (0 ..< t).filter { mask[$0] == 1 }
+            let logits = keys.map { j in Double(scale) * (dot(q, i, k, j) + dot(q, i, pk, Int(rel[i * t + j])) + dot(k, j, pq, Int(rel[i * t + j]))) }
+            let m = logits.max()!
+            let w = logits.map { exp($0 - m) }
+            let z = w.reduce(0, +)
+            for c in 0 ..< d {
+                let expected = zip(keys, w).reduce(0.0) { $0 + $1.1 / z * Double(v[$1.0 * ld + c]) }
+                XCTAssertEqual(Double(out[i * ld + c]), expected, accuracy: 1e-5, "[\(i), \(c)]")
+            }
+        }
+    }
+}
+
+final class ProbsTimesValuesTests: XCTestCase {
+    func testSIMDMatchesScalarExactlyOnOddShapes() {
+        for (t, d) in [(1, 1), (3, 7), (25, 32), (17, 13), (130, 64)] {
+            let p = (0 ..< t * t).map { Float(abs(sin(Double($0)))) / Float(t) }
+            let v = (0 ..< t * d).map { Float(cos(Double($0) * 0.7)) }
+            var fast = [Float](repeating: 0, count: t * d), slow = fast
+            dk_probs_times_values(t, d, p, t, v, d, &fast, d)
+            dk_probs_times_values_scalar(t, d, p, t, v, d, &slow, d)
+            // Both sum products of f32 values in double in the same order (FMA in double is exact here:
+            // the products of two f32 fit in a double), so they agree to the last bit.
+            XCTAssertEqual(fast, slow, "\(t)x\(d)")
+        }
+    }
+}

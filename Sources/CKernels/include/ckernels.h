@@ -40,4 +40,32 @@ void dk_attention_probabilities(float *scores, size_t t, size_t ld_scores, float
 /* Softmax of each row, in place. */
 void dk_softmax_rows(float *x, size_t rows, size_t n, size_t ld);
 
+
+
+/* C[m×n] = alpha · A[m×k] · B[k×n], row-major with leading dimensions (AVX2/FMA when the CPU has it,
+ * chosen at run time; `_scalar` is the portable reference). */
+void dk_gemm_nn(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,
+                float *c, size_t ldc);
+void dk_gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
+                       size_t ldb, float *c, size_t ldc);
+
+/* out[t×d] = P[t×t] · V[t×d] with double accumulation (AVX2 at run time; `_scalar` reference). */
+void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                           float *out, size_t ldo);
+void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                                  float *out, size_t ldo);
+
+/* Floats of scratch dk_attention_head needs. */
+size_t dk_attention_scratch(size_t t, size_t d, size_t span);
+
+/* One head of disentangled attention for one sequence of t tokens, head size d:
+ *   s[i][j] = scale · (q_i·k_j + q_i·pk[rel[i][j]] + k_j·pq[rel[i][j]])   (pk / pq NULL: term absent)
+ * masked softmax over keys with key_mask[j] != 0, then out_i = Σ_j p_ij v_j.
+ * q, k, v rows have leading dimensions ldq, ldk, ldv; pk and pq point at the first reachable row of the
+ * relative table ([span × d] with leading dimension ldp); rel is [t × t] in [0, span).
+ * Writes out [t × d] (leading dimension ldo). Uses `scratch` (dk_attention_scratch floats). */
+void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                       const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                       const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                       float *scratch);
 #endif

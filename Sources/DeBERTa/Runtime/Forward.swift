@@ -139,35 +139,30 @@ extension DebertaModel {
         let factor = family == .deberta ? 1 + config.posAttType.count : 1 + (config.usesC2P ? 1 : 0) + (config.usesP2C ? 1 : 0)
         let scale = 1 / Float(Double(d * factor).squareRoot())
 
+        // One fused kernel per (sequence, head): scores, the c2p/p2c gathers, mask, softmax, × V. The pairs
+        // are split over the compute threads, each with its own scratch.
         let context = Activations(N * A)
-        let scores = Activations(T * T)
-        let c2p = Activations(c2pKeys != nil ? T * ctx.span : 0)
-        let p2c = Activations(p2cQueries != nil ? T * ctx.span : 0)
-        let noRelative = [Int32](repeating: 0, count: config.relativeAttention ? 0 : T * T)
-        for b in 0 ..< B {
-            let keyMask = Array(ctx.mask[b * T ..< (b + 1) * T])
-            for h in 0 ..< heads {
-                let qh = UnsafePointer(q.pointer + b * T * A + h * d)
-                let kh = UnsafePointer(k.pointer + b * T * A + h * d)
-                let vh = UnsafePointer(v.pointer + b * T * A + h * d)
-                gemm(m: T, n: T, k: d, alpha: scale, a: qh, lda: A, b: kh, ldb: A, transposeB: true, c: scores.pointer, ldc: T)
-                if let c2pKeys {
-                    gemm(m: T, n: ctx.span, k: d, alpha: scale, a: qh, lda: A, b: c2pKeys.pointer + ctx.firstRow * A + h * d,
-                         ldb: A, transposeB: true, c: c2p.pointer, ldc: ctx.span)
-                }
-                if let p2cQueries {
-                    gemm(m: T, n: ctx.span, k: d, alpha: scale, a: kh, lda: A, b: p2cQueries.pointer + ctx.firstRow * A + h * d,
-                         ldb: A, transposeB: true, c: p2c.pointer, ldc: ctx.span)
-                }
-                let rel = config.relativeAttention ? ctx.relative : noRelative
-                rel.withUnsafeBufferPointer { relPointer in
-                    keyMask.withUnsafeBufferPointer { maskPointer in
-                        dk_attention_probabilities(scores.pointer, T, T, 1, c2pKeys != nil ? c2p.pointer : nil,
-                                                   p2cQueries != nil ? p2c.pointer : nil, ctx.span, relPointer.baseAddress, maskPointer.baseAddress)
+        let span = config.relativeAttention ? ctx.span : 1
+        let relative = config.relativeAttention ? ctx.relative : [Int32](repeating: 0, count: T * T)
+        let scratchSize = dk_attention_scratch(T, d, span)
+        let pairs = B * heads
+        let workers = max(1, min(ComputeThreads.count, pairs))
+        let scratch = Activations(workers * scratchSize)
+        relative.withUnsafeBufferPointer { rel in
+            ctx.mask.withUnsafeBufferPointer { mask in
+                parallel(workers) { w in
+                    var pair = w
+                    while pair < pairs {
+                        let b = pair / heads, h = pair % heads
+                        let row = b * T * A + h * d
+                        dk_attention_head(T, d, q.pointer + row, A, k.pointer + row, A, v.pointer + row, A,
+                                          c2pKeys.map { $0.pointer + ctx.firstRow * A + h * d },
+                                          p2cQueries.map { $0.pointer + ctx.firstRow * A + h * d }, A, span,
+                                          rel.baseAddress, mask.baseAddress! + b * T, scale,
+                                          context.pointer + row, A, scratch.pointer + w * scratchSize)
+                        pair += workers
                     }
                 }
-                gemm(m: T, n: d, k: T, a: scores.pointer, lda: T, b: vh, ldb: A, transposeB: false,
-                     c: context.pointer + b * T * A + h * d, ldc: A)
             }
         }
         // attention.output: dense, then LayerNorm with the query input as residual.

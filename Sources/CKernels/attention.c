@@ -1,0 +1,177 @@
+#include "ckernels.h"
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* C[m×n] = alpha · A[m×k] · B[k×n] (+ C if accumulate), row-major with leading dimensions.
+ * The attention's small products: scores against transposed keys, probabilities × values. */
+
+static void gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                           const float *b, size_t ldb, float *c, size_t ldc) {
+    for (size_t i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        for (size_t j = 0; j < n; j++) ci[j] = 0;
+        for (size_t p = 0; p < k; p++) {
+            float aip = a[i * lda + p];
+            const float *bp = b + p * ldb;
+            for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
+        }
+        for (size_t j = 0; j < n; j++) ci[j] *= alpha;
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma")))
+static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                         const float *b, size_t ldb, float *c, size_t ldc) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    size_t i = 0;
+    /* 4 rows × 16 columns per tile: 8 accumulators, 2 loads of B and 4 broadcasts of A per step. */
+    for (; i + 4 <= m; i += 4) {
+        size_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+            __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+            __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+            __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+            const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            for (size_t p = 0; p < k; p++) {
+                __m256 b0 = _mm256_loadu_ps(b + p * ldb + j);
+                __m256 b1 = _mm256_loadu_ps(b + p * ldb + j + 8);
+                __m256 x;
+                x = _mm256_broadcast_ss(a0 + p); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                x = _mm256_broadcast_ss(a1 + p); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                x = _mm256_broadcast_ss(a2 + p); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+                x = _mm256_broadcast_ss(a3 + p); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+            }
+            _mm256_storeu_ps(c + (i + 0) * ldc + j, _mm256_mul_ps(c00, va)); _mm256_storeu_ps(c + (i + 0) * ldc + j + 8, _mm256_mul_ps(c01, va));
+            _mm256_storeu_ps(c + (i + 1) * ldc + j, _mm256_mul_ps(c10, va)); _mm256_storeu_ps(c + (i + 1) * ldc + j + 8, _mm256_mul_ps(c11, va));
+            _mm256_storeu_ps(c + (i + 2) * ldc + j, _mm256_mul_ps(c20, va)); _mm256_storeu_ps(c + (i + 2) * ldc + j + 8, _mm256_mul_ps(c21, va));
+            _mm256_storeu_ps(c + (i + 3) * ldc + j, _mm256_mul_ps(c30, va)); _mm256_storeu_ps(c + (i + 3) * ldc + j + 8, _mm256_mul_ps(c31, va));
+        }
+        if (j < n) gemm_nn_scalar(4, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
+    }
+    if (i < m) {
+        /* Remaining rows: one row at a time, 16 columns per step. */
+        for (; i < m; i++) {
+            size_t j = 0;
+            for (; j + 16 <= n; j += 16) {
+                __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+                for (size_t p = 0; p < k; p++) {
+                    __m256 x = _mm256_broadcast_ss(a + i * lda + p);
+                    c0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + p * ldb + j), c0);
+                    c1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + p * ldb + j + 8), c1);
+                }
+                _mm256_storeu_ps(c + i * ldc + j, _mm256_mul_ps(c0, va));
+                _mm256_storeu_ps(c + i * ldc + j + 8, _mm256_mul_ps(c1, va));
+            }
+            if (j < n) gemm_nn_scalar(1, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
+        }
+    }
+}
+
+/* out[i][c] = Σ_j p[i][j] · v[j][c] with the sums in double: the context feeds the next quantized or
+ * f32 product, and sums over up to thousands of keys lose several ulps in f32. */
+__attribute__((target("avx2,fma")))
+static void probs_times_values_avx2(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                                    float *out, size_t ldo) {
+    for (size_t i = 0; i < t; i++) {
+        const float *pi = p + i * ldp;
+        size_t c = 0;
+        for (; c + 8 <= d; c += 8) {
+            __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+            for (size_t j = 0; j < t; j++) {
+                __m256d w = _mm256_set1_pd((double)pi[j]);
+                __m256 x = _mm256_loadu_ps(v + j * ldv + c);
+                lo = _mm256_fmadd_pd(w, _mm256_cvtps_pd(_mm256_castps256_ps128(x)), lo);
+                hi = _mm256_fmadd_pd(w, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), hi);
+            }
+            __m128 r = _mm256_cvtpd_ps(lo), s = _mm256_cvtpd_ps(hi);
+            _mm256_storeu_ps(out + i * ldo + c, _mm256_set_m128(s, r));
+        }
+        for (; c < d; c++) {
+            double acc = 0;
+            for (size_t j = 0; j < t; j++) acc += (double)pi[j] * (double)v[j * ldv + c];
+            out[i * ldo + c] = (float)acc;
+        }
+    }
+}
+
+static int has_avx2_fma(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#endif
+
+void dk_gemm_nn(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,
+                float *c, size_t ldc) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) { gemm_nn_avx2(m, n, k, alpha, a, lda, b, ldb, c, ldc); return; }
+#endif
+    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+}
+
+void dk_gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
+                       size_t ldb, float *c, size_t ldc) {
+    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+}
+
+/* dst[c][r] = src[r][c] for an [rows × cols] source with leading dimension lds; dst has ld = rows. */
+static void transpose(const float *src, size_t rows, size_t cols, size_t lds, float *dst) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * lds + c];
+}
+
+size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
+    /* kᵀ [d×t], pkᵀ/pqᵀ [d×span] each, scores [t×t], c2p and p2c [t×span] each */
+    return d * t + 2 * d * span + t * t + 2 * t * span;
+}
+
+void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                       const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                       const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                       float *scratch) {
+    float *kt = scratch;
+    float *pkt = kt + d * t;
+    float *pqt = pkt + d * span;
+    float *scores = pqt + d * span;
+    float *c2p = scores + t * t;
+    float *p2c = c2p + t * span;
+    transpose(k, t, d, ldk, kt);
+    dk_gemm_nn(t, t, d, scale, q, ldq, kt, t, scores, t);
+    if (pk) {
+        transpose(pk, span, d, ldp, pkt);
+        dk_gemm_nn(t, span, d, scale, q, ldq, pkt, span, c2p, span);
+    }
+    if (pq) {
+        transpose(pq, span, d, ldp, pqt);
+        dk_gemm_nn(t, span, d, scale, k, ldk, pqt, span, p2c, span);
+    }
+    dk_attention_probabilities(scores, t, t, 1.0f, pk ? c2p : NULL, pq ? p2c : NULL, span, rel, key_mask);
+    dk_probs_times_values(t, d, scores, t, v, ldv, out, ldo);
+}
+
+void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                                  float *out, size_t ldo) {
+    for (size_t i = 0; i < t; i++) {
+        for (size_t c = 0; c < d; c++) {
+            double acc = 0;
+            for (size_t j = 0; j < t; j++) acc += (double)p[i * ldp + j] * (double)v[j * ldv + c];
+            out[i * ldo + c] = (float)acc;
+        }
+    }
+}
+
+void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                           float *out, size_t ldo) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) { probs_times_values_avx2(t, d, p, ldp, v, ldv, out, ldo); return; }
+#endif
+    dk_probs_times_values_scalar(t, d, p, ldp, v, ldv, out, ldo);
+}
