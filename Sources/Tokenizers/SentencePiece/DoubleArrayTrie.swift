@@ -127,16 +127,45 @@ struct PieceTrie: Sendable {
         }
         for i in children.indices { children[i].sort { $0.0 < $1.0 } }
 
-        // 2. Place nodes breadth first: node at slot s, child on byte c at slot base[s] + c.
-        var slots = [Slot](repeating: Slot(), count: max(1024, children.count * 2))
+        // 2. Place nodes breadth first: node at slot s, child on byte c at slot base[s] + c. Candidate
+        //    bases are found by walking a linked list of the free slots (first fit on the first label).
+        var slots = [Slot](repeating: Slot(), count: max(1024, children.count + 512))
         var used = [Bool](repeating: false, count: slots.count)
+        var nextFree = [Int32](repeating: -1, count: slots.count)
+        var prevFree = [Int32](repeating: -1, count: slots.count)
+        for i in 1 ..< slots.count {
+            nextFree[i] = i + 1 < slots.count ? Int32(i + 1) : -1
+            prevFree[i] = Int32(i - 1)
+        }
+        var freeHead: Int32 = 1
+        prevFree[1] = -1
+        var freeTail = Int32(slots.count - 1)
+        func grow(to size: Int) {
+            let old = slots.count
+            guard size > old else { return }
+            slots += [Slot](repeating: Slot(), count: size - old)
+            used += [Bool](repeating: false, count: size - old)
+            nextFree += [Int32](repeating: -1, count: size - old)
+            prevFree += [Int32](repeating: -1, count: size - old)
+            for i in old ..< size {
+                nextFree[i] = i + 1 < size ? Int32(i + 1) : -1
+                prevFree[i] = i == old ? freeTail : Int32(i - 1)
+            }
+            if freeTail >= 0 { nextFree[Int(freeTail)] = Int32(old) } else { freeHead = Int32(old) }
+            freeTail = Int32(size - 1)
+        }
+        func take(_ i: Int) {
+            used[i] = true
+            let p = prevFree[i], n = nextFree[i]
+            if p >= 0 { nextFree[Int(p)] = n } else { freeHead = n }
+            if n >= 0 { prevFree[Int(n)] = p } else { freeTail = p }
+        }
         used[0] = true
         slots[0].check = 0
         var slotOf = [Int32](repeating: -1, count: children.count)
         slotOf[0] = 0
         var queue: [Int32] = [0]
         var head = 0
-        var firstFree = 1
         while head < queue.count {
             let node = Int(queue[head])
             head += 1
@@ -144,25 +173,28 @@ struct PieceTrie: Sendable {
             slots[s].value = values[node]
             let kids = children[node]
             if kids.isEmpty { continue }
-            while firstFree < used.count, used[firstFree] { firstFree += 1 }
-            var base = max(1, firstFree - Int(kids[0].0))
-            search: while true {
-                let need = base + 256
-                if need >= slots.count {
-                    let grow = max(need + 1, slots.count * 2)
-                    slots += [Slot](repeating: Slot(), count: grow - slots.count)
-                    used += [Bool](repeating: false, count: grow - used.count)
+            let first = Int(kids[0].0)
+            var p = Int(freeHead)
+            var base = 0
+            while true {
+                if p < 0 {  // no free slot left: grow and continue from the new ones
+                    let old = slots.count
+                    grow(to: old * 2)
+                    p = old
                 }
-                for (c, _) in kids where used[base + Int(c)] {
-                    base += 1
-                    continue search
+                base = p - first
+                if base >= 1 {
+                    if base + 256 >= slots.count { grow(to: max(slots.count * 2, base + 257)) }
+                    var fits = true
+                    for (c, _) in kids.dropFirst() where used[base + Int(c)] { fits = false; break }
+                    if fits { break }
                 }
-                break
+                p = Int(nextFree[p])
             }
             slots[s].base = Int32(base)
             for (c, child) in kids {
                 let t = base + Int(c)
-                used[t] = true
+                take(t)
                 slots[t].check = Int32(s)
                 slotOf[Int(child)] = Int32(t)
                 queue.append(child)
