@@ -174,6 +174,27 @@ final class SentencePieceTests: XCTestCase {
         XCTAssertThrowsError(try HFRegex("(?<=a)b"))
     }
 
+    /// The special-token rule of Fixtures/README.md against special.expected.json (sentencepiece per chunk).
+    func testSpecialTokensWrittenInText() throws {
+        let tok = try SentencePieceTokenizer(modelFile: spFixtures + "spm/spm.model")
+        let specials = SentencePieceTokenizer.debertaSpecialTokens(mask: 300)
+        var failures = 0
+        for row in try spLoadRows("spm/special.expected.json") {
+            let e = tok.encode(row.text, specialTokens: specials)
+            let offsets = e.offsets.map { [$0.lowerBound, $0.upperBound] }
+            if e.ids != row.ids || e.tokens != row.strings || offsets != row.offsets {
+                failures += 1
+                if failures <= 5 {
+                    XCTFail("\(String(reflecting: row.text)): \(e.tokens) \(offsets) expected \(row.strings) \(row.offsets)")
+                }
+            }
+        }
+        XCTAssertEqual(failures, 0)
+        let e = tok.encode("Paris is the [MASK] of France.", specialTokens: specials)
+        XCTAssertEqual(e.ids[e.tokens.firstIndex(of: "[MASK]")!], 300)
+        XCTAssertEqual(tok.encode("a[MASK]b", specialTokens: specials).tokens, ["▁a", "[MASK]", "▁b"])
+    }
+
     func testUnknownAndByteFallbackShapes() throws {
         let plain = try SentencePieceTokenizer(modelFile: spFixtures + "spm/spm.model")
         // a run of unknown characters is one token whose string is the normalized run
