@@ -93,6 +93,14 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
 
     public var vocabularySize: Int { pieces.count }
 
+    /// True for a tokenizer.json (its added tokens, e.g. [MASK], are matched by `encode` as the tokenizers
+    /// library does), false for an spm.model (SentencePiece knows no special tokens in text; see
+    /// `encode(_:specialTokens:stripLeft:)`).
+    public var handlesSpecialTokensInText: Bool {
+        if case .tokenizerJSON = backend { return true }
+        return false
+    }
+
     /// The id of the unknown piece.
     public var unknownID: Int {
         switch backend {
