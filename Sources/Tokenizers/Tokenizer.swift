@@ -25,4 +25,12 @@ public protocol SubwordTokenizer: Sendable {
     func token(of id: Int) -> String?
     /// Number of ids (the largest id + 1).
     var vocabularySize: Int { get }
+    /// True when `encode` itself recognizes the special tokens written in the text (see the extension).
+    var handlesSpecialTokensInText: Bool { get }
+}
+
+extension SubwordTokenizer {
+    /// True when `encode` itself recognizes the special tokens written in the text (a tokenizer.json with
+    /// its added tokens); the DeBERTa input layer then passes whole texts instead of splitting them first.
+    public var handlesSpecialTokensInText: Bool { false }
 }

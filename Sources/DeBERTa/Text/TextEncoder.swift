@@ -48,6 +48,7 @@ public final class TextEncoder: Sendable {
 
     /// Tokenizes text without adding [CLS]/[SEP]; special tokens written in the text become their ids.
     public func tokenize(_ text: String) -> Encoding {
+        if tokenizer.handlesSpecialTokensInText { return tokenizer.encode(text) }
         let scalars = Array(text.unicodeScalars)
         var out = Encoding()
         var chunkStart = 0
