@@ -99,3 +99,30 @@ final class FillMaskTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, 3)
     }
 }
+
+final class TokenizerJSONModelTests: XCTestCase {
+    /// A model directory that ships tokenizer.json instead of spm.model (as many fine-tuned v3 checkpoints do):
+    /// the input layer uses it, and texts with special tokens give the tokenizers library's ids.
+    func testModelWithTokenizerJSON() throws {
+        let dir = try temporaryDirectory() + "/model"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] {
+            try FileManager.default.copyItem(atPath: repositoryRoot + "/Fixtures/models/v3-mlm/" + f, toPath: dir + "/" + f)
+        }
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/Fixtures/tokenizers/unigram-json/tokenizer.json", toPath: dir + "/tokenizer.json")
+        let model = try TextModel(path: dir)
+        XCTAssertEqual(model.encoder.special.mask, 300)
+        let expected = try readJSONFile(repositoryRoot + "/Fixtures/tokenizers/unigram-json/expected.json")
+        let rows = try XCTUnwrap(expected["rows"]?.arrayValue ?? expected.arrayValue)
+        var specials = 0
+        for row in rows {
+            let text = try XCTUnwrap(row["text"]?.stringValue)
+            let ids = model.encoder.tokenize(text).ids
+            XCTAssertEqual(ids, row["ids"]?.arrayValue?.compactMap(\.intValue), text)
+            if text.contains("[MASK]") { specials += 1 }
+        }
+        XCTAssertGreaterThan(specials, 10)
+        let filled = try model.fillMask(["Paris is the [MASK] of France."], topK: 3)
+        XCTAssertEqual(filled[0].masks.count, 1)
+    }
+}
