@@ -116,3 +116,75 @@ final class TextCommandTests: XCTestCase {
         XCTAssertTrue(badBatch.stderr.contains("line 2"), badBatch.stderr)
     }
 }
+
+/// The task commands on the task fixtures (tokenizers shipped by Tools/make_fixtures.py, group task-tokenizers).
+final class TaskCommandTests: XCTestCase {
+    func run(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try deberta(args)
+        XCTAssertEqual(r.status, 0, "\(args): \(r.stderr)", file: file, line: line)
+        return r.stdout
+    }
+
+    func testClassify() throws {
+        try assertSnapshot(try run(["classify", "Fixtures/models/v2-conv-seqcls", "The river flows past the town.", "--pair", "Water moves."]), named: "classify")
+        try assertSnapshot(try run(["classify", "Fixtures/models/v1-seqcls-noarch", "a short text", "--json"]), named: "classify-v1-json")
+    }
+
+    func testZeroShot() throws {
+        try assertSnapshot(try run(["zero-shot", "Fixtures/models/v2-conv-seqcls", "The children played in the park.", "--labels", "sports,politics,music"]), named: "zero-shot")
+        let multi = try run(["zero-shot", "Fixtures/models/v2-conv-seqcls", "The children played.", "--labels", "sports,politics", "--multi-label", "--json"])
+        try assertSnapshot(multi, named: "zero-shot-multi-json")
+        // Single-label scores sum to 1; multi-label scores are independent probabilities.
+        let single = try run(["zero-shot", "Fixtures/models/v2-conv-seqcls", "The children played.", "--labels", "sports,politics", "--json"])
+        let labels = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(single.utf8)) as? [String: Any])?["labels"] as? [[String: Any]])
+        XCTAssertEqual(labels.compactMap { $0["score"] as? Double }.reduce(0, +), 1, accuracy: 1e-5)
+        let bad = try deberta(["zero-shot", "Fixtures/models/v1-seqcls-noarch", "x", "--labels", "a,b"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("no entailment label"), bad.stderr)
+        let noLabels = try deberta(["zero-shot", "Fixtures/models/v2-conv-seqcls", "x", "--labels", ","])
+        XCTAssertNotEqual(noLabels.status, 0)
+    }
+
+    func testNER() throws {
+        let out = try run(["ner", "Fixtures/models/v2-sep-c2p-tokcls", "Anna lives in Paris near the river.", "--json"])
+        try assertSnapshot(out, named: "ner-json")
+        // Offsets slice the original text.
+        let text = Array("Anna lives in Paris near the river.".unicodeScalars)
+        let entities = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["entities"] as? [[String: Any]])
+        XCTAssertFalse(entities.isEmpty)
+        for e in entities {
+            let start = try XCTUnwrap(e["start"] as? Int), end = try XCTUnwrap(e["end"] as? Int)
+            XCTAssertLessThan(start, end)
+            XCTAssertEqual(String(String.UnicodeScalarView(text[start ..< end])), e["text"] as? String)
+        }
+    }
+
+    func testQA() throws {
+        let context = "The market is behind the library, near the old river bank."
+        let out = try run(["qa", "Fixtures/models/v2-qa-sharded", "--question", "Where is the market?", "--context", context, "--json"])
+        try assertSnapshot(out, named: "qa-json")
+        let answer = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        let scalars = Array(context.unicodeScalars)
+        let start = try XCTUnwrap(answer["start"] as? Int), end = try XCTUnwrap(answer["end"] as? Int)
+        XCTAssertEqual(String(String.UnicodeScalarView(scalars[start ..< end])), answer["answer"] as? String)
+        // A context longer than the window is split with a stride and still answered from the text.
+        let long = String(repeating: "The river runs by the old town and the park. ", count: 30) + context
+        let windowed = try run(["qa", "Fixtures/models/v2-qa-sharded", "--question", "Where is the market?", "--context", long, "--stride", "16", "--json"])
+        let w = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(windowed.utf8)) as? [String: Any])
+        let ls = Array(long.unicodeScalars)
+        let ws = try XCTUnwrap(w["start"] as? Int), we = try XCTUnwrap(w["end"] as? Int)
+        XCTAssertEqual(String(String.UnicodeScalarView(ls[ws ..< we])), w["answer"] as? String)
+        // Batch mode.
+        let dir = try temporaryDirectory()
+        try "{\"question\": \"Where is the market?\", \"context\": \"\(context)\"}\n{\"question\": \"What runs?\", \"context\": \"The river runs.\"}\n"
+            .write(toFile: dir + "/qa.jsonl", atomically: true, encoding: .utf8)
+        let batch = try run(["qa", "Fixtures/models/v2-qa-sharded", "--input", dir + "/qa.jsonl"])
+        XCTAssertEqual(batch.split(separator: "\n").count, 2)
+        XCTAssertEqual(String(batch.split(separator: "\n")[0]), out.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func testV1FillMaskWithBPE() throws {
+        try assertSnapshot(try run(["fill-mask", "Fixtures/models/v1-mlm", "The river [MASK] past the town.", "--top-k", "3"]), named: "fill-mask-v1")
+        try assertSnapshot(try run(["tokenize", "Fixtures/models/v1-mlm", "--json", "--text", "Hello [MASK] world!"]), named: "tokenize-v1-json")
+    }
+}

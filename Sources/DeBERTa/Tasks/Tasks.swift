@@ -187,6 +187,7 @@ extension TextModel {
                 // Trim leading white space of byte-level/metaspace tokens from the span.
                 var s = span.lowerBound
                 while s < span.upperBound && scalars[s].properties.isWhitespace { s += 1 }
+                if s == span.upperBound { continue }  // a token of white space only carries no entity text
                 if tag == "I", let c = current, c.type == type {
                     current = (type, c.start, span.upperBound, c.scores + [p[best]])
                 } else {
