@@ -45,7 +45,11 @@ extension DebertaModel {
     /// Runs the encoder and the head. Outputs use the reference names: `last_hidden_state` [B, T, H] and the
     /// head's (`logits`, `start_logits`/`end_logits`), plus `emd_logits` for MLM models with the EMD.
     /// `head: false` stops after the encoder (only `last_hidden_state`, e.g. for embeddings).
-    public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true) throws -> ModelOutputs {
+    /// `maskedLMRows` (token rows b·T + t) restricts the vocabulary products of an MLM model to those
+    /// positions: `logits` and `emd_logits` are then [R, V] in that order (fill-mask needs only its masks,
+    /// and the [T, E] × [E, V] products are most of an MLM forward).
+    public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true,
+                        maskedLMRows: [Int]? = nil) throws -> ModelOutputs {
         try validate(inputs)
         let B = inputs.batch, T = inputs.length, N = B * T, H = config.hiddenSize
         let relative = config.relativeAttention ? RelativePositions.indices(length: T, family: family, config: config) : []
@@ -71,7 +75,10 @@ extension DebertaModel {
 
         var outputs = [NamedOutput(name: "last_hidden_state", shape: [B, T, H], values: hidden.array)]
         guard computeHead else { return ModelOutputs(outputs: outputs) }
-        outputs += runHead(hidden, ctx, choices: inputs.choices)
+        if let rows = maskedLMRows, let bad = rows.first(where: { $0 < 0 || $0 >= N }) {
+            throw CheckpointError(file: "inputs", "masked-LM row \(bad) is outside the \(N) token rows")
+        }
+        outputs += runHead(hidden, ctx, choices: inputs.choices, maskedLMRows: maskedLMRows)
         if enhancedMaskDecoder, hasEnhancedMaskDecoder, T <= config.maxPositionEmbeddings,
            case let .maskedLM(dense, norm, decoder, bias) = head, let table = embeddings.position {
             // EMD: query = z + H_{L-1}; the last layer runs twice with H_{L-1} as keys and values.
@@ -86,8 +93,8 @@ extension DebertaModel {
                 runLayer(lastIndex, layers[lastIndex], keyValue: beforeLast.pointer, query: query.pointer, ctx, into: next.pointer)
                 query = next
             }
-            let logits = maskedLM(query, rows: N, dense: dense, norm: norm, decoder: decoder, bias: bias)
-            outputs.append(NamedOutput(name: "emd_logits", shape: [B, T, config.vocabSize], values: logits))
+            let logits = maskedLM(query, rows: maskedLMRows, total: N, dense: dense, norm: norm, decoder: decoder, bias: bias)
+            outputs.append(NamedOutput(name: "emd_logits", shape: maskedLMRows.map { [$0.count, config.vocabSize] } ?? [B, T, config.vocabSize], values: logits))
         }
         return ModelOutputs(outputs: outputs)
     }
@@ -205,8 +212,15 @@ extension DebertaModel {
 
     // MARK: - Heads
 
-    func maskedLM(_ hidden: Activations, rows: Int, dense: Linear, norm: Norm, decoder: MatrixWeight, bias: FloatBuffer) -> [Float] {
-        let E = dense.outFeatures, V = config.vocabSize
+    func maskedLM(_ all: Activations, rows selected: [Int]?, total: Int, dense: Linear, norm: Norm, decoder: MatrixWeight, bias: FloatBuffer) -> [Float] {
+        let E = dense.outFeatures, V = config.vocabSize, H = config.hiddenSize
+        var hidden = all
+        var rows = total
+        if let selected {
+            rows = selected.count
+            hidden = Activations(rows * H)
+            for (i, r) in selected.enumerated() { (hidden.pointer + i * H).update(from: all.pointer + r * H, count: H) }
+        }
         let transformed = Activations(rows * E)
         applyLinear(dense, hidden.pointer, rows: rows, into: transformed.pointer, activation: hiddenActivation)
         applyNorm(norm, transformed.pointer, rows: rows, width: E)
@@ -215,14 +229,14 @@ extension DebertaModel {
         return logits.array
     }
 
-    func runHead(_ hidden: Activations, _ ctx: ForwardContext, choices: Int?) -> [NamedOutput] {
+    func runHead(_ hidden: Activations, _ ctx: ForwardContext, choices: Int?, maskedLMRows: [Int]? = nil) -> [NamedOutput] {
         let B = ctx.batch, T = ctx.length, N = B * T, H = config.hiddenSize
         switch head {
         case .none:
             return []
         case let .maskedLM(dense, norm, decoder, bias):
-            return [NamedOutput(name: "logits", shape: [B, T, config.vocabSize],
-                                values: maskedLM(hidden, rows: N, dense: dense, norm: norm, decoder: decoder, bias: bias))]
+            return [NamedOutput(name: "logits", shape: maskedLMRows.map { [$0.count, config.vocabSize] } ?? [B, T, config.vocabSize],
+                                values: maskedLM(hidden, rows: maskedLMRows, total: N, dense: dense, norm: norm, decoder: decoder, bias: bias))]
         case let .pooled(pooler, classifier):
             let cls = Activations(B * H)
             for b in 0 ..< B { (cls.pointer + b * H).update(from: hidden.pointer + b * T * H, count: H) }

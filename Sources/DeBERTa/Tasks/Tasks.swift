@@ -68,14 +68,19 @@ extension TextModel {
         try requireHead([.maskedLM], for: "fill-mask")
         guard let maskId = encoder.special.mask else { throw TextError("the tokenizer has no [MASK] token") }
         let inputs = encoder.batch(encoded)
-        let out = try model.forward(inputs)
+        let T = inputs.length
+        // Only the [MASK] rows go through the vocabulary product.
+        var rows: [Int] = []
+        for (b, e) in encoded.enumerated() { for (t, id) in e.ids.enumerated() where id == maskId { rows.append(b * T + t) } }
+        let out = try model.forward(inputs, maskedLMRows: rows)
         let useEMD = out["emd_logits"] != nil
         guard let logits = out[useEMD ? "emd_logits" : "logits"] else { throw TextError("the model produced no MLM logits") }
-        let V = logits.shape[2], T = inputs.length
+        let V = logits.shape[1]
+        let rowIndex = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($1, $0) })
         return encoded.enumerated().map { b, e in
             var masks: [FilledMask] = []
             for (t, id) in e.ids.enumerated() where id == maskId {
-                let start = (b * T + t) * V
+                let start = rowIndex[b * T + t]! * V
                 let p = softmax(logits.values[start ..< start + V])
                 let top = p.indices.sorted { p[$0] > p[$1] }.prefix(topK)
                 masks.append(FilledMask(position: t, offset: e.offsets[t] ?? 0 ..< 0, predictions: top.map {
