@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "CKernels"),
         // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
         .target(name: "CQuantKernels"),
+        // f32 products with weights packed once (panels of 24 columns): AVX2/FMA kernel + scalar reference
+        .target(name: "CGemm"),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
             name: "Checkpoint",
@@ -71,6 +73,11 @@ let package = Package(
             name: "quant-bench",
             dependencies: ["CQuantKernels", "COpenBLAS"]
         ),
+        // packed f32 GEMM micro-benchmark: CGemm vs cblas_sgemm vs the FMA peak, 1 and 2 threads
+        .executableTarget(
+            name: "gemm-bench",
+            dependencies: ["CGemm", "COpenBLAS"]
+        ),
         .testTarget(
             name: "CheckpointTests",
             dependencies: ["Checkpoint", "CZlib"]
@@ -90,6 +97,10 @@ let package = Package(
         .testTarget(
             name: "QuantizedKernelTests",
             dependencies: ["CQuantKernels"]
+        ),
+        .testTarget(
+            name: "GemmTests",
+            dependencies: ["CGemm"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,157 @@
+/* Packing, the scalar reference product, the scalar GELU and the run-time dispatch.
+ * The contract (layout, epilogues, rounding, column ranges) is documented in include/cgemm.h. */
+#include "gemm_internal.h"
+#include <stdatomic.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+/* ------------------------------------------------------------------ dispatch */
+
+/* 0 = scalar, 1 = AVX2 + FMA; -1 = not probed yet. Racing first calls all store the same value. */
+static _Atomic int cg_level_cache = -1;
+
+static int cg_probe(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    /* __builtin_cpu_supports checks the CPUID bits and that the OS saves the YMM state (XGETBV). */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+static inline int cg_level(void) {
+    int v = atomic_load_explicit(&cg_level_cache, memory_order_relaxed);
+    if (v < 0) {
+        v = cg_probe();
+        atomic_store_explicit(&cg_level_cache, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *cg_kernel_isa(void) { return cg_level() == 1 ? "avx2" : "scalar"; }
+
+/* ------------------------------------------------------------------ packing */
+
+size_t cg_panel_stride(size_t k) { return (CG_NR * k + 15) / 16 * 16; }
+
+size_t cg_packed_size(size_t n, size_t k) { return (n + CG_NR - 1) / CG_NR * cg_panel_stride(k); }
+
+void cg_pack_weights(const float *w, size_t n, size_t k, float *packed) {
+    size_t stride = cg_panel_stride(k), panels = (n + CG_NR - 1) / CG_NR;
+    for (size_t p = 0; p < panels; p++) {
+        float *dst = packed + p * stride;
+        size_t cols = n - p * CG_NR < CG_NR ? n - p * CG_NR : CG_NR;
+        /* Blocks of 8 k values: the 24 source rows are read sequentially, the destination stays in L1. */
+        for (size_t k0 = 0; k0 < k; k0 += 8) {
+            size_t kn = k - k0 < 8 ? k - k0 : 8;
+            for (size_t j = 0; j < CG_NR; j++) {
+                const float *src = w + (p * CG_NR + j) * k + k0;
+                for (size_t kk = 0; kk < kn; kk++) dst[(k0 + kk) * CG_NR + j] = j < cols ? src[kk] : 0.0f;
+            }
+        }
+        for (size_t i = CG_NR * k; i < stride; i++) dst[i] = 0.0f;
+    }
+}
+
+void cg_unpack_weights(const float *packed, size_t n, size_t k, float *w) {
+    size_t stride = cg_panel_stride(k);
+    for (size_t o = 0; o < n; o++)
+        for (size_t j = 0; j < k; j++) w[o * k + j] = packed[(o / CG_NR) * stride + j * CG_NR + o % CG_NR];
+}
+
+void cg_column_range(size_t n, size_t parts, size_t part, size_t *begin, size_t *end) {
+    size_t panels = (n + CG_NR - 1) / CG_NR;
+    if (parts == 0) parts = 1;
+    if (part >= parts) {
+        *begin = *end = n;
+        return;
+    }
+    size_t b = panels * part / parts, e = panels * (part + 1) / parts;
+    *begin = b * CG_NR < n ? b * CG_NR : n;
+    *end = e * CG_NR < n ? e * CG_NR : n;
+}
+
+/* ------------------------------------------------------------------ scalar reference */
+
+/* 1 when the column range is acceptable (see the header), 0 otherwise. */
+static int cg_range_ok(size_t n, size_t n_begin, size_t n_end) {
+    if (n_begin % CG_NR != 0 || n_begin > n_end || n_end > n) return 0;
+    return n_end % CG_NR == 0 || n_end == n;
+}
+
+void cg_gemm_packed_scalar(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
+                           const float *bias, int epilogue, const float *residual, size_t ldr, float *y,
+                           size_t ldy, size_t n_begin, size_t n_end) {
+    if (!cg_range_ok(n, n_begin, n_end)) return;
+    size_t stride = cg_panel_stride(k);
+    for (size_t r = 0; r < m; r++) {
+        const float *xr = x + r * ldx;
+        for (size_t o0 = n_begin; o0 < n_end; o0 += CG_NR) {
+            size_t cols = n_end - o0 < CG_NR ? n_end - o0 : CG_NR;
+            const float *wp = packed + (o0 / CG_NR) * stride;
+            float acc[CG_NR];
+            for (size_t j = 0; j < CG_NR; j++) {
+                float a = 0.0f;
+                if (j < cols) {
+                    if (bias && epilogue >= CG_EPILOGUE_BIAS && epilogue <= CG_EPILOGUE_BIAS_RESIDUAL) a = bias[o0 + j];
+                    if (epilogue == CG_EPILOGUE_BIAS_RESIDUAL) {
+                        float res = residual[r * ldr + o0 + j];
+                        a = bias ? a + res : res;
+                    }
+                }
+                acc[j] = a;
+            }
+            for (size_t kk = 0; kk < k; kk++) {
+                float xv = xr[kk];
+                const float *wk = wp + kk * CG_NR;
+                for (size_t j = 0; j < CG_NR; j++) acc[j] = fmaf(xv, wk[j], acc[j]);
+            }
+            float *yr = y + r * ldy + o0;
+            if (epilogue == CG_EPILOGUE_BIAS_GELU)
+                for (size_t j = 0; j < cols; j++) yr[j] = cg_gelu_ref(acc[j]);
+            else
+                for (size_t j = 0; j < cols; j++) yr[j] = acc[j];
+        }
+    }
+}
+
+void cg_gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
+                    const float *bias, int epilogue, const float *residual, size_t ldr, float *y, size_t ldy,
+                    size_t n_begin, size_t n_end) {
+    if (m == 0 || n_begin >= n_end || !cg_range_ok(n, n_begin, n_end)) return;
+#if defined(__x86_64__)
+    if (k > 0 && cg_level() == 1) {
+        cg_gemm_packed_avx2(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+        return;
+    }
+#endif
+    cg_gemm_packed_scalar(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+}
+
+/* ------------------------------------------------------------------ GELU */
+
+void cg_gelu_scalar(const float *x, float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] = cg_gelu_ref(x[i]);
+}
+
+void cg_phi_scalar(const float *x, float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] = cg_phi_ref(x[i]);
+}
+
+void cg_gelu(const float *x, float *y, size_t count) {
+#if defined(__x86_64__)
+    if (cg_level() == 1) {
+        cg_gelu_avx2(x, y, count);
+        return;
+    }
+#endif
+    cg_gelu_scalar(x, y, count);
+}
+
+double cg_fma_peak_loop(size_t iterations) {
+#if defined(__x86_64__)
+    if (cg_level() == 1) return cg_fma_peak_loop_avx2(iterations);
+#endif
+    (void)iterations;
+    return 0;
+}

@@ -1,0 +1,205 @@
+// gemm-bench: the packed-weight f32 product (CGemm) next to OpenBLAS cblas_sgemm and a plain FMA peak loop,
+// all measured in the same run, interleaved round by round (so that a change in machine load hits every
+// column alike). Usage:
+//   swift build -c release --product gemm-bench && .build/release/gemm-bench [--runs N] [--ms 128,1024]
+//                                                  [--shapes 768x768,768x3072,3072x768]   (K x N)
+// Per shape and implementation it prints the median and the best of N runs in GFLOP/s (2·M·N·K / wall time)
+// and the percentage of the FMA peak measured in the same rounds (1 thread: one core's peak; 2 threads:
+// both cores'), median against median and best against best. Single-threaded rows also show the rate per
+// thread-CPU-second (CLOCK_THREAD_CPUTIME_ID), which is what the core delivered while it ran; on a shared,
+// busy machine that is the meaningful per-core number, and the wall-clock medians show the load.
+//   cg 1t        cg_gemm_packed, bias epilogue, all columns on the calling thread
+//   cg 2t pool   the columns split in two halves (cg_column_range) over two persistent threads
+//                (the caller + one worker woken by a semaphore: no thread creation per call)
+//   cg 2t disp   the same split with DispatchQueue.concurrentPerform(iterations: 2)
+//   cg+gelu      1 thread, bias + GELU epilogue (only K x N = 768 x 3072, the FFN up-projection)
+//   blas 1t/2t   cblas_sgemm(RowMajor, NoTrans, Trans) without bias, openblas_set_num_threads(1 / 2)
+//   peak 1t/2t   12 independent 8-lane FMA chains per iteration (cg_fma_peak_loop), on 1 and on 2 threads
+import CGemm
+import COpenBLAS
+import Dispatch
+import Foundation
+
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func threadCPU() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+func median(_ a: [Double]) -> Double {
+    let s = a.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func loadAverage() -> String {
+    (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
+        .joined(separator: " ") ?? "?"
+}
+
+struct Rng {
+    var state: UInt64
+    mutating func next() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(Double(z >> 11) / Double(1 << 53) * 2 - 1)
+    }
+}
+
+/// One persistent worker thread: run(body) executes body(1) on the worker and body(0) on the caller.
+final class Pair: @unchecked Sendable {
+    private let start = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private var body: (@Sendable (Int) -> Void)?
+    init() {
+        let t = Thread { [unowned self] in
+            while true {
+                self.start.wait()
+                self.body?(1)
+                self.done.signal()
+            }
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    func run(_ f: @escaping @Sendable (Int) -> Void) {
+        body = f
+        start.signal()
+        f(0)
+        done.wait()
+    }
+}
+
+struct Sendy<T>: @unchecked Sendable { let value: T }
+
+var runs = 21
+var ms = [128, 1024]
+var shapes: [(Int, Int)] = [(768, 768), (768, 3072), (3072, 768)]
+var args = CommandLine.arguments.dropFirst().makeIterator()
+while let a = args.next() {
+    switch a {
+    case "--runs": runs = max(1, Int(args.next() ?? "") ?? runs)
+    case "--ms": ms = (args.next() ?? "").split(separator: ",").compactMap { Int($0) }
+    case "--shapes":
+        shapes = (args.next() ?? "").split(separator: ",").compactMap {
+            let p = $0.split(separator: "x").compactMap { Int($0) }
+            return p.count == 2 ? (p[0], p[1]) : nil
+        }
+    default:
+        print("usage: gemm-bench [--runs N] [--ms M,M] [--shapes KxN,...]")
+        exit(2)
+    }
+}
+
+let pair = Pair()
+let peakChunk = 100_000  // iterations per peak sample: 19.2 MFLOP, ~0.15 ms per thread
+
+print("gemm-bench: kernels=\(String(cString: cg_kernel_isa())), \(ProcessInfo.processInfo.activeProcessorCount) CPUs, "
+      + "runs=\(runs), load average at start: \(loadAverage())")
+print("GFLOP/s = 2·M·N·K / time; % = of the FMA peak measured in the same rounds (median vs median, best vs best)")
+print("")
+print("| M | K×N | impl | median GF/s | best GF/s | median % peak | best % peak | CPU-time GF/s (median) |")
+print("|---:|---|---|---:|---:|---:|---:|---:|")
+
+struct Series {
+    var wall: [Double] = []
+    var cpu: [Double] = []
+}
+
+for m in ms {
+    for (k, n) in shapes {
+        var rng = Rng(state: UInt64(m * 7919 + k * 31 + n))
+        let x = (0..<(m * k)).map { _ in rng.next() }
+        let w = (0..<(n * k)).map { _ in rng.next() * 0.05 }
+        let bias = (0..<n).map { _ in rng.next() }
+        let packedRaw = UnsafeMutableRawPointer.allocate(byteCount: cg_packed_size(n, k) * 4, alignment: 64)
+        defer { packedRaw.deallocate() }
+        let packed = packedRaw.bindMemory(to: Float.self, capacity: cg_packed_size(n, k))
+        cg_pack_weights(w, n, k, packed)
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { y.deallocate() }
+        y.initialize(repeating: 0, count: m * n)
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        let halves = (0..<2).map { t -> (Int, Int) in
+            var b = 0, e = 0
+            cg_column_range(n, 2, t, &b, &e)
+            return (b, e)
+        }
+
+        let xs = Sendy(value: x), bs = Sendy(value: bias), ps = Sendy(value: packed), ys = Sendy(value: y)
+        let hs = halves
+        let cgPart: @Sendable (Int) -> Void = { t in
+            cg_gemm_packed(m, n, k, xs.value, k, ps.value, bs.value, CG_EPILOGUE_BIAS, nil, 0, ys.value, n, hs[t].0,
+                           hs[t].1)
+        }
+        var impls: [(String, Bool, () -> Void)] = [  // name, single-threaded, body
+            ("cg 1t", true, { cg_gemm_packed(m, n, k, x, k, packed, bias, CG_EPILOGUE_BIAS, nil, 0, y, n, 0, n) }),
+            ("cg 2t pool", false, { pair.run { t in cgPart(t) } }),
+            ("cg 2t disp", false, { DispatchQueue.concurrentPerform(iterations: 2) { t in cgPart(t) } }),
+            ("blas 1t", true, {
+                openblas_set_num_threads(1)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k), 1, x,
+                            blasint(k), w, blasint(k), 0, y, blasint(n))
+            }),
+            ("blas 2t", false, {
+                openblas_set_num_threads(2)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k), 1, x,
+                            blasint(k), w, blasint(k), 0, y, blasint(n))
+            }),
+        ]
+        if k == 768 && n == 3072 {
+            impls.insert(("cg+gelu 1t", true, {
+                cg_gemm_packed(m, n, k, x, k, packed, bias, CG_EPILOGUE_BIAS_GELU, nil, 0, y, n, 0, n)
+            }), at: 1)
+        }
+        // peak samples sized like the product (but at least one chunk)
+        let peakIterations = max(peakChunk, Int(flops / 192 / 4))
+        var peak1 = Series(), peak2 = Series()
+        var series = [Series](repeating: Series(), count: impls.count)
+        for (_, _, body) in impls { body() }  // warm-up (page faults, OpenBLAS buffers)
+        for _ in 0..<runs {
+            for (i, impl) in impls.enumerated() {
+                let c0 = threadCPU(), t0 = now()
+                impl.2()
+                let t = now() - t0, c = threadCPU() - c0
+                series[i].wall.append(flops / t / 1e9)
+                if impl.1 { series[i].cpu.append(flops / c / 1e9) }
+            }
+            do {
+                let c0 = threadCPU(), t0 = now()
+                let f = cg_fma_peak_loop(peakIterations)
+                let t = now() - t0, c = threadCPU() - c0
+                peak1.wall.append(f / t / 1e9)
+                peak1.cpu.append(f / c / 1e9)
+            }
+            do {
+                let t0 = now()
+                let iterations = peakIterations
+                pair.run { _ in _ = cg_fma_peak_loop(iterations) }
+                let t = now() - t0
+                peak2.wall.append(2 * 2.0 * 8 * 12 * Double(peakIterations) / t / 1e9)
+            }
+        }
+        let p1m = median(peak1.wall), p1b = peak1.wall.max()!, p2m = median(peak2.wall), p2b = peak2.wall.max()!
+        for (i, impl) in impls.enumerated() {
+            let pm = impl.1 ? p1m : p2m, pb = impl.1 ? p1b : p2b
+            let med = median(series[i].wall), best = series[i].wall.max()!
+            let cpu = impl.1 ? String(format: "%.1f (%.0f%% of %.1f)", median(series[i].cpu),
+                                      100 * median(series[i].cpu) / median(peak1.cpu), median(peak1.cpu)) : ""
+            print(String(format: "| %d | %d×%d | %@ | %.1f | %.1f | %.0f%% | %.0f%% | %@ |", m, k, n, impl.0 as NSString,
+                         med, best, 100 * med / pm, 100 * best / pb, cpu as NSString))
+        }
+        print(String(format: "| %d | %d×%d | peak 1t / 2t | %.1f / %.1f | %.1f / %.1f | | | %.1f |", m, k, n, p1m, p2m,
+                     p1b, p2b, median(peak1.cpu)))
+    }
+}
+print("")
+print("load average at end: \(loadAverage())")
