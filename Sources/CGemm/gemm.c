@@ -36,7 +36,8 @@ size_t cg_panel_stride(size_t k) { return (CG_NR * k + 15) / 16 * 16; }
 
 size_t cg_packed_size(size_t n, size_t k) { return (n + CG_NR - 1) / CG_NR * cg_panel_stride(k); }
 
-void cg_pack_weights(const float *w, size_t n, size_t k, float *packed) {
+/* W [n, k] with row stride ldw. */
+static void cg_pack_weights_ld(const float *w, size_t n, size_t k, size_t ldw, float *packed) {
     size_t stride = cg_panel_stride(k), panels = (n + CG_NR - 1) / CG_NR;
     for (size_t p = 0; p < panels; p++) {
         float *dst = packed + p * stride;
@@ -45,13 +46,36 @@ void cg_pack_weights(const float *w, size_t n, size_t k, float *packed) {
         for (size_t k0 = 0; k0 < k; k0 += 8) {
             size_t kn = k - k0 < 8 ? k - k0 : 8;
             for (size_t j = 0; j < CG_NR; j++) {
-                const float *src = w + (p * CG_NR + j) * k + k0;
-                for (size_t kk = 0; kk < kn; kk++) dst[(k0 + kk) * CG_NR + j] = j < cols ? src[kk] : 0.0f;
+                if (j >= cols) {
+                    for (size_t kk = 0; kk < kn; kk++) dst[(k0 + kk) * CG_NR + j] = 0.0f;
+                    continue;
+                }
+                const float *src = w + (p * CG_NR + j) * ldw + k0;
+                for (size_t kk = 0; kk < kn; kk++) dst[(k0 + kk) * CG_NR + j] = src[kk];
             }
         }
         for (size_t i = CG_NR * k; i < stride; i++) dst[i] = 0.0f;
     }
 }
+
+void cg_pack_strided(const float *b, size_t n, size_t k, size_t stride_n, size_t stride_k, float *packed) {
+    if (stride_k == 1) {
+        cg_pack_weights_ld(b, n, k, stride_n, packed);
+        return;
+    }
+    size_t stride = cg_panel_stride(k), panels = (n + CG_NR - 1) / CG_NR;
+    for (size_t p = 0; p < panels; p++) {
+        float *dst = packed + p * stride;
+        size_t cols = n - p * CG_NR < CG_NR ? n - p * CG_NR : CG_NR;
+        for (size_t kk = 0; kk < k; kk++) {
+            const float *src = b + kk * stride_k + p * CG_NR * stride_n;
+            for (size_t j = 0; j < CG_NR; j++) dst[kk * CG_NR + j] = j < cols ? src[j * stride_n] : 0.0f;
+        }
+        for (size_t i = CG_NR * k; i < stride; i++) dst[i] = 0.0f;
+    }
+}
+
+void cg_pack_weights(const float *w, size_t n, size_t k, float *packed) { cg_pack_weights_ld(w, n, k, k, packed); }
 
 void cg_unpack_weights(const float *packed, size_t n, size_t k, float *w) {
     size_t stride = cg_panel_stride(k);

@@ -8,8 +8,10 @@
  *     for each block of MC rows of X                      X[MC, KC] stays in L2 (read in place)
  *       for each 24-column panel of [n_begin, n_end)      the panel slice (KC x 96 bytes) stays in L1
  *         for each 4-row tile                             4 x 24 register tile, 12 ymm accumulators
- * The register tile: per k, 3 aligned loads of packed W (24 floats), 4 broadcasts of X, 12 FMAs; 16 ymm
- * registers in all (12 accumulators + 3 W + 1 broadcast), no spills (checked with objdump at -O2).
+ * The register tile: per k, 3 loads of packed W (24 floats, 32-byte aligned when `packed` is), 4 broadcasts
+ * of X, 12 FMAs; 16 ymm registers in all (12 accumulators + 3 W + 1 broadcast). The k loop is inline
+ * assembly (fixed allocation, no spills at any optimization level; see cg_kernel_4x24). Software prefetch:
+ * the next tile's partial sums (at kernel entry) and, one line per 4 k steps, the next panel's slice.
  * Partial sums of a K block are stored in Y and reloaded by the next one; bias / residual enter as the
  * initial accumulator of the first block, GELU is applied to the tile after the last one. */
 #include "gemm_internal.h"
@@ -257,7 +259,9 @@ CG_AVX2 void cg_gemm_packed_avx2(size_t m, size_t n, size_t k, const float *x, s
                 /* The slice the next panel iteration will stream: prefetched into L2 bit by bit by the
                  * tiles of this one (one line per 4 k steps), so that its first tile does not wait on L3. */
                 const float *pf_base = o0 + CG_NR < n_end ? wp + stride
-                                       : packed + (n_begin / CG_NR) * stride + (m1 < m ? k0 : k0 + kc) * CG_NR;
+                                       : m1 < m       ? packed + (n_begin / CG_NR) * stride + k0 * CG_NR
+                                       : k0 + kc < k  ? packed + (n_begin / CG_NR) * stride + (k0 + kc) * CG_NR
+                                                      : wp; /* nothing follows: harmless re-touch */
                 const size_t pf_span = kc * CG_NR;
                 for (size_t r0 = m0; r0 < m1; r0 += CG_MR) {
                     const size_t rows = m1 - r0 < CG_MR ? m1 - r0 : CG_MR;

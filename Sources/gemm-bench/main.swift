@@ -15,6 +15,9 @@
 //   cg+gelu      1 thread, bias + GELU epilogue (only K x N = 768 x 3072, the FFN up-projection)
 //   blas 1t/2t   cblas_sgemm(RowMajor, NoTrans, Trans) without bias, openblas_set_num_threads(1 / 2)
 //   peak 1t/2t   12 independent 8-lane FMA chains per iteration (cg_fma_peak_loop), on 1 and on 2 threads
+// `gemm-bench --gelu-check [STEP]` instead compares cg_gelu / cg_phi_scalar with double-precision erfc over every
+// STEP-th f32 bit pattern with |x| <= 16 (STEP = 1: all 2.16e9 of them, a few minutes) and cg_gelu with
+// cg_gelu_scalar bit for bit, and prints the maximum relative errors (the bounds documented in cgemm.h).
 import CGemm
 import COpenBLAS
 import Dispatch
@@ -79,6 +82,58 @@ final class Pair: @unchecked Sendable {
 }
 
 struct Sendy<T>: @unchecked Sendable { let value: T }
+
+/// Maximum relative errors of gelu and Φ against double precision over every `step`-th float in [-16, 16].
+func geluCheck(step: UInt32) {
+    let limit: UInt32 = 0x4180_0000  // 16.0
+    let block = 1 << 16
+    var xs = [Float](repeating: 0, count: block), g = xs, gs = xs, phi = xs
+    var maxGelu = 0.0, maxPhi = 0.0, maxSub = 0.0, argGelu: Float = 0, argPhi: Float = 0
+    var mismatches = 0, count = 0, sumSq = 0.0
+    for sign: UInt32 in [0, 0x8000_0000] {
+        var next: UInt64 = 0
+        while next <= UInt64(limit) {
+            var nb = 0
+            while nb < block && next <= UInt64(limit) {
+                xs[nb] = Float(bitPattern: UInt32(next) | sign)
+                nb += 1
+                next += UInt64(step)
+            }
+            cg_gelu(xs, &g, nb)
+            cg_gelu_scalar(xs, &gs, nb)
+            cg_phi_scalar(xs, &phi, nb)
+            for i in 0..<nb {
+                if g[i].bitPattern != gs[i].bitPattern { mismatches += 1 }
+                let x = Double(xs[i])
+                let p = 0.5 * erfc(-x / 2.0.squareRoot())
+                let ref = x * p
+                if p >= 0x1p-126 {
+                    let e = abs(Double(phi[i]) - p) / p
+                    if e > maxPhi { maxPhi = e; argPhi = xs[i] }
+                }
+                if abs(ref) >= 0x1p-126 {
+                    let e = abs(Double(g[i]) - ref) / abs(ref)
+                    if e > maxGelu { maxGelu = e; argGelu = xs[i] }
+                    sumSq += e * e
+                    count += 1
+                } else {
+                    maxSub = max(maxSub, abs(Double(g[i]) - ref))
+                }
+            }
+        }
+    }
+    print(String(format: "gelu: max relative error %.4e at x = %.9g (rms %.3e over %d normal results); "
+                 + "max absolute error %.3e where |gelu| < 2^-126", maxGelu, Double(argGelu), (sumSq / Double(count)).squareRoot(),
+                 count, maxSub))
+    print(String(format: "phi:  max relative error %.4e at x = %.9g; cg_gelu != cg_gelu_scalar: %d; documented bounds: gelu %.2e, phi %.2e",
+                 maxPhi, Double(argPhi), mismatches, Double(CG_GELU_MAX_REL_ERROR), Double(CG_PHI_MAX_REL_ERROR)))
+}
+
+if CommandLine.arguments.count >= 2 && CommandLine.arguments[1] == "--gelu-check" {
+    let step = CommandLine.arguments.count >= 3 ? UInt32(CommandLine.arguments[2]) ?? 1 : 1
+    geluCheck(step: max(1, step))
+    exit(0)
+}
 
 var runs = 21
 var ms = [128, 1024]

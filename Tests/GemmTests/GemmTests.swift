@@ -353,6 +353,54 @@ final class GemmTests: XCTestCase {
         XCTAssert(sameBits(y, ys))
     }
 
+    /// Per-call packing of strided operands (attention): S = Q·Kᵀ and C = P·V for one head of width 64 read
+    /// out of [T, 768] rows, against float64.
+    func testStridedPackingForAttention() {
+        let (t, d, ld) = (37, 64, 768)
+        let q = randomArray(t * ld, seed: 1), kMat = randomArray(t * ld, seed: 2), v = randomArray(t * ld, seed: 3)
+        let head = 128  // column offset of the head inside the rows
+        // scores
+        let kb = Aligned(cg_packed_size(t, d))
+        kMat.withUnsafeBufferPointer { cg_pack_strided($0.baseAddress! + head, t, d, ld, 1, kb.pointer) }
+        var s = [Float](repeating: 0, count: t * t), s2 = s
+        q.withUnsafeBufferPointer { qp in
+            cg_gemm_packed(t, t, d, qp.baseAddress! + head, ld, kb.pointer, nil, CG_EPILOGUE_NONE, nil, 0, &s, t, 0, t)
+            cg_gemm_packed_scalar(t, t, d, qp.baseAddress! + head, ld, kb.pointer, nil, CG_EPILOGUE_NONE, nil, 0, &s2, t, 0, t)
+        }
+        XCTAssert(sameBits(s, s2))
+        for i in 0..<t {
+            for j in 0..<t {
+                var ref = 0.0, mag = 0.0
+                for c in 0..<d {
+                    let p = Double(q[i * ld + head + c]) * Double(kMat[j * ld + head + c])
+                    ref += p; mag += abs(p)
+                }
+                XCTAssertLessThanOrEqual(abs(Double(s[i * t + j]) - ref), Double(d + 1) * u * mag)
+            }
+        }
+        // context: P [t, t] (row stride t) times V[:, head ..< head + d]
+        let p = randomArray(t * t, seed: 4, scale: 0.3)
+        let vb = Aligned(cg_packed_size(d, t))
+        v.withUnsafeBufferPointer { cg_pack_strided($0.baseAddress! + head, d, t, 1, ld, vb.pointer) }
+        var c = [Float](repeating: 0, count: t * d)
+        cg_gemm_packed(t, d, t, p, t, vb.pointer, nil, CG_EPILOGUE_NONE, nil, 0, &c, d, 0, d)
+        for i in 0..<t {
+            for o in 0..<d {
+                var ref = 0.0, mag = 0.0
+                for j in 0..<t {
+                    let pr = Double(p[i * t + j]) * Double(v[j * ld + head + o])
+                    ref += pr; mag += abs(pr)
+                }
+                XCTAssertLessThanOrEqual(abs(Double(c[i * d + o]) - ref), Double(t + 1) * u * mag)
+            }
+        }
+        // strided packing equals plain packing of the gathered matrix
+        var gathered = [Float](repeating: 0, count: d * t)
+        for o in 0..<d { for j in 0..<t { gathered[o * t + j] = v[j * ld + head + o] } }
+        let plain = pack(gathered, n: d, k: t)
+        XCTAssert((0..<cg_packed_size(d, t)).allSatisfy { plain.pointer[$0].bitPattern == vb.pointer[$0].bitPattern })
+    }
+
     // MARK: GELU
 
     /// gelu and Φ against double precision over a dense sample of all floats in [-16, 16] (every 997th bit
