@@ -7,7 +7,8 @@
 // and the percentage of the FMA peak measured in the same rounds (1 thread: one core's peak; 2 threads:
 // both cores'), median against median and best against best. Single-threaded rows also show the rate per
 // thread-CPU-second (CLOCK_THREAD_CPUTIME_ID), which is what the core delivered while it ran; on a shared,
-// busy machine that is the meaningful per-core number, and the wall-clock medians show the load.
+// busy machine that is the meaningful per-core number, and the wall-clock medians show the load. The CG
+// 2-thread rows show the same per thread (each half's flops over that thread's CPU time, averaged).
 //   cg 1t        cg_gemm_packed, bias epilogue, all columns on the calling thread
 //   cg 2t pool   the columns split in two halves (cg_column_range) over two persistent threads
 //                (the caller + one worker woken by a semaphore: no thread creation per call)
@@ -191,11 +192,16 @@ for m in ms {
 
         let xs = Sendy(value: x), bs = Sendy(value: bias), ps = Sendy(value: packed), ys = Sendy(value: y)
         let hs = halves
+        // each thread's CPU seconds of its last part (for the per-thread CPU-time rate of the 2-thread rows)
+        let partCPU = Sendy(value: UnsafeMutablePointer<Double>.allocate(capacity: 2))
+        defer { partCPU.value.deallocate() }
         let cgPart: @Sendable (Int) -> Void = { t in
+            let c0 = threadCPU()
             cg_gemm_packed(m, n, k, xs.value, k, ps.value, bs.value, CG_EPILOGUE_BIAS, nil, 0, ys.value, n, hs[t].0,
                            hs[t].1)
+            partCPU.value[t] = threadCPU() - c0
         }
-        var impls: [(String, Bool, () -> Void)] = [  // name, single-threaded, body
+        var impls: [(String, Bool, () -> Void)] = [  // name, single-threaded, body (CG 2t rows: also partCPU)
             ("cg 1t", true, { cg_gemm_packed(m, n, k, x, k, packed, bias, CG_EPILOGUE_BIAS, nil, 0, y, n, 0, n) }),
             ("cg 2t pool", false, { pair.run { t in cgPart(t) } }),
             ("cg 2t disp", false, { DispatchQueue.concurrentPerform(iterations: 2) { t in cgPart(t) } }),
@@ -226,7 +232,13 @@ for m in ms {
                 impl.2()
                 let t = now() - t0, c = threadCPU() - c0
                 series[i].wall.append(flops / t / 1e9)
-                if impl.1 { series[i].cpu.append(flops / c / 1e9) }
+                if impl.1 {
+                    series[i].cpu.append(flops / c / 1e9)
+                } else if impl.0.hasPrefix("cg") {
+                    // per-thread rate: each half's flops over that thread's CPU time, averaged
+                    series[i].cpu.append((0..<2).map { Double(hs[$0].1 - hs[$0].0) / Double(n) * flops / partCPU.value[$0] }
+                        .reduce(0, +) / 2 / 1e9)
+                }
             }
             do {
                 let c0 = threadCPU(), t0 = now()
@@ -247,8 +259,10 @@ for m in ms {
         for (i, impl) in impls.enumerated() {
             let pm = impl.1 ? p1m : p2m, pb = impl.1 ? p1b : p2b
             let med = median(series[i].wall), best = series[i].wall.max()!
-            let cpu = impl.1 ? String(format: "%.1f (%.0f%% of %.1f)", median(series[i].cpu),
-                                      100 * median(series[i].cpu) / median(peak1.cpu), median(peak1.cpu)) : ""
+            let cpu = series[i].cpu.isEmpty ? ""
+                : String(format: "%.1f (%.0f%% of %.1f)%@", median(series[i].cpu),
+                         100 * median(series[i].cpu) / median(peak1.cpu), median(peak1.cpu),
+                         (impl.1 ? "" : " per thread") as NSString)
             print(String(format: "| %d | %d×%d | %@ | %.1f | %.1f | %.0f%% | %.0f%% | %@ |", m, k, n, impl.0 as NSString,
                          med, best, 100 * med / pm, 100 * best / pb, cpu as NSString))
         }

@@ -5,7 +5,7 @@ import XCTest
 // Tests of the packed-weight f32 product (Sources/CGemm, contract in include/cgemm.h):
 //  - packing layout and column ranges,
 //  - the product against a float64 reference within the documented bound
-//      |Y - Y64| <= (K + 1) · 2^-24 · (Σ_k |x||w| + |bias| + |residual|),
+//      |Y - Y64| <= 1.01 · (K + 1) · 2^-24 · (Σ_k |x||w| + |bias| + |residual|),
 //  - the dispatching (AVX2) product against the scalar reference: bit-identical by contract,
 //  - every epilogue, residual in place, leading dimensions, edge shapes,
 //  - the GELU against double-precision erfc within CG_GELU_MAX_REL_ERROR / CG_PHI_MAX_REL_ERROR.
@@ -106,8 +106,10 @@ private struct Problem {
     }
 
     /// Checks y against the float64 reference on `samples` entries (all when nil) and the padding.
+    /// Returns the largest err / allowed seen.
+    @discardableResult
     func check(_ y: [Float], epilogue: Int32, withBias: Bool = true, samples: Int? = nil, columns: Range<Int>? = nil,
-               sentinel: Float = -7.25, file: StaticString = #filePath, line: UInt = #line) {
+               sentinel: Float = -7.25, file: StaticString = #filePath, line: UInt = #line) -> Double {
         let cols = columns ?? 0..<n
         var entries: [(Int, Int)] = []
         if let samples, samples < m * cols.count {
@@ -116,7 +118,7 @@ private struct Problem {
         } else {
             for r in 0..<m { for o in cols { entries.append((r, o)) } }
         }
-        let bound = Double(k + 1) * u
+        let bound = 1.01 * Double(k + 1) * u
         var worst = 0.0
         for (r, o) in entries {
             let (s, mag) = reference(r, o, epilogue: epilogue, withBias: withBias)
@@ -134,7 +136,7 @@ private struct Problem {
             if err > allowed {
                 XCTFail("m=\(m) n=\(n) k=\(k) ep=\(epilogue) (\(r),\(o)): got \(got) want \(s) err \(err) > \(allowed)",
                         file: file, line: line)
-                return
+                return worst
             }
         }
         // nothing outside [0, m) x cols may be written (padding columns and out-of-range columns)
@@ -142,11 +144,11 @@ private struct Problem {
             for o in 0..<ldy where !cols.contains(o) {
                 if y[r * ldy + o].bitPattern != sentinel.bitPattern {
                     XCTFail("m=\(m) n=\(n) k=\(k): wrote outside the range at (\(r),\(o))", file: file, line: line)
-                    return
+                    return worst
                 }
             }
         }
-        _ = worst
+        return worst
     }
 }
 
@@ -215,13 +217,18 @@ final class GemmTests: XCTestCase {
             }
         }
         shapes += [(1, 3072, 768), (5, 3072, 3), (13, 3072, 64), (128, 3072, 768), (5, 3072, 3072)]
+        var worst = 0.0, worstLargeK = 0.0
         for (i, (m, n, k)) in shapes.enumerated() {
             let p = Problem(m: m, n: n, k: k, seed: UInt64(i * 7 + 1), pad: i % 3 == 0 ? 3 : 0)
             let y = p.run(epilogue: CG_EPILOGUE_BIAS)
-            p.check(y, epilogue: CG_EPILOGUE_BIAS, samples: m * n * k > 2_000_000 ? 300 : nil)
+            let ratio = p.check(y, epilogue: CG_EPILOGUE_BIAS, samples: m * n * k > 2_000_000 ? 300 : nil)
+            worst = max(worst, ratio)
+            if k >= 64 { worstLargeK = max(worstLargeK, ratio) }
             let ys = p.run(epilogue: CG_EPILOGUE_BIAS, scalar: true)
             XCTAssert(sameBits(y, ys), "dispatch != scalar for m=\(m) n=\(n) k=\(k)")
         }
+        print(String(format: "%d shapes: largest error / documented bound = %.4f (K >= 64: %.4f)", shapes.count, worst,
+                     worstLargeK))
     }
 
     func testEveryEpilogue() {
