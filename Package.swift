@@ -53,7 +53,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CQuantKernels", "COpenBLAS"]
+            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CGemm", "CQuantKernels", "COpenBLAS"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(

@@ -125,6 +125,18 @@ public struct ByteRegion: @unchecked Sendable {
         storage.copy(offset: self.offset + offset, count: count, into: destination)
     }
 
+    /// Drops this window's pages from the process's resident set (a private read-only file mapping: the
+    /// data stays in the page cache and is faulted in again if read). For weights repacked at load.
+    public func releaseResidentPages() {
+        guard storage.isMapped, count > 0, let base = storage.bytes.baseAddress else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // Only whole pages inside the window: neighbours may still be in use.
+        let first = (Int(bitPattern: base) + offset + page - 1) / page * page
+        let end = (Int(bitPattern: base) + offset + count) / page * page
+        guard end > first else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, MADV_DONTNEED)
+    }
+
     /// Tells the kernel this window of a file mapping is read at random (an embedding table read a few
     /// rows at a time): no read-around, which on a disk with a large read_ahead_kb would otherwise pull
     /// megabytes of the table into memory for every row looked up.

@@ -161,11 +161,14 @@ public final class DebertaModel: Sendable {
                     func part(_ which: Int) -> MatrixWeight {
                         switch inProj {
                         case let .f32(w):
-                            return .f32(FloatBuffer(count: A * H) { dst in
+                            let split = FloatBuffer(count: A * H) { dst in
                                 for h in 0 ..< heads {
                                     (dst + h * d * H).update(from: w.pointer + (h * 3 * d + which * d) * H, count: d * H)
                                 }
-                            })
+                            }
+                            return .packed(PackedMatrix(split, rows: A, cols: H))
+                        case .packed:
+                            preconditionFailure("matrix() returns stored weights; only linear() packs")
                         case let .quantized(q):
                             let rowBytes = q.rowBytes, perRow = q.scalesPerRow
                             return .quantized(QuantizedMatrix(scheme: q.scheme, rows: A, cols: H, rowBytes: rowBytes, scalesPerRow: perRow) { codes, scales in

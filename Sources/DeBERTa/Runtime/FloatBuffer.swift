@@ -1,3 +1,4 @@
+import CGemm
 import Checkpoint
 
 /// Contiguous f32 values a kernel can read: the mapped bytes themselves when the tensor is stored as
@@ -114,9 +115,27 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public var scalesPerRow: Int { scheme == .int8 ? 1 : scheme.storedShapes(n: 1, k: cols).scales[1] }
 }
 
-/// A weight matrix [rows, cols] in f32 or quantized.
+/// An f32 weight [rows, cols] repacked once at load into the panel layout of the CGemm kernel.
+public final class PackedMatrix: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let packed: UnsafeMutablePointer<Float>
+
+    init(_ w: FloatBuffer, rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        let count = cg_packed_size(rows, cols)
+        packed = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 16))
+        cg_pack_weights(w.pointer, rows, cols, packed)
+    }
+
+    deinit { packed.deallocate() }
+}
+
+/// A weight matrix [rows, cols] in f32 (as stored, or packed for the GEMM kernel) or quantized.
 public enum MatrixWeight: Sendable {
     case f32(FloatBuffer)
+    case packed(PackedMatrix)
     case quantized(QuantizedMatrix)
 }
 

@@ -174,12 +174,12 @@ extension DebertaModel {
         }
         // attention.output: dense, then LayerNorm with the query input as residual.
         let attention = Activations(N * H)
-        applyLinear(layer.attentionOutput, context.pointer, rows: N, into: attention.pointer)
-        applyNorm(layer.attentionNorm, attention.pointer, rows: N, width: H, residual: query)
+        applyLinear(layer.attentionOutput, context.pointer, rows: N, into: attention.pointer, residual: query)
+        applyNorm(layer.attentionNorm, attention.pointer, rows: N, width: H)
         let intermediate = Activations(N * I)
         applyLinear(layer.intermediate, attention.pointer, rows: N, into: intermediate.pointer, activation: hiddenActivation)
-        applyLinear(layer.output, intermediate.pointer, rows: N, into: out)
-        applyNorm(layer.outputNorm, out, rows: N, width: H, residual: attention.pointer)
+        applyLinear(layer.output, intermediate.pointer, rows: N, into: out, residual: attention.pointer)
+        applyNorm(layer.outputNorm, out, rows: N, width: H)
     }
 
     /// encoder.conv after layer 0: LayerNorm(layer0 + act(maskfill(conv1d(embeddings)))) · mask.

@@ -1,3 +1,4 @@
+import CGemm
 import CKernels
 import COpenBLAS
 import CQuantKernels
@@ -29,12 +30,25 @@ func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda
                 blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
 }
 
-/// y[rows, n] = x[rows, k] · Wᵀ (+ bias) for W [n, k] in any storage. Quantized weights quantize the
-/// activations on the fly (per row for int8, per block of 32 for q4) and split the output columns over
-/// the compute threads.
+/// y[rows, n] = x[rows, k] · Wᵀ (+ bias) (+ residual) (then GELU if `gelu`) for W [n, k] in any storage.
+/// Packed f32 weights fuse bias, GELU and the residual into the product; quantized weights quantize the
+/// activations on the fly (per row for int8, per block of 32 for q4). Output columns are split over the
+/// compute threads.
 func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
-                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>) {
+                 bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                 residual: UnsafePointer<Float>? = nil, gelu: Bool = false) {
     switch weight {
+    case let .packed(p):
+        guard rows > 0, n > 0 else { return }
+        let epilogue = residual != nil ? CG_EPILOGUE_BIAS_RESIDUAL : (gelu ? CG_EPILOGUE_BIAS_GELU : CG_EPILOGUE_BIAS)
+        let parts = max(1, min(ComputeThreads.count, (n + Int(CG_PANEL) - 1) / Int(CG_PANEL)))
+        parallel(parts) { part in
+            var begin = 0, end = 0
+            cg_column_range(n, parts, part, &begin, &end)
+            cg_gemm_packed(rows, n, k, x, k, p.packed, bias, Int32(epilogue), residual, n, y, n, begin, end)
+        }
+        if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
+        return
     case let .f32(w):
         gemm(m: rows, n: n, k: k, a: x, lda: k, b: w.pointer, ldb: k, transposeB: true, c: y, ldc: n)
         if let bias { dk_bias_activation(y, rows, n, n, bias, DK_ACT_IDENTITY) }
@@ -66,13 +80,21 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             parallel(threads, run)
         }
     }
+    // Unfused epilogue for the unpacked paths.
+    if let residual {
+        for i in 0 ..< rows * n { y[i] += residual[i] }
+    }
+    if gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
 }
 
-/// y[rows, out] = act(x[rows, in] · Wᵀ + b)
+/// y[rows, out] = act(x[rows, in] · Wᵀ + b (+ residual)); exact GELU and the residual fuse into the
+/// packed f32 product.
 func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                 activation: Activation = .linear) {
-    applyMatrix(layer.weight, x, rows: rows, k: layer.inFeatures, n: layer.outFeatures, bias: layer.bias?.pointer, into: y)
-    if activation != .linear {
+                 activation: Activation = .linear, residual: UnsafePointer<Float>? = nil) {
+    let fusedGelu = activation == .gelu
+    applyMatrix(layer.weight, x, rows: rows, k: layer.inFeatures, n: layer.outFeatures, bias: layer.bias?.pointer,
+                into: y, residual: residual, gelu: fusedGelu && residual == nil)
+    if activation != .linear && !(fusedGelu && residual == nil) {
         dk_bias_activation(y, rows, layer.outFeatures, layer.outFeatures, nil, activation.kernel)
     }
 }
@@ -82,6 +104,10 @@ extension MatrixWeight {
     /// Mapped tables are read with pread: a lookup must not map whole page-cache folios into the process.
     func copyRow(_ i: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
         switch self {
+        case let .packed(p):
+            // packed[panel · S + k · 24 + j] = W[24 · panel + j, k] (CGemm's layout)
+            let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL), stride = cg_panel_stride(p.cols)
+            for k in 0 ..< width { out[k] = p.packed[panel * stride + k * Int(CG_PANEL) + j] }
         case let .f32(w):
             if let region = w.region {
                 region.copy(offset: i * width * 4, count: width * 4, into: out)

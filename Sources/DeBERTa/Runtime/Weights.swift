@@ -116,7 +116,13 @@ struct WeightBinder {
     }
 
     mutating func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = true) -> Linear? {
-        let w = matrix(name + ".weight", out, inFeatures)
+        var w = matrix(name + ".weight", out, inFeatures)
+        // f32 linear weights are repacked once for the GEMM kernel; the mapped original is then released
+        // from the resident set (it stays in the page cache, and in the mapping should anything read it).
+        if case let .f32(buffer)? = w {
+            w = .packed(PackedMatrix(buffer, rows: out, cols: inFeatures))
+            buffer.region?.releaseResidentPages()
+        }
         let b = bias ? tensor(name + ".bias", [out]) : nil
         guard let w, !bias || b != nil else { return nil }
         return Linear(weight: w, bias: b, outFeatures: out, inFeatures: inFeatures)
