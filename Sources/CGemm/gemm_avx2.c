@@ -35,12 +35,29 @@
 
 /* 2^64 · Φ(-|x|) per lane; see cg_tail_ref in gemm_internal.h for the scalar twin (same operations, same
  * order). */
-CG_AVX2 CG_INLINE __m256 cg_tail8(__m256 x) {
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+/* Q(a) per lane for lanes all below CG_GELU_SPLIT: the small polynomial in (a - 1). (The mixed form below gives
+ * the same bits in such lanes: there f = 1 and d = 0, and fma(1, g, 0 · g) = g.) */
+CG_AVX2 CG_INLINE __m256 cg_q8_small(__m256 a) {
+    __m256 t = _mm256_sub_ps(a, _mm256_set1_ps(1.0f));
+    __m256 g = _mm256_set1_ps(cg_gelu_small[CG_GELU_DEG]);
+    for (int i = CG_GELU_DEG - 1; i >= 0; i--) g = _mm256_fmadd_ps(g, t, _mm256_set1_ps(cg_gelu_small[i]));
+    return g;
+}
+
+/* Q(a) per lane for lanes all at or above CG_GELU_SPLIT: (v + d) · (the large polynomial in v - V0), v = 1/a. */
+CG_AVX2 CG_INLINE __m256 cg_q8_large(__m256 a) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 ax = _mm256_and_ps(x, absmask);
-    __m256 a = _mm256_min_ps(ax, _mm256_set1_ps(CG_GELU_AMAX)); /* NaN -> AMAX (second operand) */
-    __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(CG_GELU_SPLIT), _CMP_LT_OQ);
+    __m256 v = _mm256_div_ps(one, a);
+    __m256 t = _mm256_sub_ps(v, _mm256_set1_ps(CG_GELU_V0));
+    __m256 d = _mm256_mul_ps(v, _mm256_fnmadd_ps(v, a, one));
+    __m256 g = _mm256_set1_ps(cg_gelu_large[CG_GELU_DEG]);
+    for (int i = CG_GELU_DEG - 1; i >= 0; i--) g = _mm256_fmadd_ps(g, t, _mm256_set1_ps(cg_gelu_large[i]));
+    return _mm256_fmadd_ps(v, g, _mm256_mul_ps(d, g));
+}
+
+/* Q(a) per lane, lanes of both kinds: coefficients selected per lane. */
+CG_AVX2 CG_INLINE __m256 cg_q8_mixed(__m256 a, __m256 small) {
+    const __m256 one = _mm256_set1_ps(1.0f);
     __m256 v = _mm256_div_ps(one, a); /* unused (inf at a = 0) in the small lanes */
     __m256 t = _mm256_blendv_ps(_mm256_sub_ps(v, _mm256_set1_ps(CG_GELU_V0)), _mm256_sub_ps(a, one), small);
     __m256 f = _mm256_blendv_ps(v, one, small);
@@ -51,7 +68,17 @@ CG_AVX2 CG_INLINE __m256 cg_tail8(__m256 x) {
         __m256 c = _mm256_blendv_ps(_mm256_set1_ps(cg_gelu_large[i]), _mm256_set1_ps(cg_gelu_small[i]), small);
         g = _mm256_fmadd_ps(g, t, c);
     }
-    __m256 q = _mm256_fmadd_ps(f, g, _mm256_mul_ps(d, g));
+    return _mm256_fmadd_ps(f, g, _mm256_mul_ps(d, g));
+}
+
+CG_AVX2 CG_INLINE __m256 cg_tail8(__m256 x) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 ax = _mm256_and_ps(x, absmask);
+    __m256 a = _mm256_min_ps(ax, _mm256_set1_ps(CG_GELU_AMAX)); /* NaN -> AMAX (second operand) */
+    __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(CG_GELU_SPLIT), _CMP_LT_OQ);
+    /* activations mostly have |x| < 2: then one polynomial, no division, no blends */
+    int kinds = _mm256_movemask_ps(small);
+    __m256 q = kinds == 0xff ? cg_q8_small(a) : kinds == 0 ? cg_q8_large(a) : cg_q8_mixed(a, small);
     /* exp(-a²/2) = 2^n · (1 + y) */
     __m256 h = _mm256_mul_ps(a, a);
     __m256 l = _mm256_fmsub_ps(a, a, h);
