@@ -1,4 +1,7 @@
 import Checkpoint
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Typed weights of one encoder layer (modeling_deberta_v2.DebertaV2Layer / modeling_deberta.DebertaLayer).
 struct LayerWeights: Sendable {
@@ -85,6 +88,10 @@ struct WeightBinder {
         return FloatBuffer(view)
     }
 
+    /// DEBERTA_F32_GEMM=openblas keeps f32 weights unpacked and multiplies them with cblas_sgemm (for
+    /// side-by-side measurements of the two paths).
+    static let useBLAS = getenv("DEBERTA_F32_GEMM").map { String(cString: $0) == "openblas" } ?? false
+
     /// Marks a table as read a few rows at a time (embeddings): no read-around on page faults.
     func adviseRandomAccess(_ name: String) {
         views[name]?.region.adviseRandomAccess()
@@ -119,7 +126,7 @@ struct WeightBinder {
         var w = matrix(name + ".weight", out, inFeatures)
         // f32 linear weights are repacked once for the GEMM kernel; the mapped original is then released
         // from the resident set (it stays in the page cache, and in the mapping should anything read it).
-        if case let .f32(buffer)? = w {
+        if case let .f32(buffer)? = w, !WeightBinder.useBLAS {
             w = .packed(PackedMatrix(buffer, rows: out, cols: inFeatures))
             buffer.region?.releaseResidentPages()
         }
