@@ -1,6 +1,7 @@
 // gemm-bench: the packed-weight f32 product (CGemm) next to OpenBLAS cblas_sgemm and a plain FMA peak loop,
 // all measured in the same run, interleaved round by round (so that a change in machine load hits every
-// column alike). Usage:
+// column alike; each round: the peak loops, CGemm, OpenBLAS, then a 150 ms pause so that OpenBLAS's spinning
+// worker threads have gone to sleep before the next round's 2-thread measurements). Usage:
 //   swift build -c release --product gemm-bench && .build/release/gemm-bench [--runs N] [--ms 128,1024]
 //                                                  [--shapes 768x768,768x3072,3072x768]   (K x N)
 // Per shape and implementation it prints the median and the best of N runs in GFLOP/s (2·M·N·K / wall time)
@@ -13,9 +14,12 @@
 //   cg 2t pool   the columns split in two halves (cg_column_range) over two persistent threads
 //                (the caller + one worker woken by a semaphore: no thread creation per call)
 //   cg 2t disp   the same split with DispatchQueue.concurrentPerform(iterations: 2)
+//   cg 2t spin   the same split over a persistent worker that spins (up to 5 ms) between jobs instead of
+//                sleeping at once, and a caller that spins for its completion (no wake-up latency)
 //   cg+gelu      1 thread, bias + GELU epilogue (only K x N = 768 x 3072, the FFN up-projection)
 //   blas 1t/2t   cblas_sgemm(RowMajor, NoTrans, Trans) without bias, openblas_set_num_threads(1 / 2)
 //   peak 1t/2t   12 independent 8-lane FMA chains per iteration (cg_fma_peak_loop), on 1 and on 2 threads
+//                (2 threads: through the spinning pair, so that it measures the cores, not the wake-up)
 // `gemm-bench --gelu-check [STEP]` instead compares cg_gelu / cg_phi_scalar with double-precision erfc over every
 // STEP-th f32 bit pattern with |x| <= 16 (STEP = 1: all 2.16e9 of them, a few minutes) and cg_gelu with
 // cg_gelu_scalar bit for bit, and prints the maximum relative errors (the bounds documented in cgemm.h).
@@ -23,6 +27,7 @@ import CGemm
 import COpenBLAS
 import Dispatch
 import Foundation
+import Synchronization
 
 func now() -> Double {
     var ts = timespec()
@@ -82,6 +87,48 @@ final class Pair: @unchecked Sendable {
     }
 }
 
+/// Like Pair, but the worker spins on an atomic job counter for up to `spin` seconds after each job (then blocks
+/// on a semaphore), and the caller spins for the worker's completion: no wake-up latency between back-to-back
+/// calls (an idle vCPU that has halted can take a long time to be rescheduled by the hypervisor).
+final class SpinPair: @unchecked Sendable {
+    private let generation = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    private let sleeping = Atomic<Int>(0)
+    private let wake = DispatchSemaphore(value: 0)
+    private var body: (@Sendable (Int) -> Void)?
+    let spin: Double
+    init(spin: Double) {
+        self.spin = spin
+        let t = Thread { [unowned self] in
+            var seen = 0
+            while true {
+                let deadline = now() + self.spin
+                var spins = 0
+                while self.generation.load(ordering: .acquiring) == seen {
+                    spins += 1
+                    if spins & 1023 == 0 && now() > deadline {
+                        self.sleeping.store(1, ordering: .sequentiallyConsistent)
+                        if self.generation.load(ordering: .sequentiallyConsistent) == seen { self.wake.wait() }
+                        self.sleeping.store(0, ordering: .sequentiallyConsistent)
+                    }
+                }
+                seen = self.generation.load(ordering: .acquiring)
+                self.body?(1)
+                self.finished.store(seen, ordering: .releasing)
+            }
+        }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    func run(_ f: @escaping @Sendable (Int) -> Void) {
+        body = f
+        let g = generation.add(1, ordering: .sequentiallyConsistent).newValue
+        if sleeping.load(ordering: .sequentiallyConsistent) == 1 { wake.signal() }
+        f(0)
+        while finished.load(ordering: .acquiring) != g {}
+    }
+}
+
 struct Sendy<T>: @unchecked Sendable { let value: T }
 
 /// Maximum relative errors of gelu and Φ against double precision over every `step`-th float in [-16, 16].
@@ -123,7 +170,7 @@ func geluCheck(step: UInt32) {
             }
         }
     }
-    print(String(format: "gelu: max relative error %.4e at x = %.9g (rms %.3e over %d normal results); "
+    print(String(format: "gelu: max relative error %.4e at x = %.9g (rms %.3e over %ld normal results); "
                  + "max absolute error %.3e where |gelu| < 2^-126", maxGelu, Double(argGelu), (sumSq / Double(count)).squareRoot(),
                  count, maxSub))
     print(String(format: "phi:  max relative error %.4e at x = %.9g; cg_gelu != cg_gelu_scalar: %d; documented bounds: gelu %.2e, phi %.2e",
@@ -156,6 +203,7 @@ while let a = args.next() {
 }
 
 let pair = Pair()
+let spinPair = SpinPair(spin: 0.005)
 let peakChunk = 100_000  // iterations per peak sample: 19.2 MFLOP, ~0.15 ms per thread
 
 print("gemm-bench: kernels=\(String(cString: cg_kernel_isa())), \(ProcessInfo.processInfo.activeProcessorCount) CPUs, "
@@ -205,6 +253,7 @@ for m in ms {
             ("cg 1t", true, { cg_gemm_packed(m, n, k, x, k, packed, bias, CG_EPILOGUE_BIAS, nil, 0, y, n, 0, n) }),
             ("cg 2t pool", false, { pair.run { t in cgPart(t) } }),
             ("cg 2t disp", false, { DispatchQueue.concurrentPerform(iterations: 2) { t in cgPart(t) } }),
+            ("cg 2t spin", false, { spinPair.run { t in cgPart(t) } }),
             ("blas 1t", true, {
                 openblas_set_num_threads(1)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k), 1, x,
@@ -227,6 +276,20 @@ for m in ms {
         var series = [Series](repeating: Series(), count: impls.count)
         for (_, _, body) in impls { body() }  // warm-up (page faults, OpenBLAS buffers)
         for _ in 0..<runs {
+            do {
+                let c0 = threadCPU(), t0 = now()
+                let f = cg_fma_peak_loop(peakIterations)
+                let t = now() - t0, c = threadCPU() - c0
+                peak1.wall.append(f / t / 1e9)
+                peak1.cpu.append(f / c / 1e9)
+            }
+            do {
+                let t0 = now()
+                let iterations = peakIterations
+                spinPair.run { _ in _ = cg_fma_peak_loop(iterations) }
+                let t = now() - t0
+                peak2.wall.append(2 * 2.0 * 8 * 12 * Double(peakIterations) / t / 1e9)
+            }
             for (i, impl) in impls.enumerated() {
                 let c0 = threadCPU(), t0 = now()
                 impl.2()
@@ -240,20 +303,10 @@ for m in ms {
                         .reduce(0, +) / 2 / 1e9)
                 }
             }
-            do {
-                let c0 = threadCPU(), t0 = now()
-                let f = cg_fma_peak_loop(peakIterations)
-                let t = now() - t0, c = threadCPU() - c0
-                peak1.wall.append(f / t / 1e9)
-                peak1.cpu.append(f / c / 1e9)
-            }
-            do {
-                let t0 = now()
-                let iterations = peakIterations
-                pair.run { _ in _ = cg_fma_peak_loop(iterations) }
-                let t = now() - t0
-                peak2.wall.append(2 * 2.0 * 8 * 12 * Double(peakIterations) / t / 1e9)
-            }
+            // OpenBLAS's worker threads spin (sched_yield loop) for a while after a threaded call: let them go
+            // to sleep, or they take the second core from the next round's 2-thread measurements.
+            openblas_set_num_threads(1)
+            usleep(150_000)
         }
         let p1m = median(peak1.wall), p1b = peak1.wall.max()!, p2m = median(peak2.wall), p2b = peak2.wall.max()!
         for (i, impl) in impls.enumerated() {
