@@ -61,10 +61,14 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * k)
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
             defer { codes.deallocate(); scales.deallocate() }
-            dq_quantize_activations_int8(x, rows, k, k, codes, scales)
+            parallelRows(rows) { r0, m in dq_quantize_activations_int8(x + r0 * k, m, k, k, codes + r0 * k, scales + r0) }
             let w = q.codes.assumingMemoryBound(to: Int8.self)
             let run = { (t: Int) in
-                dq_gemm_int8(rows, n, k, codes, scales, w, q.scales.pointer, bias, y, n, ranges[t].0, ranges[t].1)
+                // Row blocks keep the activation codes of one block in L2 while the weights stream past.
+                for r0 in stride(from: 0, to: rows, by: quantizedRowBlock) {
+                    let m = min(quantizedRowBlock, rows - r0)
+                    dq_gemm_int8(m, n, k, codes + r0 * k, scales + r0, w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
+                }
             }
             parallel(threads, run)
         case .q4:
@@ -72,10 +76,15 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * kp)
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * kp / 32)
             defer { codes.deallocate(); scales.deallocate() }
-            dq_quantize_activations_q8_blocks(x, rows, k, k, codes, scales)
+            parallelRows(rows) { r0, m in
+                dq_quantize_activations_q8_blocks(x + r0 * k, m, k, k, codes + r0 * kp, scales + r0 * (kp / 32))
+            }
             let w = q.codes.assumingMemoryBound(to: UInt8.self)
             let run = { (t: Int) in
-                dq_gemm_q4(rows, n, k, codes, scales, w, q.scales.pointer, bias, y, n, ranges[t].0, ranges[t].1)
+                for r0 in stride(from: 0, to: rows, by: quantizedRowBlock) {
+                    let m = min(quantizedRowBlock, rows - r0)
+                    dq_gemm_q4(m, n, k, codes + r0 * kp, scales + r0 * (kp / 32), w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
+                }
             }
             parallel(threads, run)
         }
@@ -151,6 +160,18 @@ func parallel(_ count: Int, _ body: (Int) -> Void) {
 private struct UncheckedJob: @unchecked Sendable {
     let body: (Int) -> Void
 }
+
+/// Splits rows [0, rows) into one contiguous range per compute thread.
+func parallelRows(_ rows: Int, _ body: (Int, Int) -> Void) {
+    let parts = max(1, min(ComputeThreads.count, rows / 32))
+    parallel(parts) { p in
+        let r0 = rows * p / parts, r1 = rows * (p + 1) / parts
+        if r1 > r0 { body(r0, r1 - r0) }
+    }
+}
+
+/// Rows per call of the quantized products (activation codes of a block stay in L2).
+let quantizedRowBlock = 128
 
 /// Threads the quantized products split their columns over (OpenBLAS gets the same number).
 enum ComputeThreads {
