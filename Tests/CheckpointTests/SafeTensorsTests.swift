@@ -220,3 +220,16 @@ final class JSONKeyIdentityTests: XCTestCase {
         XCTAssertEqual(v.objectValue?.count, 2)
     }
 }
+
+final class FormatSniffingTests: XCTestCase {
+    /// A safetensors header length whose low byte is 0x80 (e.g. 1664 = 0x680) is still safetensors.
+    func testHeaderLengthStartingWith0x80() throws {
+        var header = #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#
+        while header.utf8.count < 0x680 { header += " " }
+        let bytes = safetensorsBytes(header: header, data: [7])
+        XCTAssertEqual(bytes[0], 0x80)
+        let store = try TensorStore.read(ByteRegion(storage: .copy(bytes)), file: "x.safetensors")
+        XCTAssertEqual(store.format, .safetensors)
+        XCTAssertEqual(store["a"]?.int64s(), [7])
+    }
+}

@@ -85,14 +85,17 @@ public final class TensorStore: Sendable {
         if bytes.count >= 4, bytes[0] == 0x50, bytes[1] == 0x4B, (bytes[2] == 3 && bytes[3] == 4) || (bytes[2] == 5 && bytes[3] == 6) {
             return .pytorch
         }
-        if bytes[0] == 0x80 { return .pytorch }  // a raw pickle: the legacy torch format (the reader checks the magic)
-        if bytes.count >= 262, Array(bytes[257 ..< 262]) == Array("ustar".utf8) { return .pytorch }  // old tar format: refused there
         if bytes.count >= 9 {
-            // safetensors: a plausible little-endian header length, then '{' (possibly after spaces).
+            // safetensors: a plausible little-endian header length, then '{' (possibly after spaces). Checked
+            // before the pickle test: a header length whose low byte is 0x80 must not look like a pickle.
+            let headerLength = bytes.loadUnaligned(as: UInt64.self).littleEndian
             var k = 8
             while k < bytes.count, k < 64, bytes[k] == 0x20 || bytes[k] == 0x0A || bytes[k] == 0x09 || bytes[k] == 0x0D { k += 1 }
-            if k < bytes.count, bytes[k] == UInt8(ascii: "{") { return .safetensors }
+            if headerLength <= UInt64(bytes.count - 8), k < bytes.count, bytes[k] == UInt8(ascii: "{") { return .safetensors }
         }
+        if bytes[0] == 0x80 { return .pytorch }  // a raw pickle: the legacy torch format (the reader checks the magic)
+        if bytes.count >= 262, Array(bytes[257 ..< 262]) == Array("ustar".utf8) { return .pytorch }  // old tar format: refused there
+        if bytes.count >= 9, bytes[8] == UInt8(ascii: "{") || bytes[8] == 0x20 { return .safetensors }  // let the reader say what is wrong
         if path.hasSuffix(".safetensors") { return .safetensors }  // let the reader say what is wrong
         return .unknown("its first bytes match no known format")
     }
