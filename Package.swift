@@ -92,7 +92,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["Checkpoint", "DeBERTa", "CProtobufC"]
+            dependencies: ["Checkpoint", "DeBERTa", "CProtobufC"],
+            exclude: ["Snapshots"]
         ),
         .testTarget(
             name: "QuantizedKernelTests",
