@@ -2380,6 +2380,14 @@ class QuantLinear:
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 
+def tensor_scheme(scheme: str, name: str) -> str:
+    """q4 stores keep the MLM head's transform dense layer in int8 (mixed precision, as GGUF's Q4_K_M keeps
+    its most sensitive tensors at higher precision): the converter does the same (QuantizationScheme)."""
+    if scheme == "q4" and (name.endswith("lm_predictions.lm_head.dense") or name.endswith("cls.predictions.transform.dense")):
+        return "int8"
+    return scheme
+
+
 def quantized_linear_names(model: nn.Module) -> list:
     """Qualified names of the nn.Linear modules the runtime quantizes; every other nn.Linear must be
     listed in UNQUANTIZED_LINEARS (so a new head cannot silently stay float)."""
@@ -2409,7 +2417,7 @@ class quantized_linears:
         self.patched = []
         for name in self.names:
             mod = mods[name]
-            mod.forward = QuantLinear(mod.weight, mod.bias, self.scheme)
+            mod.forward = QuantLinear(mod.weight, mod.bias, tensor_scheme(self.scheme, name))
             mod.forward.record = self.record
             mod.forward.noise = self.noise
             self.patched.append(mod)

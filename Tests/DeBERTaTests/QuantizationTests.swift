@@ -109,7 +109,8 @@ final class QuantizationTests: XCTestCase {
 
 /// Accuracy where it means something: the small trained DeBERTa-v3-shaped masked LM (Tools/make_fixtures.py),
 /// quantized by the converter, against the f32 model's predictions on 256 held-out sequences (2,323 masked
-/// positions, `heldout.safetensors`: top-1 of the float64 transformers model at each [MASK]).
+/// positions, `heldout.safetensors`: top-1 of the float64 transformers model at each [MASK]). Targets of the
+/// issue: int8 ≥ 99% agreement and hidden-state cosine ≥ 0.999; q4 ≥ 95% and ≥ 0.99.
 final class QuantizedAccuracyTests: XCTestCase {
     let trained = repositoryRoot + "/Fixtures/models/v3-mlm-trained"
 
@@ -161,12 +162,9 @@ final class QuantizedAccuracyTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(emd, 0.99, "int8 EMD agreement")
                 XCTAssertGreaterThanOrEqual(hidden.cosine, 0.999, "int8 hidden-state cosine")
             case .q4:
-                // The issue's q4 target is ≥ 95% agreement; this model measures about 94.9% (the PyTorch
-                // simulation gives the same), so only the cosine target is asserted here and the gap is
-                // reported on the issue rather than hidden by a lower threshold.
+                XCTAssertGreaterThanOrEqual(plain, 0.95, "q4 plain-head agreement")
+                XCTAssertGreaterThanOrEqual(emd, 0.95, "q4 EMD agreement")
                 XCTAssertGreaterThanOrEqual(hidden.cosine, 0.99, "q4 hidden-state cosine")
-                XCTAssertGreaterThan(plain, 0.9)
-                XCTAssertGreaterThan(emd, 0.9)
             }
         }
         print("quantized accuracy on held-out text: " + measured.joined(separator: " | "))

@@ -92,7 +92,7 @@ public enum Converter {
             let unprefixed = TensorNaming.unprefixed(name)
             if let scheme = quantization, view.dtype.isFloatingPoint, view.shape.count == 2,
                QuantizationScheme.isQuantizedLinear(unprefixed) || (quantizeEmbeddings && unprefixed == "embeddings.word_embeddings.weight") {
-                outputs += quantized(view, name: name, scheme: scheme, log: log)
+                outputs += quantized(view, name: name, scheme: scheme.scheme(forWeight: unprefixed), log: log)
                 info?.shapes[name] = view.shape
                 written[name] = view
                 continue

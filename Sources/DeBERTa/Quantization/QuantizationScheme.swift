@@ -43,6 +43,17 @@ public enum QuantizationScheme: String, Sendable, CaseIterable {
 
     public var codeType: DType { self == .int8 ? .i8 : .u8 }
 
+    /// The scheme a given weight is stored in within a store of this scheme: q4 stores keep the MLM head's
+    /// transform dense layer in int8 (mixed precision, as GGUF's Q4_K_M keeps its most sensitive tensors at a
+    /// higher precision; on the trained fixture it lifts q4 top-1 agreement from 94.9% to about 96%). Readers
+    /// tell the two apart by the codes' dtype: I8 is int8, U8 is q4.
+    public func scheme(forWeight unprefixed: String) -> QuantizationScheme {
+        if self == .q4 && (unprefixed == "lm_predictions.lm_head.dense.weight" || unprefixed == "cls.predictions.transform.dense.weight") {
+            return .int8
+        }
+        return self
+    }
+
     /// Linear weights the converter quantizes (transformers names without the backbone prefix). Biases,
     /// LayerNorms, the relative and absolute position tables, token types and the conv layer stay f32;
     /// the word embeddings only with `--quantize-embeddings`.

@@ -101,13 +101,15 @@ struct WeightBinder {
     /// A weight matrix [n, k]: f32 (any float dtype) or, in a quantized store, codes + scales.
     mutating func matrix(_ name: String, _ n: Int, _ k: Int, optional: Bool = false) -> MatrixWeight? {
         let scaleName = name + QuantizationScheme.scaleSuffix
-        guard let scheme = quantization?.scheme, let scaleView = views[scaleName] else {
+        guard quantization != nil, let scaleView = views[scaleName] else {
             return tensor(name, [n, k], optional: optional).map { .f32($0) }
         }
         guard let codes = views[name] else {
             if !optional { missing.append(name) }
             return nil
         }
+        // Each weight's scheme comes from its codes (a q4 store keeps a few weights in int8).
+        let scheme: QuantizationScheme = codes.dtype == .i8 ? .int8 : .q4
         used.insert(name)
         used.insert(scaleName)
         let (codeShape, scaleShape) = scheme.storedShapes(n: n, k: k)
