@@ -7,7 +7,8 @@
 
 /* ------------------------------------------------------------------ dispatch */
 
-/* 0 = scalar, 1 = AVX2 (+FMA); -1 = not probed yet. Racing first calls all store the same value. */
+/* 0 = scalar, 1 = AVX2 (+FMA), 2 = AVX2 (+FMA) and AVX-VNNI (the int8 product uses 256-bit
+ * vpdpbusd, everything else the AVX2 kernels); -1 = not probed yet. Racing first calls all store the same value. */
 static _Atomic int dq_level_cache = -1;
 
 static int dq_probe(void) {
@@ -15,7 +16,8 @@ static int dq_probe(void) {
     __builtin_cpu_init();
     /* The CPU must have the instructions and the OS must save the YMM state: the runtime's
      * __builtin_cpu_supports checks both (XGETBV) for AVX-family features. */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return __builtin_cpu_supports("avxvnni") ? 2 : 1;
 #endif
     return 0;
 }
@@ -29,7 +31,10 @@ static inline int dq_level(void) {
     return v;
 }
 
-const char *dq_kernel_isa(void) { return dq_level() == 1 ? "avx2" : "scalar"; }
+const char *dq_kernel_isa(void) {
+    int v = dq_level();
+    return v == 2 ? "avxvnni" : v == 1 ? "avx2" : "scalar";
+}
 
 /* ------------------------------------------------------------------ int8 */
 
@@ -51,7 +56,7 @@ void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, siz
 
 void dq_quantize_activations_int8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales) {
 #if defined(__x86_64__)
-    if (dq_level() == 1) {
+    if (dq_level() >= 1) {
         dq_quantize_activations_int8_avx2(x, m, k, ldx, q, scales);
         return;
     }
@@ -80,12 +85,38 @@ void dq_gemm_int8_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const f
 void dq_gemm_int8(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
                   const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
 #if defined(__x86_64__)
-    if (dq_level() == 1) {
+    int level = dq_level();
+    if (level == 2) {
+        dq_gemm_int8_avxvnni(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+    if (level == 1) {
         dq_gemm_int8_avx2(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
         return;
     }
 #endif
     dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+}
+
+int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                     const int8_t *wq, const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
+                     size_t n_end) {
+    if (strcmp(isa, "scalar") == 0) {
+        dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#if defined(__x86_64__)
+    int level = dq_level();
+    if (strcmp(isa, "avx2") == 0 && level >= 1) {
+        dq_gemm_int8_avx2(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+    if (strcmp(isa, "avxvnni") == 0 && level >= 2) {
+        dq_gemm_int8_avxvnni(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#endif
+    return 0;
 }
 
 /* ------------------------------------------------------------------ q4 */
@@ -152,7 +183,7 @@ void dq_quantize_activations_q8_blocks_scalar(const float *x, size_t m, size_t k
 void dq_quantize_activations_q8_blocks(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
                                        float *scales) {
 #if defined(__x86_64__)
-    if (dq_level() == 1) {
+    if (dq_level() >= 1) {
         dq_quantize_activations_q8_blocks_avx2(x, m, k, ldx, q, scales);
         return;
     }
@@ -191,7 +222,7 @@ void dq_gemm_q4_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const flo
 void dq_gemm_q4(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *wq,
                 const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
 #if defined(__x86_64__)
-    if (dq_level() == 1) {
+    if (dq_level() >= 1) {
         dq_gemm_q4_avx2(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
         return;
     }

@@ -242,6 +242,106 @@ DQ_AVX2 void dq_gemm_int8_avx2(size_t m, size_t n, size_t k, const int8_t *xq, c
     }
 }
 
+/* ================================================================== int8 product, AVX-VNNI */
+
+/* The same tiling, blocking, reduction, scalar tail and epilogue as dq_gemm_int8_avx2; only the
+ * inner product differs: {vex} vpdpbusd adds the four u8·s8 products of each 32-bit lane to the
+ * int32 accumulator in one instruction (no int16 intermediate, no vpmaddwd, no separate add).
+ * Same sign trick: |x| as unsigned bytes times sign(x)·w. Each lane gains at most 4·127·127 = 64516
+ * per chunk and holds ceil(K/8) products in total, far from int32 overflow for K <= DQ_INT8_MAX_K
+ * (the total Σ over all lanes is bounded by 127·127·K as in the scalar reference). vpdpbusd does
+ * not saturate, and the integer sums are exact, so the result equals the scalar reference bit for
+ * bit. */
+#define DQ_VNNI __attribute__((target("avxvnni,avx2,fma,f16c")))
+
+DQ_VNNI DQ_INLINE void i8_tile_vnni(const int R, const int C, size_t k, const int8_t *x, const int8_t *w,
+                                    __m128i sums[I8_TR]) {
+    __m256i acc[I8_TR][I8_TC];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < I8_TC; c++) acc[r][c] = _mm256_setzero_si256();
+    size_t kk = 0;
+    for (; kk + 32 <= k; kk += 32) {
+        __m256i wv[I8_TC];
+        for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_si256((const __m256i *)(w + (size_t)c * k + kk));
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (size_t)r * k + kk));
+            __m256i ax = _mm256_sign_epi8(xv, xv); /* |x| as unsigned bytes (x != -128 by the clamp) */
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_dpbusd_avx_epi32(acc[r][c], ax, _mm256_sign_epi8(wv[c], xv));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        __m256i h01 = _mm256_hadd_epi32(acc[r][0], acc[r][1]);
+        __m256i h23 = _mm256_hadd_epi32(acc[r][2], acc[r][3]);
+        __m256i h = _mm256_hadd_epi32(h01, h23);
+        sums[r] = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    }
+    if (kk < k) {
+        for (int r = 0; r < R; r++) {
+            int32_t t[4];
+            _mm_storeu_si128((__m128i *)t, sums[r]);
+            for (int c = 0; c < C; c++) {
+                const int8_t *xr = x + (size_t)r * k, *wc = w + (size_t)c * k;
+                int32_t s = 0;
+                for (size_t j = kk; j < k; j++) s += (int32_t)xr[j] * (int32_t)wc[j];
+                t[c] += s;
+            }
+            sums[r] = _mm_loadu_si128((const __m128i *)t);
+        }
+    }
+}
+
+DQ_VNNI DQ_INLINE void i8_block_vnni(const int R, const int C, size_t k, const int8_t *x, const float *xs,
+                                     const int8_t *w, const float *ws, const float *bias, float *y, size_t ldy) {
+    __m128i sums[I8_TR];
+    i8_tile_vnni(R, C, k, x, w, sums);
+    i8_store(R, C, sums, xs, ws, bias, y, ldy); /* the same epilogue as the AVX2 kernel */
+}
+
+#define I8V_COLS(R)                                                                                      \
+    do {                                                                                                 \
+        size_t o = o0;                                                                                   \
+        for (; o + 4 <= o1; o += 4)                                                                      \
+            i8_block_vnni(R, 4, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy);    \
+        switch (o1 - o) {                                                                                \
+        case 3: i8_block_vnni(R, 3, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        case 2: i8_block_vnni(R, 2, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        case 1: i8_block_vnni(R, 1, k, xr, xsr, wq + o * k, ws + o, bias ? bias + o : NULL, yr + o, ldy); break; \
+        default: break;                                                                                  \
+        }                                                                                                \
+    } while (0)
+
+DQ_VNNI void dq_gemm_int8_avxvnni(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                                  const int8_t *wq, const float *ws, const float *bias, float *y, size_t ldy,
+                                  size_t n_begin, size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (m == 0 || n_begin >= n_end) return;
+    size_t nbk = k ? (I8_BLOCK_BYTES / k) & ~(size_t)3 : 64;
+    if (nbk < 4) nbk = 4;
+    if (nbk > 1024) nbk = 1024;
+    for (size_t o0 = n_begin; o0 < n_end; o0 += nbk) {
+        size_t o1 = o0 + nbk < n_end ? o0 + nbk : n_end;
+        size_t r = 0;
+        for (; r + I8_TR <= m; r += I8_TR) {
+            const int8_t *xr = xq + r * k;
+            const float *xsr = xs + r;
+            float *yr = y + r * ldy;
+            I8V_COLS(I8_TR);
+        }
+        const int8_t *xr = xq + r * k;
+        const float *xsr = xs + r;
+        float *yr = y + r * ldy;
+        switch (m - r) {
+#if I8_TR > 3
+        case 3: I8V_COLS(3); break;
+#endif
+        case 2: I8V_COLS(2); break;
+        case 1: I8V_COLS(1); break;
+        default: break;
+        }
+    }
+}
+
 /* ================================================================== q4 product */
 
 /* Rows per tile. Per 8-block group and row: 8 vpmaddubsw + 8 int16 adds + 1 vpmaddwd and the float

@@ -90,10 +90,12 @@ final class QuantizedKernelTests: XCTestCase {
             throw XCTSkip("no flags line in /proc/cpuinfo")
         }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        let expected = flags.contains("avx2") && flags.contains("fma") ? "avx2" : "scalar"
+        // AVX-VNNI (Linux flag "avx_vnni") on top of AVX2 + FMA selects the VNNI int8 kernel.
+        let expected = flags.contains("avx2") && flags.contains("fma")
+            ? (flags.contains("avx_vnni") ? "avxvnni" : "avx2") : "scalar"
         XCTAssertEqual(isa, expected)
         #elseif arch(x86_64)
-        XCTAssert(isa == "avx2" || isa == "scalar")
+        XCTAssert(isa == "avxvnni" || isa == "avx2" || isa == "scalar")
         #else
         XCTAssertEqual(isa, "scalar")
         #endif
@@ -326,6 +328,79 @@ final class QuantizedKernelTests: XCTestCase {
             }
         }
         print("int8 dispatch==scalar cases: \(cases)")
+    }
+
+    /// Every int8 kernel this CPU can run (scalar, AVX2, AVX-VNNI), called explicitly, against the scalar
+    /// reference: the dispatch test above only covers the kernel this CPU selects.
+    func testInt8EachKernelEqualsScalar() {
+        let isa = String(cString: dq_kernel_isa())
+        var ran: [String: Int] = [:]
+        for m in Self.ms {
+            for n in Self.ns {
+                for k in Self.ks + [64, 100, 3072] {
+                    let seed = UInt64(m * 1_000_000 + n * 1000 + k) ^ 0x77
+                    let x = makeData(m * k, seed: seed, style: Int(seed % 4))
+                    let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
+                    let bias = makeData(n, seed: seed ^ 0x55)
+                    var xq = [Int8](repeating: 0, count: m * k), xs = [Float](repeating: 0, count: m)
+                    var wq = [Int8](repeating: 0, count: n * k), ws = [Float](repeating: 0, count: n)
+                    dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
+                    dq_quantize_weights_int8(w, n, k, &wq, &ws)
+                    let ldy = n + 3
+                    for (b, e) in columnRanges(n) {
+                        for useBias in [false, true] {
+                            let bp: [Float]? = useBias ? bias : nil
+                            var ref = [Float](repeating: -7, count: m * ldy)
+                            bp.withOptionalPointer { bptr in
+                                dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bptr, &ref, ldy, b, e)
+                            }
+                            for kernel in ["scalar", "avx2", "avxvnni"] {
+                                var y = [Float](repeating: -7, count: m * ldy)
+                                let ok = bp.withOptionalPointer { bptr in
+                                    dq_gemm_int8_isa(kernel, m, n, k, xq, xs, wq, ws, bptr, &y, ldy, b, e)
+                                }
+                                if ok == 0 {
+                                    XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
+                                    continue
+                                }
+                                ran[kernel, default: 0] += 1
+                                XCTAssertEqual(bits(y), bits(ref), "\(kernel) m=\(m) n=\(n) k=\(k) cols=\(b)..<\(e)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("int8 per-kernel==scalar cases: \(ran)")
+        XCTAssertGreaterThan(ran["scalar"] ?? 0, 0)
+        XCTAssertEqual(dq_gemm_int8_isa("no-such-kernel", 0, 0, 0, nil, nil, nil, nil, nil, nil, 0, 0, 0), 0)
+        // The kernel the dispatch picks must be runnable explicitly.
+        if isa != "scalar" { XCTAssertGreaterThan(ran[isa] ?? 0, 0, isa) }
+        if isa == "avxvnni" { XCTAssertGreaterThan(ran["avx2"] ?? 0, 0, "AVX2 path must stay available") }
+    }
+
+    /// Largest magnitudes on every kernel: all products ±127·127, long K (many int32 accumulations).
+    func testInt8EachKernelSaturationEdges() {
+        for (m, n, k) in [(4, 6, 768), (3, 5, 8192 + 17)] {
+            var x = [Float](repeating: 1, count: m * k), w = [Float](repeating: 1, count: n * k)
+            for i in 0..<(m * k) where (i / 7) % 2 == 1 { x[i] = -1 }
+            for i in 0..<(n * k) where (i / 5) % 3 == 1 { w[i] = -1 }
+            for i in 0..<k { w[i] = -1; x[i] = 1 }  // row 0 / channel 0: every product -127·127
+            for i in 0..<k { w[k + i] = 1; x[k + i] = 1 }  // row 1 / channel 1: every product +127·127
+            var xq = [Int8](repeating: 0, count: m * k), xs = [Float](repeating: 0, count: m)
+            var wq = [Int8](repeating: 0, count: n * k), ws = [Float](repeating: 0, count: n)
+            dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
+            dq_quantize_weights_int8(w, n, k, &wq, &ws)
+            var ref = [Float](repeating: 0, count: m * n)
+            dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, nil, &ref, n, 0, n)
+            XCTAssertEqual(Double(ref[0]), -Double(k), accuracy: Double(k) * 1e-6)
+            XCTAssertEqual(Double(ref[n + 1]), Double(k), accuracy: Double(k) * 1e-6)
+            for kernel in ["avx2", "avxvnni"] {
+                var y = [Float](repeating: 0, count: m * n)
+                if dq_gemm_int8_isa(kernel, m, n, k, xq, xs, wq, ws, nil, &y, n, 0, n) == 0 { continue }
+                XCTAssertEqual(bits(y), bits(ref), "\(kernel) k=\(k)")
+            }
+        }
     }
 
     func testQ4GemmDispatchEqualsScalar() {

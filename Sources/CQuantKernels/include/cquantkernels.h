@@ -110,7 +110,8 @@ extern "C" {
 /* Largest K for which the int8 product's int32 sums cannot overflow: 127·127·K <= 2^31 - 1. */
 #define DQ_INT8_MAX_K ((size_t)133144)
 
-/* Which kernels the dispatching functions use on this CPU: "avx2" or "scalar". */
+/* Which kernels the dispatching functions use on this CPU: "avxvnni" (AVX2 + FMA + AVX-VNNI: the int8
+ * product uses the AVX-VNNI kernel, everything else the AVX2 kernels), "avx2" or "scalar". */
 const char *dq_kernel_isa(void);
 
 /* ---------------------------------------------------------------- int8 (scheme 1) */
@@ -131,12 +132,22 @@ void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, siz
  * xq [m, k], xs [m], wq [n, k], ws [n], bias [n] or NULL, y with row stride ldy (element (r, o) at
  * y[r·ldy + o]); other columns of y are not touched. Requires k <= DQ_INT8_MAX_K.
  * AVX2 path: 32-byte chunks along K with 2 rows × 4 output channels (and smaller edge tiles) per
- * inner loop, int32 accumulation over the whole K, a scalar loop for the last k mod 32 elements. */
+ * inner loop, int32 accumulation over the whole K, a scalar loop for the last k mod 32 elements.
+ * AVX-VNNI path (CPUs with AVX-VNNI, e.g. Alder Lake, Sapphire Rapids, Zen 5): the same tiling with
+ * 256-bit vpdpbusd (|x| · sign(x)·w, 4 products added to int32 per lane) instead of
+ * vpmaddubsw + vpmaddwd + vpaddd; bit-identical as well. */
 void dq_gemm_int8(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
                   const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
 void dq_gemm_int8_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
                          const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
                          size_t n_end);
+
+/* Runs one specific int8 kernel: isa = "scalar", "avx2" or "avxvnni" (same arguments as dq_gemm_int8).
+ * Returns 1, or 0 without touching y if that kernel is not built for this target or not supported by
+ * this CPU. For tests and benchmarks. */
+int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                     const int8_t *wq, const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
+                     size_t n_end);
 
 /* ---------------------------------------------------------------- q4 / q8 blocks (scheme 2) */
 
