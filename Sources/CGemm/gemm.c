@@ -2,21 +2,36 @@
  * The contract (layout, epilogues, rounding, column ranges) is documented in include/cgemm.h. */
 #include "gemm_internal.h"
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
 
 /* ------------------------------------------------------------------ dispatch */
 
-/* 0 = scalar, 1 = AVX2 + FMA; -1 = not probed yet. Racing first calls all store the same value. */
+/* 0 = scalar, 1 = AVX2 + FMA, 2 = AVX-512 F (+ AVX2 + FMA); -1 = not probed yet. Racing first calls all
+ * store the same value. */
 static _Atomic int cg_level_cache = -1;
 
-static int cg_probe(void) {
+static int cg_cpu_level(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    /* __builtin_cpu_supports checks the CPUID bits and that the OS saves the YMM state (XGETBV). */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    /* __builtin_cpu_supports checks the CPUID bits and that the OS saves the YMM / ZMM state (XGETBV). */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        if (__builtin_cpu_supports("avx512f")) return 2;
+        return 1;
+    }
 #endif
     return 0;
+}
+
+static int cg_probe(void) {
+    int level = cg_cpu_level();
+    /* DEBERTA_GEMM_ISA=scalar|avx2 caps the kernels (comparisons, or CPUs where 512-bit code clocks down). */
+    const char *cap = getenv("DEBERTA_GEMM_ISA");
+    if (cap && strcmp(cap, "scalar") == 0) level = 0;
+    else if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
+    return level;
 }
 
 static inline int cg_level(void) {
@@ -28,7 +43,10 @@ static inline int cg_level(void) {
     return v;
 }
 
-const char *cg_kernel_isa(void) { return cg_level() == 1 ? "avx2" : "scalar"; }
+const char *cg_kernel_isa(void) {
+    int level = cg_level();
+    return level == 2 ? "avx512" : level == 1 ? "avx2" : "scalar";
+}
 
 /* ------------------------------------------------------------------ packing */
 
@@ -144,12 +162,42 @@ void cg_gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx, co
                     size_t n_begin, size_t n_end) {
     if (m == 0 || n_begin >= n_end || !cg_range_ok(n, n_begin, n_end)) return;
 #if defined(__x86_64__)
-    if (k > 0 && cg_level() == 1) {
+    int level = cg_level();
+    if (k > 0 && level == 2) {
+        cg_gemm_packed_avx512(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+        return;
+    }
+    if (k > 0 && level == 1) {
         cg_gemm_packed_avx2(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
         return;
     }
 #endif
     cg_gemm_packed_scalar(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+}
+
+int cg_gemm_packed_isa(const char *isa, size_t m, size_t n, size_t k, const float *x, size_t ldx,
+                       const float *packed, const float *bias, int epilogue, const float *residual, size_t ldr,
+                       float *y, size_t ldy, size_t n_begin, size_t n_end) {
+    if (strcmp(isa, "scalar") == 0) {
+        cg_gemm_packed_scalar(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#if defined(__x86_64__)
+    int have = cg_cpu_level();
+    int want = strcmp(isa, "avx512") == 0 ? 2 : strcmp(isa, "avx2") == 0 ? 1 : -1;
+    if (want < 1 || have < want) return 0;
+    if (m == 0 || n_begin >= n_end || !cg_range_ok(n, n_begin, n_end) || k == 0) {
+        cg_gemm_packed_scalar(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+        return 1;
+    }
+    if (want == 2)
+        cg_gemm_packed_avx512(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+    else
+        cg_gemm_packed_avx2(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* ------------------------------------------------------------------ GELU */
@@ -174,7 +222,9 @@ void cg_gelu(const float *x, float *y, size_t count) {
 
 double cg_fma_peak_loop(size_t iterations) {
 #if defined(__x86_64__)
-    if (cg_level() == 1) return cg_fma_peak_loop_avx2(iterations);
+    int level = cg_cpu_level();
+    if (level == 2) return cg_fma_peak_loop_avx512(iterations);
+    if (level == 1) return cg_fma_peak_loop_avx2(iterations);
 #endif
     (void)iterations;
     return 0;

@@ -74,18 +74,26 @@ private struct Problem {
 
     /// Runs `f` into a y buffer prefilled with a sentinel; returns it.
     func run(epilogue: Int32, withBias: Bool = true, range: (Int, Int)? = nil, scalar: Bool = false,
-             sentinel: Float = -7.25) -> [Float] {
+             isa: String? = nil, sentinel: Float = -7.25) -> [Float]? {
         var y = [Float](repeating: sentinel, count: max(m * ldy, 1))
         let (nb, ne) = range ?? (0, n)
+        var ran = true
         bias.withUnsafeBufferPointer { b in
             let bp = withBias ? b.baseAddress : nil
-            if scalar {
+            if let isa {
+                ran = cg_gemm_packed_isa(isa, m, n, k, x, ldx, packed.pointer, bp, epilogue, residual, ldr, &y, ldy, nb, ne) == 1
+            } else if scalar {
                 cg_gemm_packed_scalar(m, n, k, x, ldx, packed.pointer, bp, epilogue, residual, ldr, &y, ldy, nb, ne)
             } else {
                 cg_gemm_packed(m, n, k, x, ldx, packed.pointer, bp, epilogue, residual, ldr, &y, ldy, nb, ne)
             }
         }
-        return y
+        return ran ? y : nil
+    }
+
+    func run(epilogue: Int32, withBias: Bool = true, range: (Int, Int)? = nil, scalar: Bool = false,
+             sentinel: Float = -7.25) -> [Float] {
+        run(epilogue: epilogue, withBias: withBias, range: range, scalar: scalar, isa: nil, sentinel: sentinel)!
     }
 
     /// Float64 value of the linear part and its bound term Σ|x||w| + |b| + |r|.
@@ -159,7 +167,9 @@ private func sameBits(_ a: [Float], _ b: [Float]) -> Bool {
 final class GemmTests: XCTestCase {
     func testKernelIsa() {
         let isa = String(cString: cg_kernel_isa())
-        XCTAssert(isa == "avx2" || isa == "scalar", isa)
+        XCTAssert(isa == "avx512" || isa == "avx2" || isa == "scalar", isa)
+        var one: [Float] = [0]
+        XCTAssertEqual(cg_gemm_packed_isa("neon", 1, 1, 1, [1], 1, [1], nil, CG_EPILOGUE_NONE, nil, 1, &one, 1, 0, 1), 0)
         #if arch(x86_64)
         print("CGemm kernels: \(isa)")
         #endif
@@ -229,6 +239,36 @@ final class GemmTests: XCTestCase {
         }
         print(String(format: "%d shapes: largest error / documented bound = %.4f (K >= 64: %.4f)", shapes.count, worst,
                      worstLargeK))
+    }
+
+    /// Each SIMD kernel this CPU has, named explicitly (whatever the dispatch picks), against the scalar
+    /// reference bit for bit: the AVX-512 kernel's 8 x 48 tiles and its hand-offs to the AVX2 kernel (rows past
+    /// a multiple of 8, a last single panel), every epilogue, column ranges of odd panel counts, padded
+    /// leading dimensions, K blocks (K > 192).
+    func testEachKernelMatchesScalar() {
+        var tested: [String] = []
+        for isa in ["avx2", "avx512"] {
+            var ran = false
+            for (m, n, k) in [(1, 48, 5), (7, 49, 33), (8, 48, 4), (8, 72, 1), (9, 96, 195), (16, 17, 64), (17, 120, 400),
+                              (130, 768, 769), (64, 3072, 64), (24, 50, 3)] {
+                let p = Problem(m: m, n: n, k: k, seed: UInt64(m * 31 + n * 7 + k), pad: (m + k) % 3)
+                for epilogue in [CG_EPILOGUE_NONE, CG_EPILOGUE_BIAS, CG_EPILOGUE_BIAS_GELU, CG_EPILOGUE_BIAS_RESIDUAL] {
+                    for range in [(0, n), (min(24, n), n), (0, min(72, n))] where range.0 < range.1 {
+                        guard let y = p.run(epilogue: epilogue, withBias: epilogue != CG_EPILOGUE_NONE, range: range, isa: isa) else {
+                            continue
+                        }
+                        ran = true
+                        let ys = p.run(epilogue: epilogue, withBias: epilogue != CG_EPILOGUE_NONE, range: range, scalar: true)
+                        XCTAssert(sameBits(y, ys), "\(isa) != scalar m=\(m) n=\(n) k=\(k) ep=\(epilogue) range=\(range)")
+                    }
+                }
+            }
+            if ran { tested.append(isa) }
+        }
+        #if arch(x86_64)
+        XCTAssert(tested.contains("avx2") || String(cString: cg_kernel_isa()) == "scalar")
+        #endif
+        print("kernels compared with the scalar reference: \(tested)")
     }
 
     func testEveryEpilogue() {

@@ -38,7 +38,7 @@ extern "C" {
  * Putting bias / residual into the initial accumulator (instead of adding them after the sum)
  * costs nothing in the inner loop, and it lets `residual` alias `y`: see ALIASING.
  *
- * The AVX2 kernel and the scalar reference evaluate exactly this sequence, so on x86-64
+ * The AVX-512 and AVX2 kernels and the scalar reference evaluate exactly this sequence, so on x86-64
  * cg_gemm_packed and cg_gemm_packed_scalar return BIT-IDENTICAL results (the GELU included: its
  * scalar form performs the same f32 operations in the same order), whatever the shapes, the
  * column range or the thread split. This holds wherever fmaf is a correctly rounded fused
@@ -107,7 +107,9 @@ extern "C" {
 #define CG_PHI_MAX_REL_ERROR 1.8e-7
 #define CG_GELU_MAX_REL_ERROR 2.3e-7
 
-/* Which kernels the dispatching functions use on this CPU: "avx2" (AVX2 + FMA) or "scalar". */
+/* Which kernels the dispatching functions use on this CPU: "avx512" (AVX-512 F, 8 x 48 register tile),
+ * "avx2" (AVX2 + FMA, 4 x 24 tile) or "scalar". The environment variable DEBERTA_GEMM_ISA=avx2 or =scalar
+ * (read once, at the first call) caps the choice. All three compute the same bits. */
 const char *cg_kernel_isa(void);
 
 /* Floats per packed panel for this K: 24·K rounded up to a multiple of 16. */
@@ -141,7 +143,8 @@ void cg_column_range(size_t n, size_t parts, size_t part, size_t *begin, size_t 
 /* Y[r, o] for r < m, n_begin <= o < n_end, as documented above. x [m, k] (ldx >= k), packed from
  * cg_pack_weights(W, n, k, ...), bias [n] or NULL, residual (epilogue 3 only; else ignored, may be
  * NULL) [m, n] with ldr >= n, y with ldy >= n (element (r, o) at y[r·ldy + o]).
- * Dispatching: AVX2+FMA kernel when the CPU has it (probed once), else the scalar reference (also
+ * Dispatching: the AVX-512 F kernel, else the AVX2+FMA kernel when the CPU has it (probed once, capped by
+ * DEBERTA_GEMM_ISA), else the scalar reference (also
  * used for K = 0). The scalar reference is slow (one fmaf per multiply-add; a library call on x86-64
  * builds without -mfma): it is the portable fallback and the tests' oracle. */
 void cg_gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
@@ -151,6 +154,12 @@ void cg_gemm_packed_scalar(size_t m, size_t n, size_t k, const float *x, size_t 
                            const float *bias, int epilogue, const float *residual, size_t ldr, float *y,
                            size_t ldy, size_t n_begin, size_t n_end);
 
+/* Test hook: the same product with one named kernel ("scalar", "avx2" or "avx512"), whatever the
+ * dispatch would choose. Returns 0 (and writes nothing) when this CPU cannot run that kernel. */
+int cg_gemm_packed_isa(const char *isa, size_t m, size_t n, size_t k, const float *x, size_t ldx,
+                       const float *packed, const float *bias, int epilogue, const float *residual, size_t ldr,
+                       float *y, size_t ldy, size_t n_begin, size_t n_end);
+
 /* y[i] = gelu(x[i]) as in the GELU epilogue (same function, bit for bit). x == y is allowed. */
 void cg_gelu(const float *x, float *y, size_t count);
 void cg_gelu_scalar(const float *x, float *y, size_t count);
@@ -158,8 +167,10 @@ void cg_gelu_scalar(const float *x, float *y, size_t count);
 /* Φ(x) = (1 + erf(x / √2)) / 2 as used inside the GELU (for tests). */
 void cg_phi_scalar(const float *x, float *y, size_t count);
 
-/* Benchmark helper: runs `iterations` rounds of 12 independent 8-lane FMA chains (AVX2) and returns
- * the flop count performed (2 · 8 · 12 · iterations), or 0 without AVX2+FMA. */
+/* Benchmark helper: runs `iterations` rounds of 12 independent FMA chains of the widest vectors this CPU
+ * has (16 lanes with AVX-512 F, else 8 with AVX2 + FMA) and returns the flop count performed
+ * (2 · lanes · 12 · iterations), or 0 without AVX2+FMA. This is the machine's FMA peak whatever
+ * DEBERTA_GEMM_ISA says. */
 double cg_fma_peak_loop(size_t iterations);
 
 #ifdef __cplusplus

@@ -1,0 +1,199 @@
+/* AVX-512 F kernel of the packed product (x86-64 only). Compiled without -mavx512f: every function carries a
+ * target attribute and is only called after the run-time check in gemm.c. Results are bit-identical to the
+ * scalar reference and to the AVX2 kernel (include/cgemm.h): each output is one fma chain over k in increasing
+ * order, started from the same initial value; partial sums between K blocks are stored in Y and reloaded.
+ *
+ * The register tile is 8 rows x 48 columns = two consecutive 24-column panels p and p + 1 (the packed layout
+ * is the same as for the AVX2 kernel; nothing is repacked). Per k step:
+ *   zmm28 = panel p     [k][0..15]        zmm29 = panel p + 1 [k][0..15]
+ *   zmm30 = panel p     [k][16..23] | panel p + 1 [k][16..23]   (one ymm load + one vinsertf64x4 from memory)
+ * and per row one broadcast of X into zmm31 and 3 FMAs: 24 accumulators, 24 full-width FMAs per 4 loads of W
+ * and 8 broadcasts. 32 zmm registers in all; the k loop is inline assembly so that the allocation is fixed.
+ * Accumulator c_r2 holds columns 16..23 in its low half and 40..47 in its high half.
+ *
+ * Rows beyond the last multiple of 8 and a last single or partial panel go to the AVX2
+ * kernel, which computes the same bits. Blocking: K blocks of at most CG512_KC (the panel-pair slice,
+ * 48 x KC floats, stays in L2 while the row tiles of one M block pass over it), M blocks of CG512_MC rows
+ * (X block in L2). */
+#include "gemm_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+#define CG_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+#ifndef CG512_KC
+#define CG512_KC 768 /* panel pair slice 48 x 768 x 4 = 144 KiB in L2 (measured: 85% of the zmm FMA peak at
+                         * M = 128, against 71-78% with L1-sized blocks of 128-256: the partial sums cost more) */
+#endif
+#ifndef CG512_MC
+#define CG512_MC 128 /* X block 128 x 768 x 4 = 384 KiB in L2 */
+#endif
+
+/* One k step: W of both panels at byte offset WOFF, the 8 rows' X at byte offset XOFF. Rows 0..4 are
+ * addressed from %[xa] (+ 0, ld, 2 ld, 3 ld, 4 ld), rows 5..7 from %[xb] = xa + 5 ld (+ 0, ld, 2 ld). */
+#define CG512_ROW(ADDR, C0, C1, C2)                 \
+    "vbroadcastss " ADDR ", %%zmm31\n"              \
+    "vfmadd231ps %%zmm28, %%zmm31, %[" C0 "]\n"     \
+    "vfmadd231ps %%zmm29, %%zmm31, %[" C1 "]\n"     \
+    "vfmadd231ps %%zmm30, %%zmm31, %[" C2 "]\n"
+
+#define CG512_STEP(WOFF, XOFF)                                         \
+    "vmovups " #WOFF "(%[w]), %%zmm28\n"                               \
+    "vmovups " #WOFF "(%[w2]), %%zmm29\n"                              \
+    "vmovups " #WOFF "+64(%[w]), %%ymm30\n"                            \
+    "vinsertf64x4 $1, " #WOFF "+64(%[w2]), %%zmm30, %%zmm30\n"         \
+    CG512_ROW(#XOFF "(%[xa])", "c00", "c01", "c02")                    \
+    CG512_ROW(#XOFF "(%[xa],%[ld])", "c10", "c11", "c12")              \
+    CG512_ROW(#XOFF "(%[xa],%[ld],2)", "c20", "c21", "c22")            \
+    CG512_ROW(#XOFF "(%[xa],%[ld3])", "c30", "c31", "c32")             \
+    CG512_ROW(#XOFF "(%[xa],%[ld],4)", "c40", "c41", "c42")            \
+    CG512_ROW(#XOFF "(%[xb])", "c50", "c51", "c52")                    \
+    CG512_ROW(#XOFF "(%[xb],%[ld])", "c60", "c61", "c62")              \
+    CG512_ROW(#XOFF "(%[xb],%[ld],2)", "c70", "c71", "c72")
+
+#define CG512_ACC(r) [c##r##0] "+v"(c[r][0]), [c##r##1] "+v"(c[r][1]), [c##r##2] "+v"(c[r][2])
+#define CG512_ACCUMULATORS CG512_ACC(0), CG512_ACC(1), CG512_ACC(2), CG512_ACC(3), CG512_ACC(4), CG512_ACC(5), \
+                           CG512_ACC(6), CG512_ACC(7)
+
+enum { CG512_LOAD = 0, CG512_ZERO = 1, CG512_BIAS = 2, CG512_BIAS_RES = 3, CG512_RES = 4 };
+
+/* 48 floats of a row laid out as the accumulators: [0..15], [24..39], [16..23 | 40..47]. */
+CG_AVX512 static inline __attribute__((always_inline)) void cg512_load48(const float *p, __m512 out[3]) {
+    out[0] = _mm512_loadu_ps(p);
+    out[1] = _mm512_loadu_ps(p + 24);
+    out[2] = _mm512_insertf64x4(_mm512_castps256_ps512(_mm256_loadu_ps(p + 16)),
+                                _mm256_castps_pd(_mm256_loadu_ps(p + 40)), 1);
+}
+
+CG_AVX512 static inline __attribute__((always_inline)) void cg512_store48(float *p, const __m512 v[3]) {
+    _mm512_storeu_ps(p, v[0]);
+    _mm512_storeu_ps(p + 24, v[1]);
+    _mm256_storeu_ps(p + 16, _mm512_castps512_ps256(v[2]));
+    _mm256_storeu_ps(p + 40, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[2]), 1)));
+}
+
+/* c[r·ldc + j] (r < 8, j < 48) = init + Σ_{i<kc} x_r[i] · W[i][j] over the panel slices w (columns 0..23)
+ * and w2 (24..47), each an fma chain in increasing i. x rows at x + r·ldx. */
+CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const float *x, size_t ldx, const float *w,
+                                                              const float *w2, float *y, size_t ldy, int init,
+                                                              const float *bias, const float *res, size_t ldr,
+                                                              int gelu) {
+    __m512 c[8][3];
+    if (init == CG512_LOAD) {
+        for (int r = 0; r < 8; r++) cg512_load48(y + (size_t)r * ldy, c[r]);
+    } else {
+        __m512 b[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (init == CG512_BIAS || init == CG512_BIAS_RES) cg512_load48(bias, b);
+        for (int r = 0; r < 8; r++) {
+            if (init == CG512_BIAS_RES || init == CG512_RES) {
+                __m512 v[3];
+                cg512_load48(res + (size_t)r * ldr, v);
+                for (int j = 0; j < 3; j++) c[r][j] = init == CG512_RES ? v[j] : _mm512_add_ps(b[j], v[j]);
+            } else {
+                for (int j = 0; j < 3; j++) c[r][j] = b[j];
+            }
+        }
+    }
+    const size_t ld = ldx * sizeof(float), ld3 = 3 * ld;
+    const char *xa = (const char *)x, *xb = (const char *)(x + 5 * ldx);
+    size_t n4 = kc / 4, n1 = kc % 4;
+    if (n4 > 0) {
+        __asm__ volatile(
+            ".p2align 5\n"
+            "1:\n"
+            CG512_STEP(0, 0)
+            CG512_STEP(96, 4)
+            CG512_STEP(192, 8)
+            CG512_STEP(288, 12)
+            "add $384, %[w]\n"
+            "add $384, %[w2]\n"
+            "add $16, %[xa]\n"
+            "add $16, %[xb]\n"
+            "dec %[n]\n"
+            "jnz 1b\n"
+            : CG512_ACCUMULATORS, [w] "+r"(w), [w2] "+r"(w2), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(n4)
+            : [ld] "r"(ld), [ld3] "r"(ld3)
+            : "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+    }
+    if (n1 > 0) {
+        __asm__ volatile(
+            "2:\n"
+            CG512_STEP(0, 0)
+            "add $96, %[w]\n"
+            "add $96, %[w2]\n"
+            "add $4, %[xa]\n"
+            "add $4, %[xb]\n"
+            "dec %[n]\n"
+            "jnz 2b\n"
+            : CG512_ACCUMULATORS, [w] "+r"(w), [w2] "+r"(w2), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(n1)
+            : [ld] "r"(ld), [ld3] "r"(ld3)
+            : "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
+    }
+    for (int r = 0; r < 8; r++) cg512_store48(y + (size_t)r * ldy, c[r]);
+    if (gelu)
+        for (int r = 0; r < 8; r++) cg_gelu_avx2(y + (size_t)r * ldy, y + (size_t)r * ldy, 2 * CG_NR);
+}
+
+CG_AVX512 void cg_gemm_packed_avx512(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
+                                     const float *bias, int epilogue, const float *residual, size_t ldr, float *y,
+                                     size_t ldy, size_t n_begin, size_t n_end) {
+    const size_t m8 = m / 8 * 8;
+    const size_t full = (n_end - n_begin) / CG_NR;          /* complete panels in the range */
+    const size_t n_pairs_end = n_begin + full / 2 * 2 * CG_NR; /* end of the columns done two panels at a time */
+    if (m8 > 0 && n_pairs_end > n_begin) {
+        const size_t stride = cg_panel_stride(k);
+        const size_t nkb = (k + CG512_KC - 1) / CG512_KC;
+        const size_t kc_base = ((k + nkb - 1) / nkb + 3) / 4 * 4; /* balanced K blocks, multiples of 4 */
+        const int use_bias = bias != NULL && epilogue >= CG_EPILOGUE_BIAS && epilogue <= CG_EPILOGUE_BIAS_RESIDUAL;
+        const int use_res = epilogue == CG_EPILOGUE_BIAS_RESIDUAL;
+        const int first_init = use_res ? (use_bias ? CG512_BIAS_RES : CG512_RES) : (use_bias ? CG512_BIAS : CG512_ZERO);
+        for (size_t k0 = 0; k0 < k; k0 += kc_base) {
+            const size_t kc = k - k0 < kc_base ? k - k0 : kc_base;
+            const int init = k0 == 0 ? first_init : CG512_LOAD;
+            const int gelu = k0 + kc == k && epilogue == CG_EPILOGUE_BIAS_GELU;
+            for (size_t m0 = 0; m0 < m8; m0 += CG512_MC) {
+                const size_t m1 = m8 - m0 < CG512_MC ? m8 : m0 + CG512_MC;
+                for (size_t o0 = n_begin; o0 < n_pairs_end; o0 += 2 * CG_NR) {
+                    const float *wp = packed + (o0 / CG_NR) * stride + k0 * CG_NR;
+                    for (size_t r0 = m0; r0 < m1; r0 += 8)
+                        cg_kernel_8x48(kc, x + r0 * ldx + k0, ldx, wp, wp + stride, y + r0 * ldy + o0, ldy, init,
+                                       use_bias ? bias + o0 : NULL, use_res ? residual + r0 * ldr + o0 : NULL, ldr, gelu);
+                }
+            }
+        }
+    }
+    /* The rest, bit-identical through the AVX2 kernel: the last single panel of the first m8 rows, then
+     * every column of the remaining rows. */
+    if (m8 > 0 && n_pairs_end < n_end)
+        cg_gemm_packed_avx2(m8, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_pairs_end, n_end);
+    if (m8 < m)
+        cg_gemm_packed_avx2(m - m8, n, k, x + m8 * ldx, ldx, packed, bias, epilogue,
+                            residual ? residual + m8 * ldr : NULL, ldr, y + m8 * ldy, ldy, n_begin, n_end);
+}
+
+/* ================================================================== FMA peak loop (benchmarks) */
+
+CG_AVX512 double cg_fma_peak_loop_avx512(size_t iterations) {
+    __m512 a0 = _mm512_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+    const __m512 mul = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-7f);
+    for (size_t i = 0; i < iterations; i++) {
+        a0 = _mm512_fmadd_ps(a0, mul, add), a1 = _mm512_fmadd_ps(a1, mul, add), a2 = _mm512_fmadd_ps(a2, mul, add);
+        a3 = _mm512_fmadd_ps(a3, mul, add), a4 = _mm512_fmadd_ps(a4, mul, add), a5 = _mm512_fmadd_ps(a5, mul, add);
+        a6 = _mm512_fmadd_ps(a6, mul, add), a7 = _mm512_fmadd_ps(a7, mul, add), a8 = _mm512_fmadd_ps(a8, mul, add);
+        a9 = _mm512_fmadd_ps(a9, mul, add), a10 = _mm512_fmadd_ps(a10, mul, add);
+        a11 = _mm512_fmadd_ps(a11, mul, add);
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3)); /* keep the chains (no folding) */
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return 2.0 * 16.0 * 12.0 * (double)iterations;
+}
+
+#endif
