@@ -2,6 +2,7 @@
  * The schemes are documented in include/cquantkernels.h. */
 #include "quant_internal.h"
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #pragma STDC FP_CONTRACT OFF
 
@@ -113,6 +114,152 @@ int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t
     }
     if (strcmp(isa, "avxvnni") == 0 && level >= 2) {
         dq_gemm_int8_avxvnni(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* ------------------------------------------------------------------ int8, packed weights */
+
+/* 1 = AVX-512 F + BW + VL + VNNI (the packed kernel), 0 = none; -1 = not probed yet. */
+static _Atomic int dq_packed_cache = -1;
+/* dq_int8_packed_preferred(): 1 or 0; -1 = not decided yet. */
+static _Atomic int dq_packed_preferred_cache = -1;
+
+static int dq_packed_probe(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    /* __builtin_cpu_supports also checks that the OS saves the opmask and ZMM state (XGETBV). */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return 1;
+#endif
+    return 0;
+}
+
+static inline int dq_packed_level(void) {
+    int v = atomic_load_explicit(&dq_packed_cache, memory_order_relaxed);
+    if (v < 0) {
+        v = dq_packed_probe();
+        atomic_store_explicit(&dq_packed_cache, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+const char *dq_int8_packed_isa(void) { return dq_packed_level() == 1 ? "avx512vnni" : "scalar"; }
+
+int dq_int8_packed_preferred(void) {
+    int v = atomic_load_explicit(&dq_packed_preferred_cache, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("DEBERTA_INT8_PACKED");
+        v = dq_packed_level() == 1 && !(env && strcmp(env, "0") == 0);
+        atomic_store_explicit(&dq_packed_preferred_cache, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+size_t dq_int8_packed_size(size_t n, size_t k) {
+    return (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL * ((k + 3) / 4) * (DQ_INT8_PANEL * 4);
+}
+
+void dq_pack_weights_int8(const int8_t *q, size_t n, size_t k, uint8_t *packed) {
+    size_t np = (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL, kg = (k + 3) / 4;
+    for (size_t p = 0; p < np; p++) {
+        for (size_t g = 0; g < kg; g++) {
+            uint8_t *dst = packed + (p * kg + g) * (DQ_INT8_PANEL * 4);
+            for (size_t c = 0; c < DQ_INT8_PANEL; c++) {
+                size_t o = p * DQ_INT8_PANEL + c;
+                for (size_t j = 0; j < 4; j++) {
+                    size_t kk = g * 4 + j;
+                    dst[c * 4 + j] = o < n && kk < k ? (uint8_t)((int)q[o * k + kk] + 128) : 0;
+                }
+            }
+        }
+    }
+}
+
+void dq_unpack_weights_int8(const uint8_t *packed, size_t n, size_t k, int8_t *q) {
+    size_t kg = (k + 3) / 4;
+    for (size_t o = 0; o < n; o++) {
+        size_t p = o / DQ_INT8_PANEL, c = o % DQ_INT8_PANEL;
+        for (size_t kk = 0; kk < k; kk++)
+            q[o * k + kk] = (int8_t)((int)packed[(p * kg + kk / 4) * (DQ_INT8_PANEL * 4) + c * 4 + kk % 4] - 128);
+    }
+}
+
+void dq_int8_packed_column_range(size_t n, size_t parts, size_t part, size_t *begin, size_t *end) {
+    /* Strips of DQ_INT8_STRIP panels (the kernel's register tile) are dealt out evenly; the last strip may
+     * be shorter. Part sizes differ by at most one strip. */
+    size_t panels = (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL;
+    size_t strips = (panels + DQ_INT8_STRIP - 1) / DQ_INT8_STRIP;
+    if (parts == 0 || part >= parts) {
+        *begin = *end = n;
+        return;
+    }
+    size_t s0 = strips * part / parts, s1 = strips * (part + 1) / parts;
+    size_t b = s0 * DQ_INT8_STRIP * DQ_INT8_PANEL, e = s1 * DQ_INT8_STRIP * DQ_INT8_PANEL;
+    *begin = b < n ? b : n;
+    *end = e < n ? e : n;
+}
+
+void dq_gemm_int8_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                                const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
+                                size_t n_begin, size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (n_begin >= n_end) return;
+    size_t kg = (k + 3) / 4;
+    size_t p_begin = n_begin / DQ_INT8_PANEL, p_end = (n_end + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL;
+    for (size_t r = 0; r < m; r++) {
+        const int8_t *xr = xq + r * k;
+        int32_t rowsum = 0;
+        for (size_t j = 0; j < k; j++) rowsum += xr[j];
+        for (size_t p = p_begin; p < p_end; p++) {
+            /* The kernel's arithmetic: Σ (w + 128)·x in 32-bit lanes that wrap (unsigned here, so that the
+             * wrap is defined), minus 128·rowsum: exactly Σ w·x, which fits int32. */
+            uint32_t acc[DQ_INT8_PANEL] = {0};
+            const uint8_t *wp = packed + p * kg * (DQ_INT8_PANEL * 4);
+            for (size_t g = 0; g < kg; g++) {
+                int8_t xg[4] = {0, 0, 0, 0};
+                for (size_t j = 0; j < 4 && g * 4 + j < k; j++) xg[j] = xr[g * 4 + j];
+                const uint8_t *wg = wp + g * (DQ_INT8_PANEL * 4);
+                for (size_t c = 0; c < DQ_INT8_PANEL; c++)
+                    for (size_t j = 0; j < 4; j++) acc[c] += (uint32_t)((int32_t)wg[c * 4 + j] * (int32_t)xg[j]);
+            }
+            for (size_t c = 0; c < DQ_INT8_PANEL; c++) {
+                size_t o = p * DQ_INT8_PANEL + c;
+                if (o < n_begin || o >= n_end) continue;
+                int32_t dot = (int32_t)(acc[c] - ((uint32_t)rowsum << 7));
+                float s = xs[r] * ws[o];
+                float v = s * (float)dot;
+                if (bias) v = v + bias[o];
+                y[r * ldy + o] = v;
+            }
+        }
+    }
+}
+
+void dq_gemm_int8_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                         const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
+#if defined(__x86_64__)
+    if (dq_packed_level() == 1) {
+        dq_gemm_int8_packed_avx512vnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+#endif
+    dq_gemm_int8_packed_scalar(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
+}
+
+int dq_gemm_int8_packed_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                            const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
+                            size_t n_begin, size_t n_end) {
+    if (strcmp(isa, "scalar") == 0) {
+        dq_gemm_int8_packed_scalar(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#if defined(__x86_64__)
+    if (strcmp(isa, "avx512vnni") == 0 && dq_packed_level() == 1) {
+        dq_gemm_int8_packed_avx512vnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
         return 1;
     }
 #endif

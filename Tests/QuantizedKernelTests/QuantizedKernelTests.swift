@@ -403,6 +403,215 @@ final class QuantizedKernelTests: XCTestCase {
         }
     }
 
+    // MARK: int8 on packed weights (dq_pack_weights_int8 / dq_gemm_int8_packed)
+
+    func testInt8PackedReportsISA() throws {
+        let isa = String(cString: dq_int8_packed_isa())
+        let preferred = dq_int8_packed_preferred()
+        print("dq_int8_packed_isa: \(isa), preferred: \(preferred)")
+        #if arch(x86_64) && os(Linux)
+        // Linux lists the AVX-512 flags only when the OS also saves the opmask and ZMM state.
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        guard let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no flags line in /proc/cpuinfo")
+        }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let has512 = ["avx512f", "avx512bw", "avx512vl", "avx512_vnni"].allSatisfy { flags.contains($0) }
+        XCTAssertEqual(isa, has512 ? "avx512vnni" : "scalar")
+        #elseif arch(x86_64)
+        XCTAssert(isa == "avx512vnni" || isa == "scalar")
+        #else
+        XCTAssertEqual(isa, "scalar")
+        #endif
+        let disabled = ProcessInfo.processInfo.environment["DEBERTA_INT8_PACKED"] == "0"
+        XCTAssertEqual(preferred, isa == "avx512vnni" && !disabled ? 1 : 0)
+    }
+
+    /// The documented layout, re-stated in Swift: size, every byte (biased codes, zero padding), and unpack.
+    func testInt8PackingRoundTripAndLayout() {
+        for n in [1, 15, 16, 17, 47, 49] {
+            for k in [1, 3, 4, 5, 31, 33, 767] {
+                var g = SplitMix64(UInt64(n * 1000 + k))
+                var q = (0 ..< n * k).map { _ in Int8(g.below(255) - 127) }
+                q[0] = 127
+                if q.count > 1 { q[q.count - 1] = -127 }
+                let size = Int(dq_int8_packed_size(n, k))
+                let panels = (n + 15) / 16, groups = (k + 3) / 4
+                XCTAssertEqual(size, panels * groups * 64, "n=\(n) k=\(k)")
+                var packed = [UInt8](repeating: 0xEE, count: size)
+                dq_pack_weights_int8(q, n, k, &packed)
+                for p in 0 ..< panels {
+                    for gi in 0 ..< groups {
+                        for c in 0 ..< 16 {
+                            for j in 0 ..< 4 {
+                                let o = 16 * p + c, kk = 4 * gi + j
+                                let expected = o < n && kk < k ? UInt8(Int(q[o * k + kk]) + 128) : 0
+                                XCTAssertEqual(packed[(p * groups + gi) * 64 + 4 * c + j], expected,
+                                               "n=\(n) k=\(k) o=\(o) k=\(kk)")
+                            }
+                        }
+                    }
+                }
+                var back = [Int8](repeating: 0, count: n * k)
+                dq_unpack_weights_int8(packed, n, k, &back)
+                XCTAssertEqual(back, q, "n=\(n) k=\(k)")
+            }
+        }
+        XCTAssertEqual(dq_int8_packed_size(0, 768), 0)
+        XCTAssertEqual(dq_int8_packed_size(768, 0), 0)
+    }
+
+    func testInt8PackedColumnRange() {
+        for n in [0, 1, 16, 47, 48, 49, 97, 768, 3072, 1000] {
+            for parts in 1 ... 5 {
+                var next = 0
+                var sizes: [Int] = []
+                for part in 0 ..< parts {
+                    var b = 0, e = 0
+                    dq_int8_packed_column_range(n, parts, part, &b, &e)
+                    XCTAssertEqual(b, next, "n=\(n) parts=\(parts) part=\(part): contiguous, in order")
+                    XCTAssertLessThanOrEqual(b, e)
+                    XCTAssert(b == n || b % 48 == 0, "whole strips")
+                    XCTAssert(e == n || e % 48 == 0, "whole strips")
+                    sizes.append((e - b + 47) / 48)
+                    next = e
+                }
+                XCTAssertEqual(next, n, "covers [0, n)")
+                XCTAssertLessThanOrEqual((sizes.max() ?? 0) - (sizes.min() ?? 0), 1, "balanced n=\(n) parts=\(parts)")
+            }
+        }
+        var b = 1, e = 1
+        dq_int8_packed_column_range(100, 2, 2, &b, &e)
+        XCTAssertEqual(b, e)
+    }
+
+    /// Ranges for the packed product: panel-aligned ones, the helper's, and unaligned ones (any range is
+    /// allowed); every range for small n.
+    private func packedColumnRanges(_ n: Int, all: Bool) -> [(Int, Int)] {
+        if all {
+            return (0 ... n).flatMap { b in (b ... n).map { e in (b, e) } }
+        }
+        var r: [(Int, Int)] = [(0, n), (0, 0), (n, n)]
+        for parts in 2 ... 3 {
+            for part in 0 ..< parts {
+                var b = 0, e = 0
+                dq_int8_packed_column_range(n, parts, part, &b, &e)
+                r.append((b, e))
+            }
+        }
+        if n > 2 { r.append((1, n - 1)) }
+        if n > 4 { r.append((n / 3, 2 * n / 3 + 1)) }
+        if n > 16 { r += [(0, 16), (16, n), (15, 17), (3, 16), (16, min(n, 33))] }
+        r.append((n - 1, n))
+        return r
+    }
+
+    /// Every packed kernel this CPU can run (scalar reference, AVX-512 VNNI) against dq_gemm_int8_scalar on
+    /// the row-major codes, bit for bit, on odd shapes, column ranges, with and without bias.
+    func testInt8PackedEachKernelEqualsScalar() {
+        var ran: [String: Int] = [:]
+        for m in [1, 2, 7, 9, 130] {
+            for n in [1, 15, 17, 47, 49] {
+                for k in [1, 3, 5, 31, 33, 767, 3072] {
+                    let seed = UInt64(m * 1_000_000 + n * 1000 + k) ^ 0x99
+                    var x = makeData(m * k, seed: seed, style: Int(seed % 4))
+                    if m > 2 && k > 2 { x[k + 1] = .nan; x[2 * k] = .infinity }  // scale NaN / inf rows
+                    let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
+                    let bias = makeData(n, seed: seed ^ 0x55)
+                    var xq = [Int8](repeating: 0, count: m * k), xs = [Float](repeating: 0, count: m)
+                    var wq = [Int8](repeating: 0, count: n * k), ws = [Float](repeating: 0, count: n)
+                    dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
+                    dq_quantize_weights_int8(w, n, k, &wq, &ws)
+                    var packed = [UInt8](repeating: 0, count: Int(dq_int8_packed_size(n, k)))
+                    dq_pack_weights_int8(wq, n, k, &packed)
+                    let ldy = n + 3
+                    for useBias in [false, true] {
+                        let bp: [Float]? = useBias ? bias : nil
+                        var full = [Float](repeating: 0, count: m * ldy)
+                        bp.withOptionalPointer { bptr in
+                            dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bptr, &full, ldy, 0, n)
+                        }
+                        let ranges = packedColumnRanges(n, all: m * k <= 300)
+                        for (ri, (b, e)) in ranges.enumerated() {
+                            // the slow scalar packed reference on a few ranges, the fast kernels on all
+                            let kernels = ri < 4 || m * n * k < 20000 ? ["scalar", "avx512vnni"] : ["avx512vnni"]
+                            for kernel in kernels {
+                                var y = [Float](repeating: -7, count: m * ldy)
+                                let ok = bp.withOptionalPointer { bptr in
+                                    packed.withUnsafeBufferPointer { pp in
+                                        dq_gemm_int8_packed_isa(kernel, m, n, k, xq, xs, pp.baseAddress, ws, bptr, &y, ldy, b, e)
+                                    }
+                                }
+                                if ok == 0 {
+                                    XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
+                                    continue
+                                }
+                                ran[kernel, default: 0] += 1
+                                var expected = [Float](repeating: -7, count: m * ldy)
+                                for r in 0 ..< m { for c in b ..< e { expected[r * ldy + c] = full[r * ldy + c] } }
+                                if bits(y) != bits(expected) {
+                                    XCTFail("\(kernel) m=\(m) n=\(n) k=\(k) cols=\(b)..<\(e) bias=\(useBias)")
+                                }
+                            }
+                        }
+                    }
+                    // the dispatching entry point
+                    var y = [Float](repeating: -7, count: m * ldy), ref = y
+                    dq_gemm_int8_packed(m, n, k, xq, xs, packed, ws, bias, &y, ldy, 0, n)
+                    dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, &ref, ldy, 0, n)
+                    XCTAssertEqual(bits(y), bits(ref), "dispatch m=\(m) n=\(n) k=\(k)")
+                }
+            }
+        }
+        print("int8 packed per-kernel==scalar cases: \(ran)")
+        XCTAssertGreaterThan(ran["scalar"] ?? 0, 0)
+        let isa = String(cString: dq_int8_packed_isa())
+        if isa != "scalar" { XCTAssertGreaterThan(ran[isa] ?? 0, 0, isa) }
+        XCTAssertEqual(dq_gemm_int8_packed_isa("no-such-kernel", 0, 0, 0, nil, nil, nil, nil, nil, nil, 0, 0, 0), 0)
+    }
+
+    /// Codes ±127 everywhere (every product ±127·127) for K = 3072, and K = 70001, where the kernel's biased
+    /// sums Σ (w + 128)·x leave the int32 range and wrap: the result must still be exact.
+    func testInt8PackedExtremeCodes() {
+        for (m, n, k) in [(9, 49, 3072), (3, 17, 70001)] {
+            var xq = [Int8](repeating: 127, count: m * k), wq = [Int8](repeating: 127, count: n * k)
+            for i in 0 ..< m * k where (i / 7) % 2 == 1 { xq[i] = -127 }
+            for i in 0 ..< n * k where (i / 5) % 3 == 1 { wq[i] = -127 }
+            for i in 0 ..< k { wq[i] = -127; xq[i] = 127 }  // row 0 / channel 0: every product -127·127
+            for i in 0 ..< k { wq[k + i] = 127; xq[k + i] = 127 }  // row 1 / channel 1: every product +127·127
+            for i in 0 ..< k { wq[2 * k + i] = 127; xq[2 * k + i] = -127 }  // row 2 / channel 2: x = -127
+            let xs = [Float](repeating: 1, count: m), ws = [Float](repeating: 1, count: n)
+            var packed = [UInt8](repeating: 0, count: Int(dq_int8_packed_size(n, k)))
+            dq_pack_weights_int8(wq, n, k, &packed)
+            var ref = [Float](repeating: 0, count: m * n)
+            dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, nil, &ref, n, 0, n)
+            XCTAssertEqual(ref[0], Float(-127 * 127 * k))
+            XCTAssertEqual(ref[n + 1], Float(127 * 127 * k))
+            XCTAssertEqual(ref[2 * n + 2], Float(-127 * 127 * k))
+            for kernel in ["scalar", "avx512vnni"] {
+                var y = [Float](repeating: 0, count: m * n)
+                if dq_gemm_int8_packed_isa(kernel, m, n, k, xq, xs, packed, ws, nil, &y, n, 0, n) == 0 { continue }
+                XCTAssertEqual(bits(y), bits(ref), "\(kernel) k=\(k)")
+            }
+        }
+    }
+
+    func testInt8PackedEmptyShapes() {
+        var y: [Float] = [42, 43]
+        let packed = [UInt8](repeating: 128, count: 64)
+        for kernel in ["scalar", "avx512vnni"] {
+            _ = dq_gemm_int8_packed_isa(kernel, 0, 1, 4, nil, nil, packed, nil, nil, &y, 2, 0, 1)  // m = 0
+            _ = dq_gemm_int8_packed_isa(kernel, 1, 1, 4, [1, 1, 1, 1], [1], packed, [1], nil, &y, 2, 1, 1)  // empty range
+            _ = dq_gemm_int8_packed_isa(kernel, 1, 1, 4, [1, 1, 1, 1], [1], packed, [1], nil, &y, 2, 5, 9)  // past n
+            XCTAssertEqual(y, [42, 43], kernel)
+            // k = 0: the sums are empty -> 0 (+ bias); the packed buffer has 0 bytes
+            if dq_gemm_int8_packed_isa(kernel, 1, 1, 0, [], [1], [], [1], [2.5], &y, 2, 0, 1) == 1 {
+                XCTAssertEqual(y, [2.5, 43], kernel)
+            }
+            y = [42, 43]
+        }
+    }
+
     func testQ4GemmDispatchEqualsScalar() {
         var cases = 0
         for m in Self.ms {

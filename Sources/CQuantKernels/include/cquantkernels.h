@@ -111,7 +111,8 @@ extern "C" {
 #define DQ_INT8_MAX_K ((size_t)133144)
 
 /* Which kernels the dispatching functions use on this CPU: "avxvnni" (AVX2 + FMA + AVX-VNNI: the int8
- * product uses the AVX-VNNI kernel, everything else the AVX2 kernels), "avx2" or "scalar". */
+ * product uses the AVX-VNNI kernel, everything else the AVX2 kernels), "avx2" or "scalar". The product on
+ * packed int8 weights dispatches separately: dq_int8_packed_isa(). */
 const char *dq_kernel_isa(void);
 
 /* ---------------------------------------------------------------- int8 (scheme 1) */
@@ -148,6 +149,90 @@ void dq_gemm_int8_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const f
 int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
                      const int8_t *wq, const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin,
                      size_t n_end);
+
+/* ---------------------------------------------------------------- int8 on packed weights (scheme 1) */
+
+/*
+ * PACKED INT8 LAYOUT (dq_pack_weights_int8), made once at load time from the stored codes qw [N, K].
+ * The VNNI layout (as oneDNN / MLAS use it): W is cut into panels of DQ_INT8_PANEL = 16 consecutive
+ * output channels (the last panel padded with zero channels) and K into groups of 4 (the last group
+ * padded with zeros). For panel p and group g the 16 × 4 bytes are contiguous, channel-major, so one
+ * 64-byte vector holds 4 consecutive k of 16 channels, in the order vpdpbusd consumes them:
+ *     packed[(p · KG + g) · 64 + 4c + j] = (uint8_t)(qw[16p + c, 4g + j] + 128)   if 16p + c < N and 4g + j < K
+ *                                        = 0                                       (padding)
+ * with KG = ceil(K / 4); dq_int8_packed_size(n, k) = ceil(N / 16) · KG · 64 bytes. The codes are stored
+ * biased (w + 128, 1..255) because vpdpbusd multiplies UNSIGNED bytes by signed bytes: the product
+ * broadcasts 4 signed activation bytes x[r, 4g..4g+3] to every lane and accumulates, per output channel,
+ *     A[r, o] = Σ_k (qw[o,k] + 128) · qx[r,k]                      (padding contributes 0: its weight byte is 0)
+ * and then subtracts 128 · Σ_k qx[r,k] (the activation row sum, computed per call):
+ *     acc[r, o] = A[r, o] - 128 · Σ_k qx[r,k] = Σ_k qw[o,k] · qx[r,k].
+ * A can exceed the int32 range for K > 66311 (|A| <= 255 · 127 · K); the lanes wrap modulo 2^32 (vpdpbusd
+ * does not saturate) and so does the subtraction, and the true acc fits int32 (K <= DQ_INT8_MAX_K), so acc
+ * is exact. The epilogue is scheme 1's: Y = (scale_x[r] · scale_w[o]) · (float)acc (+ bias[o]), the same
+ * f32 operations in the same order, so the packed product is BIT-IDENTICAL to dq_gemm_int8_scalar.
+ * (Measured alternative: unbiased signed weights with x ^ 0x80 as the unsigned side and 128 · Σ_k qw[o,k]
+ * subtracted: the same speed on Zen 5, one more instruction per broadcast.)
+ * `packed` should be 64-byte aligned for speed (any alignment is correct).
+ *
+ * COLUMN RANGES: any n_begin <= n_end is correct (n_end is clamped to n; columns outside the range are
+ * neither read from ws / bias nor written in y). Work is done per panel, so ranges that start at a multiple
+ * of DQ_INT8_PANEL and end at one (or at n) do not compute a panel twice; the kernel sweeps strips of
+ * DQ_INT8_STRIP panels (its register tile), so threads should split the columns with
+ * dq_int8_packed_column_range, which hands out whole strips.
+ */
+#define DQ_INT8_PANEL 16
+#define DQ_INT8_STRIP 3
+
+/* Bytes of the packed form of an [n, k] int8 weight: ceil(n / 16) · ceil(k / 4) · 64. */
+size_t dq_int8_packed_size(size_t n, size_t k);
+
+/* qw int8 [n, k] (codes of scheme 1, |q| <= 127) -> packed [dq_int8_packed_size(n, k)] as documented above
+ * (every byte written, padding included). */
+void dq_pack_weights_int8(const int8_t *q, size_t n, size_t k, uint8_t *packed);
+
+/* The inverse, for tests and tools: q[o, j] for o < n, j < k. */
+void dq_unpack_weights_int8(const uint8_t *packed, size_t n, size_t k, int8_t *q);
+
+/* Columns of part `part` (0-based) of `parts` for the packed product: whole strips of DQ_INT8_STRIP panels
+ * (48 columns), balanced (part sizes differ by at most one strip), in order, covering [0, n). Empty ranges
+ * (begin == end) when parts > strips or part >= parts. */
+void dq_int8_packed_column_range(size_t n, size_t parts, size_t part, size_t *begin, size_t *end);
+
+/* Y[r, o] for r < m, n_begin <= o < n_end: the same result as dq_gemm_int8 (scheme 1, bit for bit) with
+ * the weights in the packed layout. xq [m, k], xs [m], packed from dq_pack_weights_int8(qw, n, k, ...),
+ * ws [n], bias [n] or NULL, y with row stride ldy. Requires k <= DQ_INT8_MAX_K. Allocates nothing.
+ * Dispatching: the AVX-512 VNNI kernel when the CPU has AVX-512 F, BW, VL and VNNI (and the OS saves the
+ * ZMM state), else the scalar reference.
+ * AVX-512 VNNI kernel: rows in blocks whose activations fit 512 KiB (L2); per block, strips of 3 panels
+ * (48 channels) are swept by register tiles of 8 rows × 48 channels (24 zmm accumulators; per group of 4 k:
+ * 3 weight loads, 8 vpbroadcastd, 24 vpdpbusd), the strip's weights staying in L1/L2 across the row
+ * tiles; the first row tile of a strip prefetches the weight stream; masked loads/stores at the range
+ * edges. ~950-1020 GOPS per core at M = 128 on Zen 5 (quant-bench), 3.3-3.6x dq_gemm_int8 there.
+ * Scalar reference (portable): the same arithmetic one lane at a time, slow; for tests and for CPUs
+ * without AVX-512 VNNI (where callers should keep the row-major codes and dq_gemm_int8, see
+ * dq_int8_packed_preferred). */
+void dq_gemm_int8_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                         const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
+void dq_gemm_int8_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                                const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
+                                size_t n_begin, size_t n_end);
+
+/* Runs one specific packed kernel: isa = "scalar" or "avx512vnni" (same arguments as dq_gemm_int8_packed).
+ * Returns 1, or 0 without touching y if that kernel is not built for this target or not supported by
+ * this CPU. For tests and benchmarks. */
+int dq_gemm_int8_packed_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                            const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
+                            size_t n_begin, size_t n_end);
+
+/* Which kernel dq_gemm_int8_packed uses on this CPU: "avx512vnni" or "scalar". */
+const char *dq_int8_packed_isa(void);
+
+/* 1 if int8 weights should be packed at load time and multiplied with dq_gemm_int8_packed: the CPU has
+ * the AVX-512 VNNI kernel (probed once). 0 otherwise: CPUs with AVX2 or AVX-VNNI only keep the row-major
+ * codes in place and dq_gemm_int8 (its kernels are faster there than the packed scalar reference, and
+ * nothing is copied). The environment variable DEBERTA_INT8_PACKED=0 (read once, at the first call) makes
+ * it 0 everywhere, for side-by-side measurements. */
+int dq_int8_packed_preferred(void);
 
 /* ---------------------------------------------------------------- q4 / q8 blocks (scheme 2) */
 
