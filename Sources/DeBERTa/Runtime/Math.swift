@@ -4,22 +4,6 @@ import COpenBLAS
 import CQuantKernels
 import Dispatch
 
-/// A buffer of f32 activations owned by one forward call.
-final class Activations {
-    let pointer: UnsafeMutablePointer<Float>
-    let count: Int
-
-    init(_ count: Int) {
-        self.count = count
-        pointer = .allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
-    }
-
-    deinit { pointer.deallocate() }
-
-    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
-}
-
 /// C = alpha · A · op(B) + beta · C, row-major; op(B) = Bᵀ when `transposeB`.
 @inline(__always)
 func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
@@ -150,15 +134,7 @@ extension MatrixWeight {
 
 /// Runs body(0 ..< count) on `count` threads (the caller's included); body touches disjoint outputs.
 func parallel(_ count: Int, _ body: (Int) -> Void) {
-    if count <= 1 { body(0); return }
-    withoutActuallyEscaping(body) { body in
-        let job = UncheckedJob(body: body)
-        DispatchQueue.concurrentPerform(iterations: count) { job.body($0) }
-    }
-}
-
-private struct UncheckedJob: @unchecked Sendable {
-    let body: (Int) -> Void
+    ComputePool.shared.run(count, body)
 }
 
 /// Splits rows [0, rows) into one contiguous range per compute thread.

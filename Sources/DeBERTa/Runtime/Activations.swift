@@ -1,0 +1,69 @@
+import Synchronization
+
+/// A buffer of f32 activations owned by one forward call, zero-filled.
+/// The memory comes from `ActivationPool`: a forward pass allocates the same few sizes again and again, and
+/// fresh allocations of that size (hundreds of kilobytes to tens of megabytes) are mapped and unmapped by
+/// malloc every time, page-faulting on first touch (several percent of a 1 × 128 forward).
+final class Activations {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ count: Int) {
+        self.count = count
+        pointer = ActivationPool.shared.take(max(count, 1))
+        pointer.update(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { ActivationPool.shared.give(pointer, max(count, 1)) }
+
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// Free activation buffers by exact size, kept up to `capacityBytes` in all (beyond that, returned buffers of
+/// other sizes are freed first, then the returned one itself): the buffers of one forward shape are reused
+/// by the next call of that shape, and memory does not grow with the number of shapes seen.
+final class ActivationPool: Sendable {
+    static let shared = ActivationPool(capacityBytes: 1 << 30)
+
+    /// Buffers by address (pointers are not Sendable; the addresses are only turned back into pointers by
+    /// the caller that took them).
+    private struct State {
+        var free: [Int: [UInt]] = [:]
+        var bytes = 0
+    }
+
+    private let state = Mutex(State())
+    let capacityBytes: Int
+
+    init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let reused: UInt? = state.withLock { s in
+            guard let p = s.free[count]?.popLast() else { return nil }
+            s.bytes -= count * 4
+            return p
+        }
+        if let reused, let p = UnsafeMutablePointer<Float>(bitPattern: reused) { return p }
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        return raw.bindMemory(to: Float.self, capacity: count)
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+        let address = UInt(bitPattern: pointer)
+        let evicted: [UInt] = state.withLock { s in
+            var out: [UInt] = []
+            let size = count * 4
+            if size > capacityBytes { return [address] }
+            while s.bytes + size > capacityBytes, let other = s.free.first(where: { $0.key != count && !$0.value.isEmpty }) {
+                let p = s.free[other.key]!.removeLast()
+                s.bytes -= other.key * 4
+                out.append(p)
+            }
+            if s.bytes + size > capacityBytes { return out + [address] }
+            s.free[count, default: []].append(address)
+            s.bytes += size
+            return out
+        }
+        for a in evicted { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
+    }
+}
