@@ -212,6 +212,10 @@ void cg_phi_scalar(const float *x, float *y, size_t count) {
 
 void cg_gelu(const float *x, float *y, size_t count) {
 #if defined(__x86_64__)
+    if (cg_level() == 2) {
+        cg_gelu_avx512(x, y, count);
+        return;
+    }
     if (cg_level() == 1) {
         cg_gelu_avx2(x, y, count);
         return;

@@ -32,6 +32,71 @@
 #define CG512_MC 128 /* X block 128 x 768 x 4 = 384 KiB in L2 */
 #endif
 
+/* ================================================================== GELU, 16 lanes */
+
+/* cg_tail8 / cg_gelu8 of gemm_avx2.c (and cg_tail_ref / cg_gelu_ref of gemm_internal.h) in 16 lanes: the
+ * same operations in the same order per lane, so the same bits; blendv becomes a mask blend. */
+CG_AVX512 static inline __attribute__((always_inline)) __m512 cg_tail16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 a = _mm512_min_ps(ax, _mm512_set1_ps(CG_GELU_AMAX)); /* NaN -> AMAX (second operand) */
+    __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(CG_GELU_SPLIT), _CMP_LT_OQ);
+    __m512 q;
+    if (small == 0xffff) {
+        __m512 t = _mm512_sub_ps(a, one);
+        __m512 g = _mm512_set1_ps(cg_gelu_small[CG_GELU_DEG]);
+        for (int i = CG_GELU_DEG - 1; i >= 0; i--) g = _mm512_fmadd_ps(g, t, _mm512_set1_ps(cg_gelu_small[i]));
+        q = g;
+    } else {
+        __m512 v = _mm512_div_ps(one, a);
+        __m512 t = _mm512_mask_blend_ps(small, _mm512_sub_ps(v, _mm512_set1_ps(CG_GELU_V0)), _mm512_sub_ps(a, one));
+        __m512 f = _mm512_mask_blend_ps(small, v, one);
+        __m512 d = _mm512_maskz_mov_ps((__mmask16)~small, _mm512_mul_ps(v, _mm512_fnmadd_ps(v, a, one)));
+        __m512 g = _mm512_mask_blend_ps(small, _mm512_set1_ps(cg_gelu_large[CG_GELU_DEG]),
+                                        _mm512_set1_ps(cg_gelu_small[CG_GELU_DEG]));
+        for (int i = CG_GELU_DEG - 1; i >= 0; i--) {
+            __m512 c = _mm512_mask_blend_ps(small, _mm512_set1_ps(cg_gelu_large[i]), _mm512_set1_ps(cg_gelu_small[i]));
+            g = _mm512_fmadd_ps(g, t, c);
+        }
+        q = _mm512_fmadd_ps(f, g, _mm512_mul_ps(d, g));
+    }
+    __m512 h = _mm512_mul_ps(a, a);
+    __m512 l = _mm512_fmsub_ps(a, a, h);
+    __m512 s = _mm512_mul_ps(_mm512_set1_ps(-0.5f), h);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(s, _mm512_set1_ps(CG_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-CG_LN2_HI), s);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-CG_LN2_LO), r);
+    r = _mm512_fmadd_ps(l, _mm512_set1_ps(-0.5f), r);
+    __m512 p = _mm512_set1_ps(cg_exp_poly[CG_EXP_DEG]);
+    for (int i = CG_EXP_DEG - 1; i >= 0; i--) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(cg_exp_poly[i]));
+    __m512 y = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+    __m512i ni = _mm512_cvtps_epi32(n);
+    __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127 + 64)), 23));
+    __m512 qs = _mm512_mul_ps(q, scale);
+    return _mm512_fmadd_ps(qs, y, qs);
+}
+
+CG_AVX512 static inline __attribute__((always_inline)) __m512 cg_gelu16(__m512 x) {
+    const __m512 down = _mm512_set1_ps(0x1p-64f);
+    __mmask16 negative = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x), _mm512_setzero_si512()); /* sign bit */
+    __m512 ts = cg_tail16(x);
+    __m512 neg = _mm512_mul_ps(_mm512_mul_ps(x, ts), down);
+    __m512 pos = _mm512_fnmadd_ps(x, _mm512_mul_ps(ts, down), x);
+    __m512 r = _mm512_mask_blend_ps(negative, pos, neg);
+    __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(CG_GELU_AMAX), _CMP_NLT_UQ);
+    __m512 rb = _mm512_mul_ps(x, _mm512_mask_blend_ps(negative, _mm512_set1_ps(1.0f), _mm512_setzero_ps()));
+    return _mm512_mask_blend_ps(big, r, rb);
+}
+
+CG_AVX512 void cg_gelu_avx512(const float *x, float *y, size_t count) {
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(y + i, cg_gelu16(_mm512_loadu_ps(x + i)));
+    if (i < count) {
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        _mm512_mask_storeu_ps(y + i, m, cg_gelu16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 /* One k step: W of both panels at byte offset WOFF, the 8 rows' X at byte offset XOFF. Rows 0..4 are
  * addressed from %[xa] (+ 0, ld, 2 ld, 3 ld, 4 ld), rows 5..7 from %[xb] = xa + 5 ld (+ 0, ld, 2 ld). */
 #define CG512_ROW(ADDR, C0, C1, C2)                 \
@@ -134,7 +199,12 @@ CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const 
     }
     for (int r = 0; r < 8; r++) cg512_store48(y + (size_t)r * ldy, c[r]);
     if (gelu)
-        for (int r = 0; r < 8; r++) cg_gelu_avx2(y + (size_t)r * ldy, y + (size_t)r * ldy, 2 * CG_NR);
+        for (int r = 0; r < 8; r++) {
+            float *p = y + (size_t)r * ldy;
+            _mm512_storeu_ps(p, cg_gelu16(_mm512_loadu_ps(p)));
+            _mm512_storeu_ps(p + 16, cg_gelu16(_mm512_loadu_ps(p + 16)));
+            _mm512_storeu_ps(p + 32, cg_gelu16(_mm512_loadu_ps(p + 32)));
+        }
 }
 
 CG_AVX512 void cg_gemm_packed_avx512(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,

@@ -116,6 +116,7 @@ void cg_gemm_packed_avx512(size_t m, size_t n, size_t k, const float *x, size_t 
                            const float *bias, int epilogue, const float *residual, size_t ldr, float *y, size_t ldy,
                            size_t n_begin, size_t n_end);
 double cg_fma_peak_loop_avx512(size_t iterations);
+void cg_gelu_avx512(const float *x, float *y, size_t count);
 #endif
 
 #endif
