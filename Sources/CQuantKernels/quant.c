@@ -122,7 +122,8 @@ int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t
 
 /* ------------------------------------------------------------------ int8, packed weights */
 
-/* 1 = AVX-512 F + BW + VL + VNNI (the packed kernel), 0 = none; -1 = not probed yet. */
+/* 2 = AVX-512 F + BW + VL + VNNI (512-bit packed kernel), 1 = AVX2 + FMA + AVX-VNNI (256-bit packed kernel),
+ * 0 = none (scalar reference); -1 = not probed yet. */
 static _Atomic int dq_packed_cache = -1;
 /* dq_int8_packed_preferred(): 1 or 0; -1 = not decided yet. */
 static _Atomic int dq_packed_preferred_cache = -1;
@@ -133,7 +134,8 @@ static int dq_packed_probe(void) {
     /* __builtin_cpu_supports also checks that the OS saves the opmask and ZMM state (XGETBV). */
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        return 1;
+        return 2;
+    if (dq_level() == 2) return 1; /* AVX2 + FMA + AVX-VNNI */
 #endif
     return 0;
 }
@@ -147,13 +149,16 @@ static inline int dq_packed_level(void) {
     return v;
 }
 
-const char *dq_int8_packed_isa(void) { return dq_packed_level() == 1 ? "avx512vnni" : "scalar"; }
+const char *dq_int8_packed_isa(void) {
+    int v = dq_packed_level();
+    return v == 2 ? "avx512vnni" : v == 1 ? "avxvnni" : "scalar";
+}
 
 int dq_int8_packed_preferred(void) {
     int v = atomic_load_explicit(&dq_packed_preferred_cache, memory_order_relaxed);
     if (v < 0) {
         const char *env = getenv("DEBERTA_INT8_PACKED");
-        v = dq_packed_level() == 1 && !(env && strcmp(env, "0") == 0);
+        v = dq_packed_level() >= 1 && !(env && strcmp(env, "0") == 0);
         atomic_store_explicit(&dq_packed_preferred_cache, v, memory_order_relaxed);
     }
     return v;
@@ -242,8 +247,13 @@ void dq_gemm_int8_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, 
 void dq_gemm_int8_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
                          const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
 #if defined(__x86_64__)
-    if (dq_packed_level() == 1) {
+    int level = dq_packed_level();
+    if (level == 2) {
         dq_gemm_int8_packed_avx512vnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+    if (level == 1) {
+        dq_gemm_int8_packed_avxvnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
         return;
     }
 #endif
@@ -258,8 +268,13 @@ int dq_gemm_int8_packed_isa(const char *isa, size_t m, size_t n, size_t k, const
         return 1;
     }
 #if defined(__x86_64__)
-    if (strcmp(isa, "avx512vnni") == 0 && dq_packed_level() == 1) {
+    if (strcmp(isa, "avx512vnni") == 0 && dq_packed_level() == 2) {
         dq_gemm_int8_packed_avx512vnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+    /* the AVX-VNNI kernel also runs on AVX-512 machines that have AVX-VNNI (Sapphire Rapids, Zen 5) */
+    if (strcmp(isa, "avxvnni") == 0 && dq_level() == 2) {
+        dq_gemm_int8_packed_avxvnni(m, n, k, xq, xs, packed, ws, bias, y, ldy, n_begin, n_end);
         return 1;
     }
 #endif

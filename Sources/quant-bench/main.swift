@@ -150,6 +150,12 @@ for (k, n) in shapes {
     let tPacked = bench("int8 packed", ops: ops, runs: runs) {
         dq_gemm_int8_packed(m, n, k, xq, xs, packed[nextCopy()].assumingMemoryBound(to: UInt8.self), ws, bias, &y, n, 0, n)
     }
+    if String(cString: dq_int8_packed_isa()) == "avx512vnni" && String(cString: dq_kernel_isa()) == "avxvnni" {
+        // the 256-bit kernel that AVX-VNNI-only CPUs dispatch to, on this CPU
+        _ = bench("int8 packed avxvnni", ops: ops, runs: runs) {
+            _ = dq_gemm_int8_packed_isa("avxvnni", m, n, k, xq, xs, packed[nextCopy()].assumingMemoryBound(to: UInt8.self), ws, bias, &y, n, 0, n)
+        }
+    }
     _ = bench("int8 packed+q", ops: ops, runs: runs) {
         dq_quantize_activations_int8(x, m, k, k, &xq, &xs)
         dq_gemm_int8_packed(m, n, k, xq, xs, packed[nextCopy()].assumingMemoryBound(to: UInt8.self), ws, bias, &y, n, 0, n)
@@ -159,7 +165,11 @@ for (k, n) in shapes {
     dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, &yRef, n, 0, n)
     dq_gemm_int8_packed(m, n, k, xq, xs, packed[0].assumingMemoryBound(to: UInt8.self), ws, bias, &y, n, 0, n)
     let identical = zip(y, yRef).allSatisfy { $0.bitPattern == $1.bitPattern }
-    print("  int8 packed == scalar reference bit for bit: \(identical)")
+    var identicalVNNI = true
+    if dq_gemm_int8_packed_isa("avxvnni", m, n, k, xq, xs, packed[0].assumingMemoryBound(to: UInt8.self), ws, bias, &y, n, 0, n) == 1 {
+        identicalVNNI = zip(y, yRef).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+    print("  int8 packed == scalar reference bit for bit: \(identical && identicalVNNI)")
     let tQ4 = bench("q4 gemm", ops: ops, runs: runs) {
         dq_gemm_q4(m, n, k, xb, xbs, w4, w4s, bias, &y, n, 0, n)
     }

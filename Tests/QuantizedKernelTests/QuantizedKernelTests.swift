@@ -417,14 +417,15 @@ final class QuantizedKernelTests: XCTestCase {
         }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
         let has512 = ["avx512f", "avx512bw", "avx512vl", "avx512_vnni"].allSatisfy { flags.contains($0) }
-        XCTAssertEqual(isa, has512 ? "avx512vnni" : "scalar")
+        let hasVNNI = ["avx2", "fma", "avx_vnni"].allSatisfy { flags.contains($0) }
+        XCTAssertEqual(isa, has512 ? "avx512vnni" : hasVNNI ? "avxvnni" : "scalar")
         #elseif arch(x86_64)
-        XCTAssert(isa == "avx512vnni" || isa == "scalar")
+        XCTAssert(isa == "avx512vnni" || isa == "avxvnni" || isa == "scalar")
         #else
         XCTAssertEqual(isa, "scalar")
         #endif
         let disabled = ProcessInfo.processInfo.environment["DEBERTA_INT8_PACKED"] == "0"
-        XCTAssertEqual(preferred, isa == "avx512vnni" && !disabled ? 1 : 0)
+        XCTAssertEqual(preferred, isa != "scalar" && !disabled ? 1 : 0)
     }
 
     /// The documented layout, re-stated in Swift: size, every byte (biased codes, zero padding), and unpack.
@@ -506,7 +507,7 @@ final class QuantizedKernelTests: XCTestCase {
         return r
     }
 
-    /// Every packed kernel this CPU can run (scalar reference, AVX-512 VNNI) against dq_gemm_int8_scalar on
+    /// Every packed kernel this CPU can run (scalar reference, AVX-512 VNNI, AVX-VNNI) against dq_gemm_int8_scalar on
     /// the row-major codes, bit for bit, on odd shapes, column ranges, with and without bias.
     func testInt8PackedEachKernelEqualsScalar() {
         var ran: [String: Int] = [:]
@@ -534,7 +535,7 @@ final class QuantizedKernelTests: XCTestCase {
                         let ranges = packedColumnRanges(n, all: m * k <= 300)
                         for (ri, (b, e)) in ranges.enumerated() {
                             // the slow scalar packed reference on a few ranges, the fast kernels on all
-                            let kernels = ri < 4 || m * n * k < 20000 ? ["scalar", "avx512vnni"] : ["avx512vnni"]
+                            let kernels = (ri < 4 || m * n * k < 20000 ? ["scalar"] : []) + ["avx512vnni", "avxvnni"]
                             for kernel in kernels {
                                 var y = [Float](repeating: -7, count: m * ldy)
                                 let ok = bp.withOptionalPointer { bptr in
@@ -567,6 +568,8 @@ final class QuantizedKernelTests: XCTestCase {
         XCTAssertGreaterThan(ran["scalar"] ?? 0, 0)
         let isa = String(cString: dq_int8_packed_isa())
         if isa != "scalar" { XCTAssertGreaterThan(ran[isa] ?? 0, 0, isa) }
+        // CPUs with both (Zen 5, Sapphire Rapids) run the AVX-VNNI kernel too
+        if String(cString: dq_kernel_isa()) == "avxvnni" { XCTAssertGreaterThan(ran["avxvnni"] ?? 0, 0) }
         XCTAssertEqual(dq_gemm_int8_packed_isa("no-such-kernel", 0, 0, 0, nil, nil, nil, nil, nil, nil, 0, 0, 0), 0)
     }
 
@@ -588,7 +591,7 @@ final class QuantizedKernelTests: XCTestCase {
             XCTAssertEqual(ref[0], Float(-127 * 127 * k))
             XCTAssertEqual(ref[n + 1], Float(127 * 127 * k))
             XCTAssertEqual(ref[2 * n + 2], Float(-127 * 127 * k))
-            for kernel in ["scalar", "avx512vnni"] {
+            for kernel in ["scalar", "avx512vnni", "avxvnni"] {
                 var y = [Float](repeating: 0, count: m * n)
                 if dq_gemm_int8_packed_isa(kernel, m, n, k, xq, xs, packed, ws, nil, &y, n, 0, n) == 0 { continue }
                 XCTAssertEqual(bits(y), bits(ref), "\(kernel) k=\(k)")
@@ -599,7 +602,7 @@ final class QuantizedKernelTests: XCTestCase {
     func testInt8PackedEmptyShapes() {
         var y: [Float] = [42, 43]
         let packed = [UInt8](repeating: 128, count: 64)
-        for kernel in ["scalar", "avx512vnni"] {
+        for kernel in ["scalar", "avx512vnni", "avxvnni"] {
             _ = dq_gemm_int8_packed_isa(kernel, 0, 1, 4, nil, nil, packed, nil, nil, &y, 2, 0, 1)  // m = 0
             _ = dq_gemm_int8_packed_isa(kernel, 1, 1, 4, [1, 1, 1, 1], [1], packed, [1], nil, &y, 2, 1, 1)  // empty range
             _ = dq_gemm_int8_packed_isa(kernel, 1, 1, 4, [1, 1, 1, 1], [1], packed, [1], nil, &y, 2, 5, 9)  // past n

@@ -202,14 +202,16 @@ void dq_int8_packed_column_range(size_t n, size_t parts, size_t part, size_t *be
  * the weights in the packed layout. xq [m, k], xs [m], packed from dq_pack_weights_int8(qw, n, k, ...),
  * ws [n], bias [n] or NULL, y with row stride ldy. Requires k <= DQ_INT8_MAX_K. Allocates nothing.
  * Dispatching: the AVX-512 VNNI kernel when the CPU has AVX-512 F, BW, VL and VNNI (and the OS saves the
- * ZMM state), else the scalar reference.
+ * ZMM state), else the AVX-VNNI kernel when it has AVX2 + FMA + AVX-VNNI, else the scalar reference.
  * AVX-512 VNNI kernel: rows in blocks whose activations fit 512 KiB (L2); per block, strips of 3 panels
  * (48 channels) are swept by register tiles of 8 rows × 48 channels (24 zmm accumulators; per group of 4 k:
  * 3 weight loads, 8 vpbroadcastd, 24 vpdpbusd), the strip's weights staying in L1/L2 across the row
  * tiles; the first row tile of a strip prefetches the weight stream; masked loads/stores at the range
- * edges. ~950-1020 GOPS per core at M = 128 on Zen 5 (quant-bench), 3.3-3.6x dq_gemm_int8 there.
+ * edges. ~950-1030 GOPS per core at M = 128 on Zen 5 (quant-bench), 3.3-3.9x dq_gemm_int8 there.
+ * AVX-VNNI kernel (16 ymm registers): the same blocking with tiles of 6 rows × 16 channels (12 ymm
+ * accumulators, {vex} vpdpbusd); ~470-500 GOPS on the same Zen 5 core, 1.7x dq_gemm_int8's AVX-VNNI kernel.
  * Scalar reference (portable): the same arithmetic one lane at a time, slow; for tests and for CPUs
- * without AVX-512 VNNI (where callers should keep the row-major codes and dq_gemm_int8, see
+ * without VNNI (where callers should keep the row-major codes and dq_gemm_int8, see
  * dq_int8_packed_preferred). */
 void dq_gemm_int8_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
                          const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
@@ -217,21 +219,22 @@ void dq_gemm_int8_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, 
                                 const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
                                 size_t n_begin, size_t n_end);
 
-/* Runs one specific packed kernel: isa = "scalar" or "avx512vnni" (same arguments as dq_gemm_int8_packed).
+/* Runs one specific packed kernel: isa = "scalar", "avxvnni" or "avx512vnni" (same arguments as
+ * dq_gemm_int8_packed).
  * Returns 1, or 0 without touching y if that kernel is not built for this target or not supported by
  * this CPU. For tests and benchmarks. */
 int dq_gemm_int8_packed_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
                             const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
                             size_t n_begin, size_t n_end);
 
-/* Which kernel dq_gemm_int8_packed uses on this CPU: "avx512vnni" or "scalar". */
+/* Which kernel dq_gemm_int8_packed uses on this CPU: "avx512vnni", "avxvnni" or "scalar". */
 const char *dq_int8_packed_isa(void);
 
 /* 1 if int8 weights should be packed at load time and multiplied with dq_gemm_int8_packed: the CPU has
- * the AVX-512 VNNI kernel (probed once). 0 otherwise: CPUs with AVX2 or AVX-VNNI only keep the row-major
- * codes in place and dq_gemm_int8 (its kernels are faster there than the packed scalar reference, and
- * nothing is copied). The environment variable DEBERTA_INT8_PACKED=0 (read once, at the first call) makes
- * it 0 everywhere, for side-by-side measurements. */
+ * one of its VNNI kernels (AVX-512 VNNI or AVX-VNNI; probed once). 0 otherwise: CPUs with AVX2 only (the
+ * biased codes would saturate vpmaddubsw's int16 pairs) and other architectures keep the row-major codes
+ * in place and dq_gemm_int8 (nothing is copied). The environment variable DEBERTA_INT8_PACKED=0 (read
+ * once, at the first call) makes it 0 everywhere, for side-by-side measurements. */
 int dq_int8_packed_preferred(void);
 
 /* ---------------------------------------------------------------- q4 / q8 blocks (scheme 2) */
