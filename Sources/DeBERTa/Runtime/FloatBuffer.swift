@@ -70,6 +70,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let scales: FloatBuffer
     /// The mapped bytes of the codes, if used in place.
     public let region: ByteRegion?
+    /// An owned second copy of the codes in a kernel's layout, made once at load (int8 weights in the
+    /// layout of dq_gemm_int8_packed, see WeightBinder.linear); nil when the codes are only used as stored.
+    public let packedCodes: UnsafePointer<UInt8>?
     private let owner: AnyObject?
     private let allocated: UnsafeMutableRawPointer?
 
@@ -78,6 +81,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.cols = cols
         self.scales = scales
+        packedCodes = nil
         let bytes = view.bytes
         if let base = bytes.baseAddress {
             codes = base
@@ -104,7 +108,25 @@ public final class QuantizedMatrix: @unchecked Sendable {
         codes = UnsafeRawPointer(p)
         scales = FloatBuffer(values: scaleValues)
         region = nil
+        packedCodes = nil
         owner = nil
+        allocated = p
+    }
+
+    /// `source` with a packed copy of its codes: `packedByteCount` bytes, 64-byte aligned, written by `fill`.
+    /// The stored codes stay readable (source is kept alive; row lookups read them).
+    init(_ source: QuantizedMatrix, packedByteCount: Int, fill: (UnsafeMutablePointer<UInt8>) -> Void) {
+        scheme = source.scheme
+        rows = source.rows
+        cols = source.cols
+        codes = source.codes
+        scales = source.scales
+        region = source.region
+        owner = source
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(packedByteCount, 64), alignment: 64)
+        let bytes = p.initializeMemory(as: UInt8.self, repeating: 0, count: max(packedByteCount, 64))
+        fill(bytes)
+        packedCodes = UnsafePointer(bytes)
         allocated = p
     }
 

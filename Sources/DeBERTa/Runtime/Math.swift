@@ -38,6 +38,19 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
         if let bias { dk_bias_activation(y, rows, n, n, bias, DK_ACT_IDENTITY) }
     case let .quantized(q):
         guard rows > 0, n > 0 else { return }
+        // Each thread finishes its own output columns (residual, then GELU) right after its product, while
+        // they are in its cache. cg_gelu is CGemm's vectorized exact GELU (the packed f32 path's epilogue).
+        let finish = { (begin: Int, end: Int) in
+            guard residual != nil || gelu, begin < end else { return }
+            for r in 0 ..< rows {
+                let yr = y + r * n + begin
+                if let residual {
+                    let rr = residual + r * n + begin
+                    for i in 0 ..< end - begin { yr[i] += rr[i] }
+                }
+                if gelu { cg_gelu(yr, yr, end - begin) }
+            }
+        }
         let threads = max(1, min(ComputeThreads.count, n / 16))
         let ranges = (0 ..< threads).map { t in (n * t / threads, n * (t + 1) / threads) }
         switch q.scheme {
@@ -46,6 +59,20 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
             defer { codes.deallocate(); scales.deallocate() }
             parallelRows(rows) { r0, m in dq_quantize_activations_int8(x + r0 * k, m, k, k, codes + r0 * k, scales + r0) }
+            if let packed = q.packedCodes {
+                // Weights packed at load (AVX-512 VNNI): threads take whole strips of 48 columns; the kernel
+                // blocks the rows itself.
+                let strips = (n + Int(DQ_INT8_PANEL * DQ_INT8_STRIP) - 1) / Int(DQ_INT8_PANEL * DQ_INT8_STRIP)
+                let parts = max(1, min(ComputeThreads.count, strips))
+                parallel(parts) { part in
+                    var begin = 0, end = 0
+                    dq_int8_packed_column_range(n, parts, part, &begin, &end)
+                    guard begin < end else { return }
+                    dq_gemm_int8_packed(rows, n, k, codes, scales, packed, q.scales.pointer, bias, y, n, begin, end)
+                    finish(begin, end)
+                }
+                return
+            }
             let w = q.codes.assumingMemoryBound(to: Int8.self)
             let run = { (t: Int) in
                 // Row blocks keep the activation codes of one block in L2 while the weights stream past.
@@ -53,6 +80,7 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
                     let m = min(quantizedRowBlock, rows - r0)
                     dq_gemm_int8(m, n, k, codes + r0 * k, scales + r0, w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
                 }
+                finish(ranges[t].0, ranges[t].1)
             }
             parallel(threads, run)
         case .q4:
@@ -69,15 +97,23 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
                     let m = min(quantizedRowBlock, rows - r0)
                     dq_gemm_q4(m, n, k, codes + r0 * kp, scales + r0 * (kp / 32), w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
                 }
+                finish(ranges[t].0, ranges[t].1)
             }
             parallel(threads, run)
         }
+        return
     }
-    // Unfused epilogue for the unpacked paths.
-    if let residual {
-        for i in 0 ..< rows * n { y[i] += residual[i] }
+    // Unfused epilogue of the f32 path (OpenBLAS): residual, then GELU (cg_gelu), rows split over the threads.
+    if residual != nil || gelu {
+        parallelRows(rows) { r0, m in
+            let yr = y + r0 * n
+            if let residual {
+                let rr = residual + r0 * n
+                for i in 0 ..< m * n { yr[i] += rr[i] }
+            }
+            if gelu { cg_gelu(yr, yr, m * n) }
+        }
     }
-    if gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
 }
 
 /// y[rows, out] = act(x[rows, in] · Wᵀ + b (+ residual)); exact GELU and the residual fuse into the

@@ -1,3 +1,4 @@
+import CQuantKernels
 import Checkpoint
 #if canImport(Glibc)
 import Glibc
@@ -92,6 +93,11 @@ struct WeightBinder {
     /// side-by-side measurements of the two paths).
     static let useBLAS = getenv("DEBERTA_F32_GEMM").map { String(cString: $0) == "openblas" } ?? false
 
+    /// int8 linear weights are repacked at load for dq_gemm_int8_packed when this CPU has its AVX-512 VNNI
+    /// kernel (dq_int8_packed_preferred; DEBERTA_INT8_PACKED=0 turns it off). Elsewhere (AVX2, AVX-VNNI,
+    /// arm64) the stored codes are used in place by dq_gemm_int8.
+    static let packInt8 = dq_int8_packed_preferred() != 0
+
     /// Marks a table as read a few rows at a time (embeddings): no read-around on page faults.
     func adviseRandomAccess(_ name: String) {
         views[name]?.region.adviseRandomAccess()
@@ -131,6 +137,14 @@ struct WeightBinder {
         if case let .f32(buffer)? = w, !WeightBinder.useBLAS {
             w = .packed(PackedMatrix(buffer, rows: out, cols: inFeatures))
             buffer.region?.releaseResidentPages()
+        }
+        // int8 codes likewise: packed once (panels of 16 output channels × 4 k, CQuantKernels' layout), then the
+        // mapped codes leave the resident set; the product reads only the packed copy.
+        if case let .quantized(q)? = w, q.scheme == .int8, WeightBinder.packInt8 {
+            w = .quantized(QuantizedMatrix(q, packedByteCount: dq_int8_packed_size(out, inFeatures)) { packed in
+                dq_pack_weights_int8(q.codes.assumingMemoryBound(to: Int8.self), out, inFeatures, packed)
+            })
+            q.region?.releaseResidentPages()
         }
         let b = bias ? tensor(name + ".bias", [out]) : nil
         guard let w, !bias || b != nil else { return nil }
