@@ -169,16 +169,30 @@ size_t dq_int8_packed_size(size_t n, size_t k) {
 }
 
 void dq_pack_weights_int8(const int8_t *q, size_t n, size_t k, uint8_t *packed) {
-    size_t np = (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL, kg = (k + 3) / 4;
+    /* Row by row (sequential reads): 4 codes at a time to their place in each group, biased by +128, which
+     * for bytes is x ^ 0x80. Every byte of `packed` is written once (padding channels and the k padding of
+     * the last group as 0). */
+    size_t np = (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL, kg = (k + 3) / 4, kf = k / 4, rest = k % 4;
     for (size_t p = 0; p < np; p++) {
-        for (size_t g = 0; g < kg; g++) {
-            uint8_t *dst = packed + (p * kg + g) * (DQ_INT8_PANEL * 4);
-            for (size_t c = 0; c < DQ_INT8_PANEL; c++) {
-                size_t o = p * DQ_INT8_PANEL + c;
-                for (size_t j = 0; j < 4; j++) {
-                    size_t kk = g * 4 + j;
-                    dst[c * 4 + j] = o < n && kk < k ? (uint8_t)((int)q[o * k + kk] + 128) : 0;
-                }
+        uint8_t *panel = packed + p * kg * (DQ_INT8_PANEL * 4);
+        for (size_t c = 0; c < DQ_INT8_PANEL; c++) {
+            size_t o = p * DQ_INT8_PANEL + c;
+            uint8_t *dst = panel + c * 4;
+            if (o >= n) {
+                for (size_t g = 0; g < kg; g++) memset(dst + g * (DQ_INT8_PANEL * 4), 0, 4);
+                continue;
+            }
+            const int8_t *row = q + o * k;
+            for (size_t g = 0; g < kf; g++) {
+                uint32_t v;
+                memcpy(&v, row + 4 * g, 4);
+                v ^= 0x80808080u;
+                memcpy(dst + g * (DQ_INT8_PANEL * 4), &v, 4);
+            }
+            if (rest) {
+                uint8_t b[4] = {0, 0, 0, 0};
+                for (size_t j = 0; j < rest; j++) b[j] = (uint8_t)((int)row[4 * kf + j] + 128);
+                memcpy(dst + kf * (DQ_INT8_PANEL * 4), b, 4);
             }
         }
     }
