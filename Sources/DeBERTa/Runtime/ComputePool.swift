@@ -2,24 +2,28 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Persistent compute threads for the matrix products and the attention: `run(count, body)` runs body(0) on
-/// the caller and body(1 ..< count) on workers that wait for jobs by spinning on an atomic generation counter
-/// (for `spinSeconds` after their last job, then they block on a semaphore). A forward pass calls it a few
-/// hundred times, microseconds apart: waking a sleeping thread through the kernel takes 10-60 µs (up to
-/// milliseconds for a halted virtual CPU), which at 1 × 128 tokens was several percent of the run. One job
-/// at a time: a caller that finds the pool busy (concurrent forward calls) falls back to
-/// DispatchQueue.concurrentPerform, so concurrent use stays correct.
+/// Persistent compute threads for the matrix products and the attention: `run(count, body)` runs body(0 ..< count)
+/// on the caller and on workers that wait for jobs by spinning on an atomic ticket (for `spinSeconds` after
+/// their last job, then they block on a semaphore). A forward pass calls it a few hundred times, microseconds
+/// apart: waking a sleeping thread through the kernel takes 10-60 µs (up to milliseconds for a halted virtual
+/// CPU), which at 1 × 128 tokens was several percent of the run.
+/// Parts are claimed, not assigned: the caller and the workers take the next unclaimed index from the ticket
+/// until none is left, so a worker that is not running (its core busy with another process) delays nothing,
+/// the caller does its part. One job at a time: a caller that finds the pool busy (concurrent forward calls)
+/// falls back to DispatchQueue.concurrentPerform.
 /// `DEBERTA_SPIN_US` sets the spin time in microseconds (default 2000; 0 = block at once).
 final class ComputePool: @unchecked Sendable {
     static let shared = ComputePool()
 
     private let busy = Atomic<Bool>(false)
-    private let generation = Atomic<Int>(0)
-    private let done = Atomic<Int>(0)
-    private let jobCount = Atomic<Int>(0)
+    /// generation (bits 32...) | part count (bits 16..31) | next unclaimed part (bits 0..15)
+    private let ticket = Atomic<Int>(0)
+    private let completed = Atomic<Int>(0)
     private let lock = NSLock()
     private var workers: [Worker] = []
-    /// The current job; written by the caller before the generation is published, read by the workers after.
+    /// Only the caller holding `busy` changes these.
+    private nonisolated(unsafe) var generation = 0
+    /// The current job; written by the caller before the ticket is published, read by whoever claims a part.
     private nonisolated(unsafe) var body: ((Int) -> Void)?
     let spinSeconds: Double
 
@@ -39,7 +43,7 @@ final class ComputePool: @unchecked Sendable {
     /// Runs body(0 ..< count), the caller's thread included; returns when all have finished.
     func run(_ count: Int, _ body: (Int) -> Void) {
         if count <= 1 { body(0); return }
-        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+        guard count < 1 << 16, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             withoutActuallyEscaping(body) { body in
                 let job = UncheckedBody(body: body)
                 DispatchQueue.concurrentPerform(iterations: count) { job.body($0) }
@@ -49,17 +53,18 @@ final class ComputePool: @unchecked Sendable {
         ensureWorkers(count - 1)
         withoutActuallyEscaping(body) { body in
             self.body = body
-            done.store(0, ordering: .relaxed)
-            jobCount.store(count, ordering: .relaxed)
-            generation.add(1, ordering: .sequentiallyConsistent)
+            completed.store(0, ordering: .relaxed)
+            generation = (generation + 1) & 0x7FFF_FFFF
+            let gen = generation
+            ticket.store(gen << 32 | count << 16, ordering: .sequentiallyConsistent)
             for i in 0 ..< count - 1 where workers[i].sleeping.load(ordering: .sequentiallyConsistent) {
                 workers[i].wake.signal()
             }
-            body(0)
-            // Spin for the workers; yield the CPU once the wait gets long (a worker preempted by another
-            // process needs this core back).
+            work(gen)
+            // Wait for parts claimed by workers; yield the CPU once the wait gets long (a worker preempted in
+            // the middle of its part needs this core back).
             var spins = 0
-            while done.load(ordering: .acquiring) != count - 1 {
+            while completed.load(ordering: .acquiring) != count {
                 spins &+= 1
                 if spins > 2048 { sched_yield() }
             }
@@ -68,41 +73,49 @@ final class ComputePool: @unchecked Sendable {
         busy.store(false, ordering: .releasing)
     }
 
+    /// Claims and runs parts of job `gen` until none is left.
+    private func work(_ gen: Int) {
+        while true {
+            let t = ticket.load(ordering: .acquiring)
+            let part = t & 0xFFFF, count = (t >> 16) & 0xFFFF
+            guard t >> 32 == gen, part < count else { return }
+            guard ticket.compareExchange(expected: t, desired: t + 1, ordering: .acquiringAndReleasing).exchanged else { continue }
+            body?(part)
+            completed.add(1, ordering: .releasing)
+        }
+    }
+
     private func ensureWorkers(_ n: Int) {
         guard workers.count < n else { return }
         lock.lock()
         defer { lock.unlock() }
         while workers.count < n {
             let worker = Worker()
-            let index = workers.count + 1
             workers.append(worker)
             // The generation the worker starts from is read here, before this call publishes its job: a
-            // thread that started late would otherwise take the new generation as already seen.
-            let start = generation.load(ordering: .acquiring)
-            let thread = Thread { [self] in loop(worker, index, start) }
+            // thread that started late would otherwise take the new job as already seen.
+            let start = ticket.load(ordering: .acquiring) >> 32
+            let thread = Thread { [self] in loop(worker, start) }
             thread.stackSize = 1 << 20
             thread.start()
         }
     }
 
-    private func loop(_ worker: Worker, _ index: Int, _ start: Int) {
+    private func loop(_ worker: Worker, _ start: Int) {
         var seen = start
         while true {
             let deadline = monotonicSeconds() + spinSeconds
             var spins = 0
-            while generation.load(ordering: .acquiring) == seen {
+            while ticket.load(ordering: .acquiring) >> 32 == seen {
                 spins &+= 1
                 if spins & 255 == 0 && monotonicSeconds() > deadline {
                     worker.sleeping.store(true, ordering: .sequentiallyConsistent)
-                    if generation.load(ordering: .sequentiallyConsistent) == seen { worker.wake.wait() }
+                    if ticket.load(ordering: .sequentiallyConsistent) >> 32 == seen { worker.wake.wait() }
                     worker.sleeping.store(false, ordering: .sequentiallyConsistent)
                 }
             }
-            seen = generation.load(ordering: .acquiring)
-            if index < jobCount.load(ordering: .relaxed) {
-                body?(index)
-                done.add(1, ordering: .releasing)
-            }
+            seen = ticket.load(ordering: .acquiring) >> 32
+            work(seen)
         }
     }
 }
