@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "attention_internal.h"
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -128,15 +129,15 @@ static void transpose(const float *src, size_t rows, size_t cols, size_t lds, fl
         for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * lds + c];
 }
 
-size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
-    /* kᵀ [d×t], pkᵀ/pqᵀ [d×span] each, scores [t×t], c2p and p2c [t×span] each */
+/* The AVX2/scalar head: kᵀ, pkᵀ, pqᵀ [d×t], [d×span] each, scores [t×t], c2p and p2c [t×span] each. */
+static size_t generic_scratch(size_t t, size_t d, size_t span) {
     return d * t + 2 * d * span + t * t + 2 * t * span;
 }
 
-void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
-                       const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
-                       const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
-                       float *scratch) {
+void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                               const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                               const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                               float *scratch) {
     float *kt = scratch;
     float *pkt = kt + d * t;
     float *pqt = pkt + d * span;
@@ -157,6 +158,61 @@ void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const flo
     dk_probs_times_values(t, d, scores, t, v, ldv, out, ldo);
 }
 
+size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
+    /* enough for every entry point on any CPU: the generic head plus a [t×t] index table, or the
+     * AVX-512 head plus a by-distance table */
+    size_t generic = generic_scratch(t, d, span) + t * t;
+    size_t fast = dk_attention_scratch_avx512(t, d, span) + 2 * t;
+    return generic > fast ? generic : fast;
+}
+
+size_t dk_attention_distance_scratch(size_t t, size_t d, size_t span) {
+    if (dk_has_avx512()) return dk_attention_scratch_avx512(t, d, span);
+    return generic_scratch(t, d, span) + t * t;
+}
+
+const char *dk_attention_isa(void) {
+    if (dk_has_avx512()) return "avx512";
+#if defined(__x86_64__)
+    if (has_avx2_fma()) return "avx2";
+#endif
+    return "scalar";
+}
+
+void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                                const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                size_t ldo, float *scratch) {
+    if (dk_has_avx512()) {
+        dk_attention_head_avx512(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out,
+                                 ldo, scratch);
+        return;
+    }
+    int32_t *rel = (int32_t *)(scratch + generic_scratch(t, d, span));
+    for (size_t i = 0; i < t; i++)
+        for (size_t j = 0; j < t; j++) rel[i * t + j] = by_distance[i + t - 1 - j];
+    dk_attention_head_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, key_mask, scale, out, ldo, scratch);
+}
+
+void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                       const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                       const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                       float *scratch) {
+    /* The AVX-512 head needs the index to depend on i - j only (true of both DeBERTa families). */
+    int toeplitz = dk_has_avx512();
+    for (size_t i = 1; toeplitz && i < t; i++)
+        if (memcmp(rel + i * t + 1, rel + (i - 1) * t, (t - 1) * sizeof(int32_t)) != 0) toeplitz = 0;
+    if (toeplitz) {
+        int32_t *by_distance = (int32_t *)(scratch + dk_attention_scratch_avx512(t, d, span));
+        for (size_t x = 0; x < t; x++) by_distance[t - 1 + x] = rel[x * t];
+        for (size_t x = 1; x < t; x++) by_distance[t - 1 - x] = rel[x];
+        dk_attention_head_avx512(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out,
+                                 ldo, scratch);
+        return;
+    }
+    dk_attention_head_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, key_mask, scale, out, ldo, scratch);
+}
+
 void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
                                   float *out, size_t ldo) {
     for (size_t i = 0; i < t; i++) {
@@ -174,4 +230,10 @@ void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const
     if (has_avx2_fma()) { probs_times_values_avx2(t, d, p, ldp, v, ldv, out, ldo); return; }
 #endif
     dk_probs_times_values_scalar(t, d, p, ldp, v, ldv, out, ldo);
+}
+
+int dk_exp_avx512(const float *x, float *y, size_t n) {
+    if (!dk_has_avx512()) return 0;
+    dk_exp_avx512_rows(x, y, n);
+    return 1;
 }

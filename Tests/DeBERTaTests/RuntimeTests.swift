@@ -269,30 +269,163 @@ final class AttentionKernelTests: XCTestCase {
         }
     }
 
-    /// One head end to end against a direct double-precision evaluation of disentangled attention.
-    func testAttentionHeadMatchesDirectEvaluation() {
-        let t = 7, d = 5, span = 9, ld = 12
-        let q = values(t * ld, 0.3), k = values(t * ld, 0.7), v = values(t * ld, 1.1)
-        let pk = values(span * ld, 1.7), pq = values(span * ld, 2.3)
-        var rel = [Int32](repeating: 0, count: t * t)
-        for i in 0 ..< t { for j in 0 ..< t { rel[i * t + j] = Int32(min(max(i - j + 4, 0), span - 1)) } }
-        let mask: [UInt8] = [1, 1, 1, 0, 1, 1, 0]
-        let scale: Float = 0.31
-        var out = [Float](repeating: 0, count: t * ld)
-        var scratch = [Float](repeating: 0, count: dk_attention_scratch(t, d, span))
-        dk_attention_head(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, rel, mask, scale, &out, ld, &scratch)
-        func dot(_ a: [Float], _ i: Int, _ b: [Float], _ j: Int) -> Double { (0 ..< d).reduce(0.0) { $0 + Double(a[i * ld + $1]) * Double(b[j * ld + $1]) } }
+    /// Disentangled attention of one head in double: q, k, v [t × ld], pk / pq [rows × ld] (nil: term absent).
+    func directAttention(t: Int, d: Int, ld: Int, q: [Float], k: [Float], v: [Float], pk: [Float]?, pq: [Float]?,
+                         rel: [Int32], mask: [UInt8], scale: Float) -> [Double] {
+        var out = [Double](repeating: 0, count: t * d)
+        func dot(_ a: [Float], _ i: Int, _ b: [Float], _ j: Int) -> Double {
+            var s = 0.0
+            for c in 0 ..< d { s += Double(a[i * ld + c]) * Double(b[j * ld + c]) }
+            return s
+        }
+        let keys = (0 ..< t).filter { mask[$0] != 0 }
+        guard !keys.isEmpty else { return out }
         for i in 0 ..< t {
-            let keys = (0 ..< t).filter { mask[$0] == 1 }
-            let logits = keys.map { j in Double(scale) * (dot(q, i, k, j) + dot(q, i, pk, Int(rel[i * t + j])) + dot(k, j, pq, Int(rel[i * t + j]))) }
+            var logits = [Double](repeating: 0, count: keys.count)
+            for (n, j) in keys.enumerated() {
+                let r = Int(rel[i * t + j])
+                var s = dot(q, i, k, j)
+                if let pk { s += dot(q, i, pk, r) }
+                if let pq { s += dot(k, j, pq, r) }
+                logits[n] = Double(scale) * s
+            }
             let m = logits.max()!
-            let w = logits.map { exp($0 - m) }
+            let w = logits.map { Foundation.exp($0 - m) }
             let z = w.reduce(0, +)
-            for c in 0 ..< d {
-                let expected = zip(keys, w).reduce(0.0) { $0 + $1.1 / z * Double(v[$1.0 * ld + c]) }
-                XCTAssertEqual(Double(out[i * ld + c]), expected, accuracy: 1e-5, "[\(i), \(c)]")
+            for (n, j) in keys.enumerated() {
+                for c in 0 ..< d { out[i * d + c] += w[n] / z * Double(v[j * ld + c]) }
             }
         }
+        return out
+    }
+
+    enum Entry: CaseIterable { case table, generic, distance }
+
+    /// Runs one head through an entry point; nil when `distance` cannot express `rel` (not a function of i - j).
+    func runHead(_ entry: Entry, t: Int, d: Int, ld: Int, q: [Float], k: [Float], v: [Float], pk: [Float]?, pq: [Float]?,
+                 span: Int, rel: [Int32], mask: [UInt8], scale: Float) -> [Float]? {
+        var out = [Float](repeating: .nan, count: t * ld)
+        // Scratch starts as NaN: every value the kernels read must have been written first.
+        var scratch = [Float](repeating: .nan, count: entry == .distance ? dk_attention_distance_scratch(t, d, span) : dk_attention_scratch(t, d, span))
+        switch entry {
+        case .table:
+            dk_attention_head(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, rel, mask, scale, &out, ld, &scratch)
+        case .generic:
+            dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, rel, mask, scale, &out, ld, &scratch)
+        case .distance:
+            var byDistance = [Int32](repeating: 0, count: 2 * t - 1)
+            for i in 0 ..< t { for j in 0 ..< t { byDistance[i - j + t - 1] = rel[i * t + j] } }
+            for i in 0 ..< t { for j in 0 ..< t where byDistance[i - j + t - 1] != rel[i * t + j] { return nil } }
+            dk_attention_head_distance(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, byDistance, mask, scale, &out, ld, &scratch)
+        }
+        return out
+    }
+
+    func checkHead(t: Int, d: Int, ld: Int, span: Int, rel: [Int32], mask: [UInt8], terms: (c2p: Bool, p2c: Bool) = (true, true),
+                   magnitude: Float = 1, tolerance: Double = 2e-6, _ label: String) {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15 &+ UInt64(t * 1000 + d)
+        func noise(_ n: Int) -> [Float] {  // xorshift, uniform with unit variance × magnitude
+            (0 ..< n).map { _ in
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * 1.7320508 * magnitude
+            }
+        }
+        let q = noise(t * ld), k = noise(t * ld), v = values(t * ld, 1.1)
+        let pk = terms.c2p ? noise(span * ld) : nil
+        let pq = terms.p2c ? noise(span * ld) : nil
+        let scale = 1 / Float(d * 3).squareRoot()
+        let expected = directAttention(t: t, d: d, ld: ld, q: q, k: k, v: v, pk: pk, pq: pq, rel: rel, mask: mask, scale: scale)
+        for entry in Entry.allCases {
+            guard let out = runHead(entry, t: t, d: d, ld: ld, q: q, k: k, v: v, pk: pk, pq: pq, span: span, rel: rel, mask: mask, scale: scale) else { continue }
+            var worst = 0.0
+            for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(Double(out[i * ld + c]) - expected[i * d + c])) } }
+            XCTAssertLessThanOrEqual(worst, tolerance, "\(label) \(entry) (\(String(cString: dk_attention_isa()))): max abs error \(worst)")
+            // Columns past d in each row are untouched.
+            for i in 0 ..< t { for c in d ..< ld { XCTAssertTrue(out[i * ld + c].isNaN, "\(label) \(entry) wrote [\(i), \(c)]") } }
+        }
+    }
+
+    /// One head end to end against a direct double-precision evaluation of disentangled attention.
+    func testAttentionHeadMatchesDirectEvaluation() {
+        let t = 7, d = 5, span = 9
+        var rel = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { rel[i * t + j] = Int32(min(max(i - j + 4, 0), span - 1)) } }
+        checkHead(t: t, d: d, ld: 12, span: span, rel: rel, mask: [1, 1, 1, 0, 1, 1, 0], "t=7 d=5")
+    }
+
+    /// Relative rows of a v2/v3 model (log buckets) for a length-t sequence, shifted to start at 0, and their span.
+    func bucketedRows(t: Int, buckets: Int, maxPosition: Int) -> (rel: [Int32], span: Int) {
+        var rel = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t {
+            for j in 0 ..< t {
+                let b = RelativePositions.logBucket(i - j, buckets: buckets, maxPosition: maxPosition) + buckets
+                rel[i * t + j] = Int32(min(max(b, 0), 2 * buckets - 1))
+            }
+        }
+        let low = rel.min()!, high = rel.max()!
+        return (rel.map { $0 - low }, Int(high - low) + 1)
+    }
+
+    /// Model-shaped heads (d = 64, several heads side by side in a row, log-bucketed distances, padded keys,
+    /// lengths that are and are not multiples of 16), every combination of the c2p / p2c terms, every entry point.
+    func testAttentionHeadAtModelShapes() {
+        for (t, buckets, maxPosition, padding) in [(128, 256, 512, 0), (77, 16, 64, 5), (33, 8, 40, 0), (16, 256, 512, 3)] {
+            let (rel, span) = bucketedRows(t: t, buckets: buckets, maxPosition: maxPosition)
+            let mask = (0 ..< t).map { UInt8($0 < t - padding ? 1 : 0) }
+            for terms in [(true, true), (true, false), (false, true), (false, false)] where t != 128 || terms == (true, true) {
+                checkHead(t: t, d: 64, ld: 3 * 64 + 5, span: span, rel: rel, mask: mask, terms: terms, magnitude: 1.5,
+                          "t=\(t) buckets=\(buckets) c2p=\(terms.0) p2c=\(terms.1)")
+            }
+        }
+    }
+
+    /// Indices that jump by more than 16 rows between neighbouring distances (not a DeBERTa table, but allowed):
+    /// the AVX-512 kernel gathers those pieces; and a table that is not a function of i - j takes the generic kernel.
+    func testAttentionHeadWithUnusualIndices() {
+        let t = 45, d = 20, span = 90
+        var byDistance = [Int32](repeating: 0, count: 2 * t - 1)
+        for x in 0 ..< byDistance.count { byDistance[x] = Int32((x * 37 + x * x * 11) % span) }
+        var rel = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { rel[i * t + j] = byDistance[i - j + t - 1] } }
+        let mask = (0 ..< t).map { UInt8($0 % 7 == 3 ? 0 : 1) }
+        checkHead(t: t, d: d, ld: 2 * d + 1, span: span, rel: rel, mask: mask, "wide windows")
+        var irregular = rel
+        for n in 0 ..< irregular.count where n % 5 == 0 { irregular[n] = Int32((n * 13) % span) }
+        checkHead(t: t, d: d, ld: 2 * d + 1, span: span, rel: irregular, mask: mask, "not by distance")
+    }
+
+    /// A sequence whose keys are all masked gives zeros (not NaN).
+    func testAttentionHeadWithNoKeys() {
+        let t = 20, d = 16, ld = 16
+        let (rel, span) = bucketedRows(t: t, buckets: 256, maxPosition: 512)
+        let q = values(t * ld, 0.3), k = values(t * ld, 0.7), v = values(t * ld, 1.1)
+        let pk = values(span * ld, 1.7), pq = values(span * ld, 2.3)
+        for entry in Entry.allCases {
+            let out = runHead(entry, t: t, d: d, ld: ld, q: q, k: k, v: v, pk: pk, pq: pq, span: span, rel: rel,
+                              mask: [UInt8](repeating: 0, count: t), scale: 0.2)
+            XCTAssertEqual(out, [Float](repeating: 0, count: t * ld), "\(entry)")
+        }
+    }
+
+    /// The AVX-512 kernel's exp against the double exp: within 2 ulp over the softmax's range, 0 at -inf.
+    func testVectorExpAccuracy() throws {
+        var x: [Float] = stride(from: -104.0, through: 0.0, by: 0.0037).map { Float($0) }
+        x += [-Float.infinity, -200, -87.3, -1e-6, -0.0, 0, -Float.leastNormalMagnitude]
+        var y = [Float](repeating: .nan, count: x.count)
+        guard dk_exp_avx512(x, &y, x.count) != 0 else { throw XCTSkip("no AVX-512 on this CPU") }
+        var worstUlps = 0.0
+        for (a, b) in zip(x, y) {
+            let exact = Foundation.exp(Double(a))
+            if exact < Double(Float.leastNormalMagnitude) {
+                XCTAssertLessThanOrEqual(Double(b), Double(Float.leastNormalMagnitude), "exp(\(a))")
+                continue
+            }
+            worstUlps = max(worstUlps, abs(Double(b) - exact) / Double(Float(exact).ulp))
+        }
+        XCTAssertLessThanOrEqual(worstUlps, 2, "worst error in ulps")
+        XCTAssertEqual(y[x.count - 7], 0, "exp(-inf)")
+        XCTAssertEqual(y[x.count - 6], 0, "exp(-200)")
+        XCTAssertEqual(y[x.count - 2], 1, "exp(0)")
     }
 }
 

@@ -55,7 +55,7 @@ void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const
 void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
                                   float *out, size_t ldo);
 
-/* Floats of scratch dk_attention_head needs. */
+/* Floats of scratch any of the attention heads below needs (on any CPU). */
 size_t dk_attention_scratch(size_t t, size_t d, size_t span);
 
 /* One head of disentangled attention for one sequence of t tokens, head size d:
@@ -63,9 +63,35 @@ size_t dk_attention_scratch(size_t t, size_t d, size_t span);
  * masked softmax over keys with key_mask[j] != 0, then out_i = Σ_j p_ij v_j.
  * q, k, v rows have leading dimensions ldq, ldk, ldv; pk and pq point at the first reachable row of the
  * relative table ([span × d] with leading dimension ldp); rel is [t × t] in [0, span).
- * Writes out [t × d] (leading dimension ldo). Uses `scratch` (dk_attention_scratch floats). */
+ * Writes out [t × d] (leading dimension ldo). Uses `scratch` (dk_attention_scratch floats).
+ * With AVX-512 and an index that depends on i - j only, this runs dk_attention_head_distance's kernel;
+ * otherwise dk_attention_head_generic. */
 void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                        const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                        float *scratch);
+
+/* The same head with the index given by distance: rel[i][j] = by_distance[i - j + t - 1] (2t - 1 entries),
+ * as both DeBERTa families index the relative table. AVX-512 when the CPU has it (zmm products only over
+ * the relative rows each block of queries or keys reaches, the c2p/p2c terms picked by in-register
+ * permutations instead of gathers, a vectorized exp, P·V summed in double as the generic head does),
+ * else the generic head.
+ * Scratch: dk_attention_distance_scratch floats (the CPU's path only) or dk_attention_scratch. */
+size_t dk_attention_distance_scratch(size_t t, size_t d, size_t span);
+void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                                const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                size_t ldo, float *scratch);
+
+/* The portable head (AVX2/FMA products or scalar, index gathers, P·V summed in double), any rel table. */
+void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                               const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                               const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                               float *scratch);
+
+/* Which attention kernel this CPU runs: "avx512", "avx2" or "scalar". */
+const char *dk_attention_isa(void);
+
+/* y = exp(x) with the AVX-512 head's vectorized exp; returns 0 (and writes nothing) without AVX-512. */
+int dk_exp_avx512(const float *x, float *y, size_t n);
 #endif

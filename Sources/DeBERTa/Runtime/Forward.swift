@@ -150,23 +150,29 @@ extension DebertaModel {
         // are split over the compute threads, each with its own scratch.
         let context = Activations(N * A)
         let span = config.relativeAttention ? ctx.span : 1
-        let relative = config.relativeAttention ? ctx.relative : [Int32](repeating: 0, count: T * T)
-        let scratchSize = dk_attention_scratch(T, d, span)
+        // The relative row depends on i - j alone (both families): by distance, rel[i][j] = byDistance[i - j + T - 1].
+        var byDistance = [Int32](repeating: 0, count: 2 * T - 1)
+        if config.relativeAttention {
+            for x in 0 ..< T { byDistance[T - 1 + x] = ctx.relative[x * T] }
+            for x in 1 ..< T { byDistance[T - 1 - x] = ctx.relative[x] }
+            assert((0 ..< T * T).allSatisfy { ctx.relative[$0] == byDistance[$0 / T - $0 % T + T - 1] })
+        }
+        let scratchSize = dk_attention_distance_scratch(T, d, span)
         let pairs = B * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize)
-        relative.withUnsafeBufferPointer { rel in
+        byDistance.withUnsafeBufferPointer { rel in
             ctx.mask.withUnsafeBufferPointer { mask in
                 parallel(workers) { w in
                     var pair = w
                     while pair < pairs {
                         let b = pair / heads, h = pair % heads
                         let row = b * T * A + h * d
-                        dk_attention_head(T, d, q.pointer + row, A, k.pointer + row, A, v.pointer + row, A,
-                                          c2pKeys.map { $0.pointer + ctx.firstRow * A + h * d },
-                                          p2cQueries.map { $0.pointer + ctx.firstRow * A + h * d }, A, span,
-                                          rel.baseAddress, mask.baseAddress! + b * T, scale,
-                                          context.pointer + row, A, scratch.pointer + w * scratchSize)
+                        dk_attention_head_distance(T, d, q.pointer + row, A, k.pointer + row, A, v.pointer + row, A,
+                                                   c2pKeys.map { $0.pointer + ctx.firstRow * A + h * d },
+                                                   p2cQueries.map { $0.pointer + ctx.firstRow * A + h * d }, A, span,
+                                                   rel.baseAddress, mask.baseAddress! + b * T, scale,
+                                                   context.pointer + row, A, scratch.pointer + w * scratchSize)
                         pair += workers
                     }
                 }

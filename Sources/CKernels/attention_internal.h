@@ -1,0 +1,16 @@
+#ifndef DEBERTA_ATTENTION_INTERNAL_H
+#define DEBERTA_ATTENTION_INTERNAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* The AVX-512 head (attention_avx512.c), used by attention.c when dk_has_avx512() says the CPU has
+ * AVX-512 F/BW/VL/DQ. `by_distance` has 2t - 1 entries: the relative row of query i and key j is
+ * by_distance[i - j + t - 1]. */
+int dk_has_avx512(void);
+size_t dk_attention_scratch_avx512(size_t t, size_t d, size_t span);
+void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                              const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                              const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                              size_t ldo, float *scratch);
+void dk_exp_avx512_rows(const float *x, float *y, size_t n);
+#endif
