@@ -1,6 +1,6 @@
 import Synchronization
 
-/// A buffer of f32 activations owned by one forward call, zero-filled.
+/// A buffer of f32 activations owned by one forward call, zero-filled unless asked otherwise.
 /// The memory comes from `ActivationPool`: a forward pass allocates the same few sizes again and again, and
 /// fresh allocations of that size (hundreds of kilobytes to tens of megabytes) are mapped and unmapped by
 /// malloc every time, page-faulting on first touch (several percent of a 1 × 128 forward).
@@ -8,10 +8,12 @@ final class Activations {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
 
-    init(_ count: Int) {
+    /// `zeroed: false` for buffers that are written in full before they are read (the pool hands back used
+    /// memory).
+    init(_ count: Int, zeroed: Bool = true) {
         self.count = count
         pointer = ActivationPool.shared.take(max(count, 1))
-        pointer.update(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.update(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { ActivationPool.shared.give(pointer, max(count, 1)) }

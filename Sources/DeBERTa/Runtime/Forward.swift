@@ -59,15 +59,15 @@ extension DebertaModel {
             relative: relative.map { $0 - Int32(first) }, firstRow: first, span: last - first + 1)
 
         let embedded = embed(inputs, ctx)
-        var hidden = Activations(N * H)
+        var hidden = Activations(N * H, zeroed: false)
         hidden.pointer.update(from: embedded.pointer, count: N * H)
         var beforeLast = embedded
         for (l, layer) in layers.enumerated() {
             if l == layers.count - 1 {
-                beforeLast = Activations(N * H)
+                beforeLast = Activations(N * H, zeroed: false)
                 beforeLast.pointer.update(from: hidden.pointer, count: N * H)
             }
-            let next = Activations(N * H)
+            let next = Activations(N * H, zeroed: false)
             runLayer(l, layer, keyValue: hidden.pointer, query: hidden.pointer, ctx, into: next.pointer)
             if l == 0, let conv { applyConv(conv, embedding: embedded.pointer, layerOutput: next.pointer, ctx) }
             hidden = next
@@ -82,14 +82,14 @@ extension DebertaModel {
         if enhancedMaskDecoder, hasEnhancedMaskDecoder, T <= config.maxPositionEmbeddings,
            case let .maskedLM(dense, norm, decoder, bias) = head, let table = embeddings.position {
             // EMD: query = z + H_{L-1}; the last layer runs twice with H_{L-1} as keys and values.
-            var query = Activations(N * H)
+            var query = Activations(N * H, zeroed: false)
             for r in 0 ..< N {
                 let t = r % T
                 for c in 0 ..< H { query.pointer[r * H + c] = beforeLast.pointer[r * H + c] + table[t * H + c] }
             }
             let lastIndex = layers.count - 1
             for _ in 0 ..< 2 {
-                let next = Activations(N * H)
+                let next = Activations(N * H, zeroed: false)
                 runLayer(lastIndex, layers[lastIndex], keyValue: beforeLast.pointer, query: query.pointer, ctx, into: next.pointer)
                 query = next
             }
@@ -135,10 +135,13 @@ extension DebertaModel {
                   _ ctx: ForwardContext, into out: UnsafeMutablePointer<Float>) {
         let B = ctx.batch, T = ctx.length, N = B * T, H = config.hiddenSize, A = config.allHeadSize, I = config.intermediateSize
         let heads = config.numAttentionHeads, d = config.attentionHeadSize
-        let q = Activations(N * A), k = Activations(N * A), v = Activations(N * A)
-        applyLinear(layer.query, query, rows: N, into: q.pointer)
-        applyLinear(layer.key, keyValue, rows: N, into: k.pointer)
-        applyLinear(layer.value, keyValue, rows: N, into: v.pointer)
+        let q = Activations(N * A, zeroed: false), k = Activations(N * A, zeroed: false), v = Activations(N * A, zeroed: false)
+        // int8 weights: the shared input is quantized once for the three products.
+        let shared = query == keyValue && [layer.query, layer.key, layer.value].allSatisfy { $0.weight.isInt8 }
+            ? Int8Rows(query, rows: N, k: layer.query.inFeatures) : nil
+        applyLinear(layer.query, query, rows: N, into: q.pointer, int8Input: shared)
+        applyLinear(layer.key, keyValue, rows: N, into: k.pointer, int8Input: shared)
+        applyLinear(layer.value, keyValue, rows: N, into: v.pointer, int8Input: shared)
 
         // Scale: sqrt(d · f); deberta-v2 counts c2p and p2c, v1 every pos_att_type term.
         let c2pKeys = config.relativeAttention ? positionKeys[index] : nil
@@ -148,7 +151,7 @@ extension DebertaModel {
 
         // One fused kernel per (sequence, head): scores, the c2p/p2c gathers, mask, softmax, × V. The pairs
         // are split over the compute threads, each with its own scratch.
-        let context = Activations(N * A)
+        let context = Activations(N * A, zeroed: false)
         let span = config.relativeAttention ? ctx.span : 1
         // The relative row depends on i - j alone (both families): by distance, rel[i][j] = byDistance[i - j + T - 1].
         var byDistance = [Int32](repeating: 0, count: 2 * T - 1)
@@ -160,7 +163,7 @@ extension DebertaModel {
         let scratchSize = dk_attention_distance_scratch(T, d, span)
         let pairs = B * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
-        let scratch = Activations(workers * scratchSize)
+        let scratch = Activations(workers * scratchSize, zeroed: false)
         byDistance.withUnsafeBufferPointer { rel in
             ctx.mask.withUnsafeBufferPointer { mask in
                 parallel(workers) { w in
@@ -179,10 +182,10 @@ extension DebertaModel {
             }
         }
         // attention.output: dense, then LayerNorm with the query input as residual.
-        let attention = Activations(N * H)
+        let attention = Activations(N * H, zeroed: false)
         applyLinear(layer.attentionOutput, context.pointer, rows: N, into: attention.pointer, residual: query)
         applyNorm(layer.attentionNorm, attention.pointer, rows: N, width: H)
-        let intermediate = Activations(N * I)
+        let intermediate = Activations(N * I, zeroed: false)
         applyLinear(layer.intermediate, attention.pointer, rows: N, into: intermediate.pointer, activation: hiddenActivation)
         applyLinear(layer.output, intermediate.pointer, rows: N, into: out, residual: attention.pointer)
         applyNorm(layer.outputNorm, out, rows: N, width: H)

@@ -20,7 +20,7 @@ func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda
 /// compute threads.
 func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
                  bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
-                 residual: UnsafePointer<Float>? = nil, gelu: Bool = false) {
+                 residual: UnsafePointer<Float>? = nil, gelu: Bool = false, int8Input: Int8Rows? = nil) {
     switch weight {
     case let .packed(p):
         guard rows > 0, n > 0 else { return }
@@ -55,10 +55,8 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
         let ranges = (0 ..< threads).map { t in (n * t / threads, n * (t + 1) / threads) }
         switch q.scheme {
         case .int8:
-            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * k)
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-            defer { codes.deallocate(); scales.deallocate() }
-            parallelRows(rows) { r0, m in dq_quantize_activations_int8(x + r0 * k, m, k, k, codes + r0 * k, scales + r0) }
+            let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? Int8Rows(x, rows: rows, k: k)
+            let codes = input.codes, scales = input.scales.pointer
             if let packed = q.packedCodes {
                 // Weights packed at load (AVX-512 VNNI): threads take whole strips of 48 columns; the kernel
                 // blocks the rows itself.
@@ -85,9 +83,10 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             parallel(threads, run)
         case .q4:
             let kp = Int(dq_q4_padded_k(k))
-            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: rows * kp)
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: rows * kp / 32)
-            defer { codes.deallocate(); scales.deallocate() }
+            let codeStorage = Activations((rows * kp + 3) / 4, zeroed: false)
+            let scaleStorage = Activations(rows * kp / 32, zeroed: false)
+            let codes = UnsafeMutableRawPointer(codeStorage.pointer).bindMemory(to: Int8.self, capacity: rows * kp)
+            let scales = scaleStorage.pointer
             parallelRows(rows) { r0, m in
                 dq_quantize_activations_q8_blocks(x + r0 * k, m, k, k, codes + r0 * kp, scales + r0 * (kp / 32))
             }
@@ -116,19 +115,45 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
     }
 }
 
+/// Activations quantized for the int8 products (scheme 1 of cquantkernels.h: per-row scales, int8 codes),
+/// computed once when several products read the same input (query, key and value of a layer).
+final class Int8Rows {
+    let rows: Int, k: Int
+    private let storage: Activations
+    let scales: Activations
+    let codes: UnsafeMutablePointer<Int8>
+
+    init(_ x: UnsafePointer<Float>, rows: Int, k: Int) {
+        self.rows = rows
+        self.k = k
+        storage = Activations((rows * k + 3) / 4, zeroed: false)
+        scales = Activations(rows, zeroed: false)
+        let codes = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int8.self, capacity: rows * k)
+        self.codes = codes
+        let s = scales.pointer
+        parallelRows(rows) { r0, m in dq_quantize_activations_int8(x + r0 * k, m, k, k, codes + r0 * k, s + r0) }
+    }
+}
+
 /// y[rows, out] = act(x[rows, in] · Wᵀ + b (+ residual)); exact GELU and the residual fuse into the
 /// packed f32 product.
 func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                 activation: Activation = .linear, residual: UnsafePointer<Float>? = nil) {
+                 activation: Activation = .linear, residual: UnsafePointer<Float>? = nil, int8Input: Int8Rows? = nil) {
     let fusedGelu = activation == .gelu
     applyMatrix(layer.weight, x, rows: rows, k: layer.inFeatures, n: layer.outFeatures, bias: layer.bias?.pointer,
-                into: y, residual: residual, gelu: fusedGelu && residual == nil)
+                into: y, residual: residual, gelu: fusedGelu && residual == nil, int8Input: int8Input)
     if activation != .linear && !(fusedGelu && residual == nil) {
         dk_bias_activation(y, rows, layer.outFeatures, layer.outFeatures, nil, activation.kernel)
     }
 }
 
 extension MatrixWeight {
+    /// int8-quantized (scheme 1): products take `Int8Rows` inputs.
+    var isInt8: Bool {
+        if case let .quantized(q) = self { return q.scheme == .int8 }
+        return false
+    }
+
     /// Row i as f32 (embedding lookups): a copy of the f32 row or the dequantized codes.
     /// Mapped tables are read with pread: a lookup must not map whole page-cache folios into the process.
     func copyRow(_ i: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
@@ -192,7 +217,15 @@ enum ComputeThreads {
 
 /// x = LayerNorm(x + residual) in place.
 func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, residual: UnsafePointer<Float>? = nil) {
-    dk_layer_norm(x, rows, width, width, residual, width, norm.weight.pointer, norm.bias.pointer, norm.eps)
+    // Rows split over the compute threads (rows are independent; each is normalized the same way whatever
+    // the split).
+    let parts = max(1, min(ComputeThreads.count, rows / 16))
+    parallel(parts) { p in
+        let r0 = rows * p / parts, r1 = rows * (p + 1) / parts
+        guard r1 > r0 else { return }
+        dk_layer_norm(x + r0 * width, r1 - r0, width, width, residual.map { $0 + r0 * width }, width,
+                      norm.weight.pointer, norm.bias.pointer, norm.eps)
+    }
 }
 
 /// Sets the number of threads the matrix products use.
