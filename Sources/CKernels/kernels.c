@@ -36,8 +36,70 @@ void dk_bias_activation(float *y, size_t rows, size_t n, size_t ld, const float 
     }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+int dk_has_avx512(void);
+
+/* The same computation as the scalar loop below, 16 floats at a time: the residual added in f32, mean and
+ * variance summed in double (8 lanes x 2 accumulators instead of one chain: a different order of double
+ * additions, so (float)mean and inv can differ from the scalar loop's only when a double sum rounds across an
+ * f32 rounding boundary), then (x - m) * inv * gamma + beta as separate f32 operations, as the scalar code
+ * (no fused multiply-add). */
+__attribute__((target("avx512f")))
+static void layer_norm_avx512(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
+                              const float *gamma, const float *beta, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = x + r * ld;
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        size_t c = 0;
+        for (; c < n; c += 16) {
+            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, row + c);
+            if (residual) {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, residual + r * ld_residual + c));
+                _mm512_mask_storeu_ps(row + c, m, v);
+            }
+            s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+            s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+        }
+        double mean = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1)) / (double)n;
+        const __m512d vm = _mm512_set1_pd(mean);
+        __m512d q0 = _mm512_setzero_pd(), q1 = _mm512_setzero_pd();
+        for (c = 0; c < n; c += 16) {
+            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, row + c);
+            __m512d d0 = _mm512_maskz_sub_pd((__mmask8)m, _mm512_cvtps_pd(_mm512_castps512_ps256(v)), vm);
+            __m512d d1 = _mm512_maskz_sub_pd((__mmask8)(m >> 8),
+                                             _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), vm);
+            q0 = _mm512_add_pd(q0, _mm512_mul_pd(d0, d0));
+            q1 = _mm512_add_pd(q1, _mm512_mul_pd(d1, d1));
+        }
+        double var = _mm512_reduce_add_pd(_mm512_add_pd(q0, q1)) / (double)n;
+        const __m512 inv = _mm512_set1_ps((float)(1.0 / sqrt(var + (double)eps)));
+        const __m512 mf = _mm512_set1_ps((float)mean);
+        for (c = 0; c < n; c += 16) {
+            __mmask16 m = n - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - c)) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, row + c);
+            __m512 t = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(v, mf), inv), _mm512_maskz_loadu_ps(m, gamma + c));
+            _mm512_mask_storeu_ps(row + c, m, _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, beta + c)));
+        }
+    }
+}
+#endif
+
 void dk_layer_norm(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
                    const float *gamma, const float *beta, float eps) {
+#if defined(__x86_64__)
+    if (n > 0 && dk_has_avx512()) {
+        layer_norm_avx512(x, rows, n, ld, residual, ld_residual, gamma, beta, eps);
+        return;
+    }
+#endif
+    dk_layer_norm_scalar(x, rows, n, ld, residual, ld_residual, gamma, beta, eps);
+}
+
+void dk_layer_norm_scalar(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
+                          const float *gamma, const float *beta, float eps) {
     for (size_t r = 0; r < rows; r++) {
         float *row = x + r * ld;
         if (residual) {

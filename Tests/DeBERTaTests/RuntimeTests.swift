@@ -90,6 +90,36 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The dispatching LayerNorm (AVX-512 where the CPU has it) against the portable loop: the same f32
+    /// operations, double sums in another order, so equal up to an occasional last-bit difference; odd widths
+    /// exercise the masked tails, rows with a residual and a leading dimension.
+    func testLayerNormMatchesScalarLoop() {
+        var state: UInt64 = 7
+        func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 250_000
+        }
+        var differing = 0, total = 0
+        for n in [1, 7, 16, 17, 31, 128, 768, 1000] {
+            let rows = 5, ld = n + 3
+            let x0 = (0 ..< rows * ld).map { _ in next() + 3 }, residual = (0 ..< rows * ld).map { _ in next() }
+            let gamma = (0 ..< n).map { _ in next() }, beta = (0 ..< n).map { _ in next() }
+            for withResidual in [false, true] {
+                var a = x0, b = x0
+                dk_layer_norm(&a, rows, n, ld, withResidual ? residual : nil, ld, gamma, beta, 1e-7)
+                dk_layer_norm_scalar(&b, rows, n, ld, withResidual ? residual : nil, ld, gamma, beta, 1e-7)
+                for i in 0 ..< rows * ld {
+                    total += 1
+                    if a[i].bitPattern != b[i].bitPattern {
+                        differing += 1
+                        XCTAssertEqual(a[i], b[i], accuracy: 4e-6 * max(1, abs(b[i])), "n=\(n) i=\(i)")
+                    }
+                }
+            }
+        }
+        XCTAssertLessThanOrEqual(differing, total / 1000, "\(differing) of \(total) values differ in their last bits")
+    }
+
     func testActivationsMatchTheirDefinitions() {
         let xs: [Float] = [-6, -3, -1.5, -0.5, 0, 0.25, 1, 2.5, 7]
         func run(_ act: dk_activation) -> [Float] {

@@ -27,6 +27,9 @@ void dk_bias_activation(float *y, size_t rows, size_t n, size_t ld, const float 
  * residual may be NULL. */
 void dk_layer_norm(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
                    const float *gamma, const float *beta, float eps);
+/* The portable loop (tests; dk_layer_norm uses an AVX-512 version of it when the CPU has avx512f). */
+void dk_layer_norm_scalar(float *x, size_t rows, size_t n, size_t ld, const float *residual, size_t ld_residual,
+                   const float *gamma, const float *beta, float eps);
 
 /* One attention head's scores, in place on `scores` [t, t] (ld_scores):
  *   s[i][j] = s[i][j] * content_scale + c2p[i][rel[i][j]] + p2c[j][rel[i][j]]

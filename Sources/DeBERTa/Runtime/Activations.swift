@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// A buffer of f32 activations owned by one forward call, zero-filled unless asked otherwise.
@@ -46,26 +47,27 @@ final class ActivationPool: Sendable {
             return p
         }
         if let reused, let p = UnsafeMutablePointer<Float>(bitPattern: reused) { return p }
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
-        return raw.bindMemory(to: Float.self, capacity: count)
+        return LargeMemory.allocate(count * 4).bindMemory(to: Float.self, capacity: count)
     }
 
     func give(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
         let address = UInt(bitPattern: pointer)
-        let evicted: [UInt] = state.withLock { s in
-            var out: [UInt] = []
+        let evicted: [(UInt, Int)] = state.withLock { s in
+            var out: [(UInt, Int)] = []
             let size = count * 4
-            if size > capacityBytes { return [address] }
+            if size > capacityBytes { return [(address, count)] }
             while s.bytes + size > capacityBytes, let other = s.free.first(where: { $0.key != count && !$0.value.isEmpty }) {
                 let p = s.free[other.key]!.removeLast()
                 s.bytes -= other.key * 4
-                out.append(p)
+                out.append((p, other.key))
             }
-            if s.bytes + size > capacityBytes { return out + [address] }
+            if s.bytes + size > capacityBytes { return out + [(address, count)] }
             s.free[count, default: []].append(address)
             s.bytes += size
             return out
         }
-        for a in evicted { UnsafeMutableRawPointer(bitPattern: a)?.deallocate() }
+        for (a, n) in evicted {
+            if let p = UnsafeMutableRawPointer(bitPattern: a) { LargeMemory.release(p, n * 4) }
+        }
     }
 }

@@ -142,7 +142,11 @@ struct WeightBinder {
         // mapped codes leave the resident set; the product reads only the packed copy.
         if case let .quantized(q)? = w, q.scheme == .int8, WeightBinder.packInt8 {
             w = .quantized(QuantizedMatrix(q, packedByteCount: dq_int8_packed_size(out, inFeatures)) { packed in
-                dq_pack_weights_int8(q.codes.assumingMemoryBound(to: Int8.self), out, inFeatures, packed)
+                let codes = q.codes.assumingMemoryBound(to: Int8.self), panel = Int(DQ_INT8_PANEL)
+                let panelBytes = dq_int8_packed_size(panel, inFeatures)
+                parallelPanels(rows: out, panel: panel) { o0, o1 in
+                    dq_pack_weights_int8(codes + o0 * inFeatures, o1 - o0, inFeatures, packed + o0 / panel * panelBytes)
+                }
             })
             q.region?.releaseResidentPages()
         }
