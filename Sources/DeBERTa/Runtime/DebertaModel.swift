@@ -264,7 +264,7 @@ public final class DebertaModel: Sendable {
         for layer in layers {
             func project(_ linear: Linear?) -> FloatBuffer? {
                 guard let linear, let relative else { return nil }
-                return FloatBuffer(count: rows * A) { out in applyLinear(linear, relative.pointer, rows: rows, into: out) }
+                return FloatBuffer(count: rows * A, zeroed: false) { out in applyLinear(linear, relative.pointer, rows: rows, into: out) }
             }
             keys.append(config.usesC2P ? project(layer.positionKey) : nil)
             queries.append(config.usesP2C ? project(layer.positionQuery) : nil)

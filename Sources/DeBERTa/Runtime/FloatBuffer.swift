@@ -43,11 +43,12 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 
     /// An owned buffer filled by `fill`.
-    public init(count: Int, fill: (UnsafeMutablePointer<Float>) -> Void) {
+    /// `fill` gets zeroed memory, or, with `zeroed: false`, memory it must write in full.
+    public init(count: Int, zeroed: Bool = true, fill: (UnsafeMutablePointer<Float>) -> Void) {
         self.count = count
         region = nil
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-        p.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { p.initialize(repeating: 0, count: max(count, 1)) }
         fill(p)
         pointer = UnsafePointer(p)
         owner = nil
