@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import Checkpoint
 
@@ -155,6 +156,40 @@ final class SafeTensorsWriterTests: XCTestCase {
         }
         XCTAssertEqual(Set(parsed.tensors.map(\.name)), Set(specs.map(\.0)))
         XCTAssertEqual(try directoryEntries(dir), ["out.safetensors"], "no temporary file may remain")
+    }
+
+    /// Gathered reads (embedding rows of a call): every piece gets its bytes whether or not its pages were in
+    /// memory, out-of-range pieces are skipped, and a region's offsets are relative to the region.
+    func testGatheredReadsCopyEveryPiece() throws {
+        let dir = try temporaryDirectory()
+        let path = dir + "/table.bin"
+        let size = 3 * 65536 + 123
+        let bytes = (0 ..< size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let storage = try ByteStorage.map(path: path)
+        // Drop the file from the page cache where the system allows, so that some pieces miss.
+        let fd = open(path, O_RDONLY)
+        if fd >= 0 { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); close(fd) }
+        let offsets = [0, 70_000, 5, 131_072 - 3, size - 40, 4096 * 17 + 1, 70_000]
+        let count = 40
+        var out = [UInt8](repeating: 0xAA, count: offsets.count * count + count)
+        out.withUnsafeMutableBytes { dst in
+            var pieces = offsets.enumerated().map { i, o in ByteStorage.Piece(offset: o, count: count, destination: dst.baseAddress! + i * count) }
+            pieces.append(ByteStorage.Piece(offset: size - 10, count: count, destination: dst.baseAddress! + offsets.count * count))
+            storage.copy(pieces: pieces)
+        }
+        for (i, o) in offsets.enumerated() {
+            XCTAssertEqual(Array(out[i * count ..< (i + 1) * count]), Array(bytes[o ..< o + count]), "piece at \(o)")
+        }
+        XCTAssertEqual(Array(out[(offsets.count * count) ..< out.count]), [UInt8](repeating: 0xAA, count: count), "a piece past the end is skipped")
+        let region = try XCTUnwrap(ByteRegion(storage: storage, offset: 1000, count: 50_000))
+        var two = [UInt8](repeating: 0, count: 2 * count)
+        two.withUnsafeMutableBytes { dst in
+            region.copy(pieces: [ByteStorage.Piece(offset: 10, count: count, destination: dst.baseAddress!),
+                                 ByteStorage.Piece(offset: 49_990, count: count, destination: dst.baseAddress! + count)])
+        }
+        XCTAssertEqual(Array(two[..<count]), Array(bytes[1010 ..< 1010 + count]))
+        XCTAssertEqual(Array(two[count ..< 2 * count]), [UInt8](repeating: 0, count: count), "a piece past the region's end is skipped")
     }
 
     func testFailedWriteLeavesNothing() throws {

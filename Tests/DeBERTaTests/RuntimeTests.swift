@@ -71,6 +71,30 @@ final class ReferenceTests: XCTestCase {
     }
 }
 
+/// Position projections are computed on first use for the rows a length reaches: the outputs of a call must
+/// not depend on which lengths came before it.
+final class PositionProjectionTests: XCTestCase {
+    func testOutputsDoNotDependOnEarlierLengths() throws {
+        for name in ["v3-mlm", "v1-mlm", "v2-sep-c2p-tokcls"] {
+            let path = repositoryRoot + "/Fixtures/models/" + name
+            func inputs(_ length: Int, _ model: DebertaModel) -> ModelInputs {
+                ModelInputs(inputIds: (0 ..< length).map { 5 + ($0 * 37) % (model.config.vocabSize - 5) }, batch: 1, length: length)
+            }
+            let fresh = try DebertaModel(path: path)
+            let short = try fresh.forward(inputs(9, fresh))["last_hidden_state"]!.values
+            let model = try DebertaModel(path: path)
+            let long = min(model.config.positionBiasedInput ? model.config.maxPositionEmbeddings : 4 * model.config.maxPositionEmbeddings, 300)
+            _ = try model.forward(inputs(long, model))
+            let again = try model.forward(inputs(9, model))["last_hidden_state"]!.values
+            XCTAssertTrue(again == short, "\(name): a short call after a long one must give the same bits (max difference \(zip(again, short).map { abs($0 - $1) }.max() ?? -1))")
+            let freshLong = try DebertaModel(path: path)
+            let longAlone = try freshLong.forward(inputs(long, freshLong))["last_hidden_state"]!.values
+            let longAfterShort = try fresh.forward(inputs(long, fresh))["last_hidden_state"]!.values
+            XCTAssertTrue(longAfterShort == longAlone, "\(name): a long call after a short one must give the same bits (max difference \(zip(longAfterShort, longAlone).map { abs($0 - $1) }.max() ?? -1))")
+        }
+    }
+}
+
 final class KernelTests: XCTestCase {
     func testLayerNormMatchesDoubleReference() {
         let n = 37

@@ -46,6 +46,58 @@ public final class ByteStorage: @unchecked Sendable {
         if let base = bytes.baseAddress { destination.copyMemory(from: base + offset, byteCount: count) }
     }
 
+    /// One piece of a gathered read: `count` bytes at `offset` go to `destination`.
+    public struct Piece {
+        public var offset: Int
+        public var count: Int
+        public var destination: UnsafeMutableRawPointer
+        public init(offset: Int, count: Int, destination: UnsafeMutableRawPointer) {
+            self.offset = offset
+            self.count = count
+            self.destination = destination
+        }
+    }
+
+    /// Copies several pieces (embedding rows of one call) like `copy(offset:count:into:)`. Pieces whose
+    /// pages are already in the page cache are read at once (preadv2 with RWF_NOWAIT, one system call
+    /// each as before); the pages of all the others are then requested together (POSIX_FADV_WILLNEED
+    /// starts their reads without waiting), and only then read. A first call on a table that is not in
+    /// memory so waits for the disk about once, not once per row: 1024 rows of a 400 MB table read
+    /// one after the other took ~60 ms on the development VM's virtual disk.
+    public func copy(pieces: [Piece]) {
+        guard let descriptor else {
+            for p in pieces { copy(offset: p.offset, count: p.count, into: p.destination) }
+            return
+        }
+        var missing: [Int] = []
+        for (i, p) in pieces.enumerated() {
+            guard p.offset >= 0, p.count > 0, p.offset + p.count <= bytes.count else { continue }
+            if ByteStorage.noWaitReads, let preadv2 = ByteStorage.preadv2 {
+                var vector = iovec(iov_base: p.destination, iov_len: p.count)
+                let n = preadv2(descriptor, &vector, 1, off_t(p.offset), ByteStorage.readNoWait)
+                if n == p.count { continue }
+                if n < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) {
+                    ByteStorage.noWaitReads = false
+                }
+            }
+            missing.append(i)
+        }
+        guard !missing.isEmpty else { return }
+        if missing.count > 1 {
+            for i in missing { _ = posix_fadvise(descriptor, off_t(pieces[i].offset), off_t(pieces[i].count), POSIX_FADV_WILLNEED) }
+        }
+        for i in missing { copy(offset: pieces[i].offset, count: pieces[i].count, into: pieces[i].destination) }
+    }
+
+    /// glibc's preadv2 (2.26+), looked up at run time: the Glibc module does not declare it.
+    private typealias PReadV2 = @convention(c) (Int32, UnsafePointer<iovec>?, Int32, off_t, Int32) -> Int
+    private static let preadv2: PReadV2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "preadv2")
+        .map { unsafeBitCast($0, to: PReadV2.self) }
+    /// RWF_NOWAIT (linux/fs.h): fail with EAGAIN instead of waiting for the disk.
+    private static let readNoWait: Int32 = 0x0000_0008
+    /// Cleared when the kernel or file system does not take RWF_NOWAIT (then plain reads).
+    nonisolated(unsafe) private static var noWaitReads = true
+
     /// Maps `path` read-only. An empty file maps to an empty buffer.
     public static func map(path: String) throws -> ByteStorage {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -123,6 +175,15 @@ public struct ByteRegion: @unchecked Sendable {
     public func copy(offset: Int, count: Int, into destination: UnsafeMutableRawPointer) {
         guard offset >= 0, count >= 0, offset + count <= self.count else { return }
         storage.copy(offset: self.offset + offset, count: count, into: destination)
+    }
+
+    /// Gathers pieces of this window (offsets relative to it) without mapping the pages (see
+    /// ByteStorage.copy(pieces:)); pieces outside the window are skipped.
+    public func copy(pieces: [ByteStorage.Piece]) {
+        storage.copy(pieces: pieces.compactMap { p in
+            guard p.offset >= 0, p.count >= 0, p.offset + p.count <= count else { return nil }
+            return ByteStorage.Piece(offset: offset + p.offset, count: p.count, destination: p.destination)
+        })
     }
 
     /// Drops this window's pages from the process's resident set (a private read-only file mapping: the

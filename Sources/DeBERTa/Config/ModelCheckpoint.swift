@@ -10,6 +10,7 @@ public struct ModelCheckpoint: Sendable {
 
     /// `path` is a weights file, a sharded index, or a model directory.
     public static func open(_ path: String) throws -> ModelCheckpoint {
+        Trace.mark("open \(path)")
         let files = try ModelFiles.resolve(path)
         let config = try files.config.map { try DebertaConfig.load(path: $0) }
         let store = try TensorStore.open(weights: files.weights)

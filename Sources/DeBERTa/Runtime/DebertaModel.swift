@@ -46,10 +46,9 @@ public final class DebertaModel: Sendable {
     let head: HeadWeights
     let hiddenActivation: Activation
     let poolerActivation: Activation
-    /// Per layer, the key-side and query-side projections of the whole relative-position table
-    /// ([rows, A]): they depend only on the weights, so they are computed once here.
-    let positionKeys: [FloatBuffer?]
-    let positionQueries: [FloatBuffer?]
+    /// Per layer, the c2p/p2c projections of the relative-position table (computed on first use, for the
+    /// rows the calls reach); nil without relative attention.
+    let positions: PositionProjections?
 
     /// The quantization scheme of the store's weights, nil for float checkpoints.
     public let quantization: QuantizationScheme?
@@ -85,6 +84,7 @@ public final class DebertaModel: Sendable {
         }
 
         let H = config.hiddenSize, E = config.embeddingSize, A = config.allHeadSize, I = config.intermediateSize
+        Trace.mark("bind weights")
         var b = try WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights)
 
         // Embeddings
@@ -202,6 +202,7 @@ public final class DebertaModel: Sendable {
             }
         }
 
+        Trace.mark("layers bound")
         // Head
         var head = HeadWeights.none
         switch checkpoint.layout.head {
@@ -257,19 +258,14 @@ public final class DebertaModel: Sendable {
         self.conv = conv
         self.head = head
 
-        // Position projections, once per model.
-        var keys: [FloatBuffer?] = []
-        var queries: [FloatBuffer?] = []
-        let rows = config.relativeEmbeddingRows
-        for layer in layers {
-            func project(_ linear: Linear?) -> FloatBuffer? {
-                guard let linear, let relative else { return nil }
-                return FloatBuffer(count: rows * A, zeroed: false) { out in applyLinear(linear, relative.pointer, rows: rows, into: out) }
-            }
-            keys.append(config.usesC2P ? project(layer.positionKey) : nil)
-            queries.append(config.usesP2C ? project(layer.positionQuery) : nil)
+        if let relative {
+            positions = PositionProjections(
+                table: relative, width: H,
+                keys: layers.map { config.usesC2P ? $0.positionKey : nil },
+                queries: layers.map { config.usesP2C ? $0.positionQuery : nil })
+        } else {
+            positions = nil
         }
-        positionKeys = keys
-        positionQueries = queries
+        Trace.mark("weights bound")
     }
 }

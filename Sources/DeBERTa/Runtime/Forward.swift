@@ -12,6 +12,8 @@ struct ForwardContext {
     /// First reachable row of the relative table and how many rows a sequence of this length reaches.
     let firstRow: Int
     let span: Int
+    /// The c2p/p2c projections covering rows firstRow ..< firstRow + span (relative attention only).
+    let positions: PositionProjections.Tables?
 }
 
 extension DebertaModel {
@@ -51,14 +53,17 @@ extension DebertaModel {
     public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true,
                         maskedLMRows: [Int]? = nil) throws -> ModelOutputs {
         try validate(inputs)
+        Trace.mark("forward")
         let B = inputs.batch, T = inputs.length, N = B * T, H = config.hiddenSize
         let relative = config.relativeAttention ? RelativePositions.indices(length: T, family: family, config: config) : []
         let first = Int(relative.min() ?? 0), last = Int(relative.max() ?? 0)
         let ctx = ForwardContext(
             batch: B, length: T, mask: inputs.attentionMask.map { $0 != 0 ? 1 : 0 },
-            relative: relative.map { $0 - Int32(first) }, firstRow: first, span: last - first + 1)
+            relative: relative.map { $0 - Int32(first) }, firstRow: first, span: last - first + 1,
+            positions: config.relativeAttention ? positions?.tables(covering: first ..< last + 1) : nil)
 
         let embedded = embed(inputs, ctx)
+        Trace.mark("embeddings")
         var hidden = Activations(N * H, zeroed: false)
         hidden.pointer.update(from: embedded.pointer, count: N * H)
         var beforeLast = embedded
@@ -71,6 +76,7 @@ extension DebertaModel {
             runLayer(l, layer, keyValue: hidden.pointer, query: hidden.pointer, ctx, into: next.pointer)
             if l == 0, let conv { applyConv(conv, embedding: embedded.pointer, layerOutput: next.pointer, ctx) }
             hidden = next
+            Trace.mark("layer \(l)")
         }
 
         var outputs = [NamedOutput(name: "last_hidden_state", shape: [B, T, H], values: hidden.array)]
@@ -104,9 +110,9 @@ extension DebertaModel {
     func embed(_ inputs: ModelInputs, _ ctx: ForwardContext) -> Activations {
         let N = ctx.batch * ctx.length, E = config.embeddingSize, H = config.hiddenSize
         let raw = Activations(N * E)
+        embeddings.word.copyRows(Array(inputs.inputIds.prefix(N)), width: E, into: raw.pointer)
         for r in 0 ..< N {
             let row = raw.pointer + r * E
-            embeddings.word.copyRow(inputs.inputIds[r], width: E, into: row)
             if config.positionBiasedInput, let table = embeddings.position {
                 let t = r % ctx.length
                 for c in 0 ..< E { row[c] += table[t * E + c] }
@@ -144,8 +150,9 @@ extension DebertaModel {
         applyLinear(layer.value, keyValue, rows: N, into: v.pointer, int8Input: shared)
 
         // Scale: sqrt(d · f); deberta-v2 counts c2p and p2c, v1 every pos_att_type term.
-        let c2pKeys = config.relativeAttention ? positionKeys[index] : nil
-        let p2cQueries = config.relativeAttention ? positionQueries[index] : nil
+        let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
+        // Row firstRow of the relative table in the projections.
+        let positionOffset = ((ctx.positions?.rows.lowerBound).map { ctx.firstRow - $0 } ?? 0) * A
         let factor = family == .deberta ? 1 + config.posAttType.count : 1 + (config.usesC2P ? 1 : 0) + (config.usesP2C ? 1 : 0)
         let scale = 1 / Float(Double(d * factor).squareRoot())
 
@@ -172,8 +179,8 @@ extension DebertaModel {
                         let b = pair / heads, h = pair % heads
                         let row = b * T * A + h * d
                         dk_attention_head_distance(T, d, q.pointer + row, A, k.pointer + row, A, v.pointer + row, A,
-                                                   c2pKeys.map { $0.pointer + ctx.firstRow * A + h * d },
-                                                   p2cQueries.map { $0.pointer + ctx.firstRow * A + h * d }, A, span,
+                                                   c2pKeys.map { $0.pointer + positionOffset + h * d },
+                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A, span,
                                                    rel.baseAddress, mask.baseAddress! + b * T, scale,
                                                    context.pointer + row, A, scratch.pointer + w * scratchSize)
                         pair += workers

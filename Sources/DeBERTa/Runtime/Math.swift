@@ -1,4 +1,5 @@
 import CGemm
+import Checkpoint
 import CKernels
 import COpenBLAS
 import CQuantKernels
@@ -154,40 +155,53 @@ extension MatrixWeight {
         return false
     }
 
-    /// Row i as f32 (embedding lookups): a copy of the f32 row or the dequantized codes.
-    /// Mapped tables are read with pread: a lookup must not map whole page-cache folios into the process.
-    func copyRow(_ i: Int, width: Int, into out: UnsafeMutablePointer<Float>) {
+    /// Rows `ids` as f32 (embedding lookups), row r of the result at out + r · width: copies of f32 rows or
+    /// the dequantized codes. Mapped tables are read with pread, gathered per call (ByteRegion.copy(pieces:)):
+    /// a lookup must not map whole page-cache folios into the process, and rows not in memory are fetched
+    /// from the disk together.
+    func copyRows(_ ids: [Int], width: Int, into out: UnsafeMutablePointer<Float>) {
         switch self {
         case let .packed(p):
             // packed[panel · S + k · 24 + j] = W[24 · panel + j, k] (CGemm's layout)
-            let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL), stride = cg_panel_stride(p.cols)
-            for k in 0 ..< width { out[k] = p.packed[panel * stride + k * Int(CG_PANEL) + j] }
+            let stride = cg_panel_stride(p.cols)
+            for (r, i) in ids.enumerated() {
+                let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL)
+                for k in 0 ..< width { out[r * width + k] = p.packed[panel * stride + k * Int(CG_PANEL) + j] }
+            }
         case let .f32(w):
             if let region = w.region {
-                region.copy(offset: i * width * 4, count: width * 4, into: out)
+                region.copy(pieces: ids.enumerated().map { r, i in
+                    ByteStorage.Piece(offset: i * width * 4, count: width * 4, destination: out + r * width)
+                })
             } else {
-                out.update(from: w.pointer + i * width, count: width)
+                for (r, i) in ids.enumerated() { (out + r * width).update(from: w.pointer + i * width, count: width) }
             }
         case let .quantized(q):
-            let rowBytes = q.rowBytes
-            let row = UnsafeMutableRawPointer.allocate(byteCount: max(rowBytes, 1), alignment: 64)
-            defer { row.deallocate() }
-            if let region = q.region {
-                region.copy(offset: i * rowBytes, count: rowBytes, into: row)
-            } else {
-                row.copyMemory(from: q.codes + i * rowBytes, byteCount: rowBytes)
-            }
-            let perRow = q.scalesPerRow
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(perRow, 1))
+            let rowBytes = q.rowBytes, perRow = q.scalesPerRow, n = ids.count
+            let codes = UnsafeMutableRawPointer.allocate(byteCount: max(n * rowBytes, 1), alignment: 64)
+            defer { codes.deallocate() }
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(n * perRow, 1))
             defer { scales.deallocate() }
-            if let region = q.scales.region {
-                region.copy(offset: i * perRow * 4, count: perRow * 4, into: scales)
+            if let region = q.region {
+                region.copy(pieces: ids.enumerated().map { r, i in
+                    ByteStorage.Piece(offset: i * rowBytes, count: rowBytes, destination: codes + r * rowBytes)
+                })
             } else {
-                scales.update(from: q.scales.pointer + i * perRow, count: perRow)
+                for (r, i) in ids.enumerated() { (codes + r * rowBytes).copyMemory(from: q.codes + i * rowBytes, byteCount: rowBytes) }
             }
-            switch q.scheme {
-            case .int8: dq_dequantize_weights_int8(row.assumingMemoryBound(to: Int8.self), scales, 1, width, out)
-            case .q4: dq_dequantize_weights_q4(row.assumingMemoryBound(to: UInt8.self), scales, 1, width, out)
+            if let region = q.scales.region {
+                region.copy(pieces: ids.enumerated().map { r, i in
+                    ByteStorage.Piece(offset: i * perRow * 4, count: perRow * 4, destination: UnsafeMutableRawPointer(scales + r * perRow))
+                })
+            } else {
+                for (r, i) in ids.enumerated() { (scales + r * perRow).update(from: q.scales.pointer + i * perRow, count: perRow) }
+            }
+            for r in 0 ..< n {
+                let row = codes + r * rowBytes, rowScales = scales + r * perRow, dst = out + r * width
+                switch q.scheme {
+                case .int8: dq_dequantize_weights_int8(row.assumingMemoryBound(to: Int8.self), rowScales, 1, width, dst)
+                case .q4: dq_dequantize_weights_q4(row.assumingMemoryBound(to: UInt8.self), rowScales, 1, width, dst)
+                }
             }
         }
     }
