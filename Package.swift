@@ -33,7 +33,8 @@ let package = Package(
         .target(name: "CKernels"),
         // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
         .target(name: "CQuantKernels"),
-        // f32 products with weights packed once (panels of 24 columns): AVX2/FMA kernel + scalar reference
+        // f32 products on weights packed into panels of 24 columns (once, or a chunk at a time per call):
+        // AVX-512 and AVX2/FMA kernels + scalar reference
         .target(name: "CGemm"),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
@@ -53,7 +54,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CGemm", "CQuantKernels", "COpenBLAS"]
+            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CGemm", "CQuantKernels"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(

@@ -37,11 +37,12 @@ How it is measured:
     monotonic clock) and its median_ms is that round's sample. Reported: median over rounds of each round's
     median (with --per-round 1, simply the median of all calls), min and max.
   * Peak RSS and start-to-first-output: a FRESH process per runtime and shape (--cold-rounds of them, median)
-    that does what `deberta bench --runs 1` does: load, one call (the first output), one more call, exit.
+    that does what `deberta bench --runs 1` does: load, one call (the first output), one more call, exit
+    (this runtime also packs its f32 weights after the first output, as a model does when its second call
+    starts, and makes one more warm-up call: its peak RSS includes the packed copy).
     Start-to-first-output is wall clock in this parent from just before spawning to the first output: the
-    Python children print a line the moment the first call returns (so Python start-up and the imports of
-    torch/transformers/onnxruntime are included); for `deberta bench --runs 1` the parent takes the time its
-    JSON line arrives minus the one timed call it reports. Peak RSS is ru_maxrss of that child from
+    Python children and `deberta bench --mark-first-output` print a line "first-output" the moment the first call returns
+    (so Python start-up and the imports of torch/transformers/onnxruntime are included). Peak RSS is ru_maxrss of that child from
     os.wait4() (whole process: interpreter and libraries included, mapped weight pages that were touched
     included). Files are in the page cache (all were read by the timing rounds first).
   * GFLOP/s: every runtime is credited with the SAME operation count per call, the one `deberta bench`
@@ -416,7 +417,7 @@ def cold_run(name: str, args, batch: int, seq: int) -> dict:
     """A fresh process loads the runtime and produces outputs; wall clock and rusage from here."""
     if name in OURS:
         cmd = [args.deberta, "bench", str(args.dir / OUR_DIR[name]), "--batch", str(batch), "--seq", str(seq),
-               "--runs", "1", "--threads", str(THREADS), "--encoder-only", "--json"]
+               "--runs", "1", "--threads", str(THREADS), "--encoder-only", "--json", "--mark-first-output"]
     else:
         cmd = [args.python, str(Path(__file__).resolve()), "--cold", name, "--dir", str(args.dir),
                "--batch", str(batch), "--seq", str(seq)]
@@ -432,8 +433,6 @@ def cold_run(name: str, args, batch: int, seq: int) -> dict:
             first = now - t0
         elif line.startswith("{"):
             info = json.loads(line)
-            if name in OURS:  # the JSON arrives after the one timed call that followed the first output
-                first = now - t0 - info["median_ms"] / 1000
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     errfile.seek(0)

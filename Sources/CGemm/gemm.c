@@ -60,6 +60,13 @@ static void cg_pack_weights_ld(const float *w, size_t n, size_t k, size_t ldw, f
     for (size_t p = 0; p < panels; p++) {
         float *dst = packed + p * stride;
         size_t cols = n - p * CG_NR < CG_NR ? n - p * CG_NR : CG_NR;
+#if defined(__x86_64__)
+        if (cols == CG_NR && cg_level() >= 1) {
+            cg_pack_panel_avx2(w + p * CG_NR * ldw, k, ldw, dst);
+            for (size_t i = CG_NR * k; i < stride; i++) dst[i] = 0.0f;
+            continue;
+        }
+#endif
         /* Blocks of 8 k values: the 24 source rows are read sequentially, the destination stays in L1. */
         for (size_t k0 = 0; k0 < k; k0 += 8) {
             size_t kn = k - k0 < 8 ? k - k0 : 8;
@@ -173,6 +180,23 @@ void cg_gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx, co
     }
 #endif
     cg_gemm_packed_scalar(m, n, k, x, ldx, packed, bias, epilogue, residual, ldr, y, ldy, n_begin, n_end);
+}
+
+size_t cg_unpacked_scratch_size(size_t columns, size_t k) { return cg_packed_size(columns > 0 ? columns : 1, k); }
+
+void cg_gemm_unpacked(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *w, size_t ldw,
+                      const float *bias, int epilogue, const float *residual, size_t ldr, float *y, size_t ldy,
+                      size_t n_begin, size_t n_end, float *scratch, size_t scratch_size) {
+    if (m == 0 || n_begin >= n_end || !cg_range_ok(n, n_begin, n_end)) return;
+    size_t panels = scratch_size / cg_panel_stride(k);
+    if (panels == 0) return;
+    size_t chunk = panels * CG_NR;
+    for (size_t c0 = n_begin; c0 < n_end; c0 += chunk) {
+        size_t width = n_end - c0 < chunk ? n_end - c0 : chunk;
+        cg_pack_weights_ld(w + c0 * ldw, width, k, ldw, scratch);
+        cg_gemm_packed(m, width, k, x, ldx, scratch, bias ? bias + c0 : NULL, epilogue,
+                       residual ? residual + c0 : NULL, ldr, y + c0, ldy, 0, width);
+    }
 }
 
 int cg_gemm_packed_isa(const char *isa, size_t m, size_t n, size_t k, const float *x, size_t ldx,

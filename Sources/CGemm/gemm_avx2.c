@@ -353,4 +353,41 @@ CG_AVX2 double cg_fma_peak_loop_avx2(size_t iterations) {
     return 2.0 * 8.0 * 12.0 * (double)iterations;
 }
 
+/* ================================================================== packing */
+
+/* One full panel (24 rows of W, row stride ldw) -> dst[kk · 24 + j] for kk < k: blocks of 8 k values of 8 rows
+ * are transposed in registers (unpack / shuffle / permute2f128) and stored as 8-float rows; the last k % 8
+ * values are copied one by one. Data movement only (the same bits as the scalar packing). */
+CG_AVX2 void cg_pack_panel_avx2(const float *w, size_t k, size_t ldw, float *dst) {
+    size_t k8 = k / 8 * 8;
+    for (size_t k0 = 0; k0 < k8; k0 += 8) {
+        for (size_t g = 0; g < CG_NR / 8; g++) {
+            const float *src = w + g * 8 * ldw + k0;
+            __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ldw);
+            __m256 r2 = _mm256_loadu_ps(src + 2 * ldw), r3 = _mm256_loadu_ps(src + 3 * ldw);
+            __m256 r4 = _mm256_loadu_ps(src + 4 * ldw), r5 = _mm256_loadu_ps(src + 5 * ldw);
+            __m256 r6 = _mm256_loadu_ps(src + 6 * ldw), r7 = _mm256_loadu_ps(src + 7 * ldw);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + k0 * CG_NR + g * 8;
+            _mm256_storeu_ps(d + 0 * CG_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * CG_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * CG_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * CG_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * CG_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * CG_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * CG_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * CG_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+    for (size_t kk = k8; kk < k; kk++)
+        for (size_t j = 0; j < CG_NR; j++) dst[kk * CG_NR + j] = w[j * ldw + kk];
+}
+
 #endif

@@ -112,6 +112,7 @@ void cg_gemm_packed_avx2(size_t m, size_t n, size_t k, const float *x, size_t ld
                          size_t n_begin, size_t n_end);
 void cg_gelu_avx2(const float *x, float *y, size_t count);
 double cg_fma_peak_loop_avx2(size_t iterations);
+void cg_pack_panel_avx2(const float *w, size_t k, size_t ldw, float *dst);
 void cg_gemm_packed_avx512(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
                            const float *bias, int epilogue, const float *residual, size_t ldr, float *y, size_t ldy,
                            size_t n_begin, size_t n_end);

@@ -175,6 +175,10 @@ void dq_pack_weights_int8(const int8_t *q, size_t n, size_t k, uint8_t *packed) 
     size_t np = (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL, kg = (k + 3) / 4, kf = k / 4, rest = k % 4;
     for (size_t p = 0; p < np; p++) {
         uint8_t *panel = packed + p * kg * (DQ_INT8_PANEL * 4);
+        size_t first = 0; /* groups already written for every channel of this panel */
+#if defined(__x86_64__)
+        if ((p + 1) * DQ_INT8_PANEL <= n && dq_level() >= 1) first = dq_pack_panel_int8_avx2(q + p * DQ_INT8_PANEL * k, k, panel);
+#endif
         for (size_t c = 0; c < DQ_INT8_PANEL; c++) {
             size_t o = p * DQ_INT8_PANEL + c;
             uint8_t *dst = panel + c * 4;
@@ -183,7 +187,7 @@ void dq_pack_weights_int8(const int8_t *q, size_t n, size_t k, uint8_t *packed) 
                 continue;
             }
             const int8_t *row = q + o * k;
-            for (size_t g = 0; g < kf; g++) {
+            for (size_t g = first; g < kf; g++) {
                 uint32_t v;
                 memcpy(&v, row + 4 * g, 4);
                 v ^= 0x80808080u;

@@ -638,6 +638,45 @@ DQ_AVX2 void dq_gemm_q4_avx2(size_t m, size_t n, size_t k, const int8_t *xq, con
     if (buf != stack_buf) free(buf);
 }
 
+/* ================================================================== int8 packing (VNNI layout) */
+
+/* One full panel (16 rows of codes, row stride k) -> the packed panel (see dq_pack_weights_int8): the 4-byte
+ * groups are moved as 32-bit lanes, 8 groups of 8 rows at a time through an 8 x 8 transpose in registers,
+ * biased by +128 (x ^ 0x80 per byte). The last k % 32 bytes go through the caller's scalar loop: this
+ * returns the number of whole groups written. */
+DQ_AVX2 size_t dq_pack_panel_int8_avx2(const int8_t *rows, size_t k, uint8_t *panel) {
+    size_t groups = k / 32 * 8;
+    const __m256 bias = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80808080u));
+    for (size_t g0 = 0; g0 < groups; g0 += 8) {
+        for (size_t half = 0; half < 2; half++) {
+            const int8_t *src = rows + half * 8 * k + 4 * g0;
+            __m256 r0 = _mm256_loadu_ps((const float *)src), r1 = _mm256_loadu_ps((const float *)(src + k));
+            __m256 r2 = _mm256_loadu_ps((const float *)(src + 2 * k)), r3 = _mm256_loadu_ps((const float *)(src + 3 * k));
+            __m256 r4 = _mm256_loadu_ps((const float *)(src + 4 * k)), r5 = _mm256_loadu_ps((const float *)(src + 5 * k));
+            __m256 r6 = _mm256_loadu_ps((const float *)(src + 6 * k)), r7 = _mm256_loadu_ps((const float *)(src + 7 * k));
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            uint8_t *d = panel + g0 * (DQ_INT8_PANEL * 4) + half * 32;
+            const size_t G = DQ_INT8_PANEL * 4;
+            _mm256_storeu_ps((float *)(d + 0 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u0, u4, 0x20), bias));
+            _mm256_storeu_ps((float *)(d + 1 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u1, u5, 0x20), bias));
+            _mm256_storeu_ps((float *)(d + 2 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u2, u6, 0x20), bias));
+            _mm256_storeu_ps((float *)(d + 3 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u3, u7, 0x20), bias));
+            _mm256_storeu_ps((float *)(d + 4 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u0, u4, 0x31), bias));
+            _mm256_storeu_ps((float *)(d + 5 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u1, u5, 0x31), bias));
+            _mm256_storeu_ps((float *)(d + 6 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u2, u6, 0x31), bias));
+            _mm256_storeu_ps((float *)(d + 7 * G), _mm256_xor_ps(_mm256_permute2f128_ps(u3, u7, 0x31), bias));
+        }
+    }
+    return groups;
+}
+
 #else
 typedef int dq_avx2_unused_t; /* keep the translation unit non-empty on other targets */
 #endif /* __x86_64__ */

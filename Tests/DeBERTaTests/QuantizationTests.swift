@@ -33,6 +33,35 @@ final class QuantizationTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, 30)
     }
 
+    /// Weights are packed when the second call starts; before that every product packs per call. Both ways give
+    /// the same bits, for f32 (linears, v1's split in_proj, the v2 conv layer, heads) and int8 stores; after the
+    /// second call every packable matrix is packed.
+    func testFirstCallAndPackedCallsGiveTheSameBits() throws {
+        for name in ["v3-mlm", "v1-mlm", "v2-conv-seqcls", "v2-qa-sharded"] {
+            let f32 = repositoryRoot + "/Fixtures/models/" + name
+            let int8 = try temporaryDirectory() + "/\(name)-int8"
+            _ = try Converter.convert(source: f32, destination: int8, dtype: nil, quantization: .int8)
+            for path in [f32, int8] {
+                let model = try DebertaModel(path: path)
+                let inputs = try InputsFile.read(f32 + "/reference.safetensors", for: model)
+                XCTAssertFalse(model.packableMatrices.isEmpty)
+                XCTAssertFalse(model.packableMatrices.contains { $0.isPacked }, "\(name): nothing may be packed before the second call")
+                let first = try model.forward(inputs)
+                let second = try model.forward(inputs)
+                XCTAssertTrue(model.packableMatrices.allSatisfy { $0.isPacked },
+                              "\(name) \(path): the second call packs every matrix")
+                let third = try model.forward(inputs)
+                for (a, b) in [(first, second), (first, third)] {
+                    XCTAssertEqual(a.outputs.map(\.name), b.outputs.map(\.name))
+                    for (x, y) in zip(a.outputs, b.outputs) {
+                        XCTAssertTrue(x.values.elementsEqual(y.values) { $0.bitPattern == $1.bitPattern },
+                                      "\(name) \(path) \(x.name): the packed weights must give the same bits")
+                    }
+                }
+            }
+        }
+    }
+
     /// The store is plain safetensors: codes I8/U8 + F32 scales, the scheme in __metadata__ and config.json,
     /// everything else f32, and quantization errors within the schemes' bounds.
     func testQuantizedStoreLayoutAndMetadata() throws {

@@ -330,6 +330,76 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// cg_gemm_unpacked (W as stored, packed a chunk at a time into a scratch buffer) gives the bits of the packed
+    /// product, with W rows strided (ldw > k), whole-range and small chunks, column ranges, every epilogue and the
+    /// residual in place; a scratch smaller than one panel writes nothing.
+    func testUnpackedProductMatchesPacked() {
+        for (m, n, k, pad) in [(5, 17, 64, 0), (13, 768, 64, 3), (130, 100, 777, 1), (3, 48, 8, 5), (9, 73, 1000, 2)] {
+            let p = Problem(m: m, n: n, k: k, seed: UInt64(m * 7 + n), pad: 0)
+            let ldw = k + pad
+            var wStrided = [Float](repeating: .nan, count: n * ldw)
+            for o in 0..<n { for j in 0..<k { wStrided[o * ldw + j] = p.w[o * k + j] } }
+            for epilogue in [CG_EPILOGUE_NONE, CG_EPILOGUE_BIAS, CG_EPILOGUE_BIAS_GELU, CG_EPILOGUE_BIAS_RESIDUAL] {
+                let expected = p.run(epilogue: epilogue)
+                for parts in [1, 2, 3] {
+                    for chunkPanels in [1, 2, 1000] {
+                        var y = [Float](repeating: -7.25, count: m * p.ldy)
+                        for part in 0..<parts {
+                            var b = 0, e = 0
+                            cg_column_range(n, parts, part, &b, &e)
+                            let size = cg_unpacked_scratch_size(min(e - b, chunkPanels * panel), k)
+                            let scratch = Aligned(size)
+                            p.bias.withUnsafeBufferPointer { bias in
+                                cg_gemm_unpacked(m, n, k, p.x, p.ldx, wStrided, ldw, bias.baseAddress, epilogue, p.residual, p.ldr,
+                                                 &y, p.ldy, b, e, scratch.pointer, size)
+                            }
+                        }
+                        XCTAssert(sameBits(y, expected), "m=\(m) n=\(n) k=\(k) ldw=\(ldw) ep=\(epilogue) parts=\(parts) chunk=\(chunkPanels)")
+                    }
+                }
+            }
+            // In place: y = x · Wᵀ + y.
+            var y = p.residual
+            XCTAssertEqual(p.ldr, p.ldy)
+            let expected = p.run(epilogue: CG_EPILOGUE_BIAS_RESIDUAL)
+            let size = cg_unpacked_scratch_size(n, k), scratch = Aligned(size)
+            p.bias.withUnsafeBufferPointer { bias in
+                y.withUnsafeMutableBufferPointer { yb in
+                    cg_gemm_unpacked(m, n, k, p.x, p.ldx, wStrided, ldw, bias.baseAddress, CG_EPILOGUE_BIAS_RESIDUAL,
+                                     yb.baseAddress, p.ldy, yb.baseAddress!, p.ldy, 0, n, scratch.pointer, size)
+                }
+            }
+            XCTAssert(sameBits(y, expected), "in place m=\(m) n=\(n) k=\(k)")
+        }
+        let p = Problem(m: 2, n: 30, k: 16, seed: 3)
+        var y = [Float](repeating: -7.25, count: 2 * 30)
+        let scratch = Aligned(cg_panel_stride(16) - 1)
+        cg_gemm_unpacked(2, 30, 16, p.x, p.ldx, p.w, 16, p.bias, CG_EPILOGUE_BIAS, nil, 0, &y, 30, 0, 30, scratch.pointer, scratch.count)
+        XCTAssert(y.allSatisfy { $0 == -7.25 }, "a scratch below one panel must write nothing")
+    }
+
+    /// Packing from rows with a stride (the vectorized transposing path for whole panels, k not a multiple of 8).
+    func testStridedRowPacking() {
+        for (n, k, ld) in [(24, 8, 8), (48, 13, 20), (73, 777, 780), (25, 3, 3), (96, 64, 100)] {
+            let w = randomArray(n * ld, seed: UInt64(n + k + ld))
+            var dense = [Float](repeating: 0, count: n * k)
+            for o in 0..<n { for j in 0..<k { dense[o * k + j] = w[o * ld + j] } }
+            let strided = Aligned(cg_packed_size(n, k))
+            cg_pack_strided(w, n, k, ld, 1, strided.pointer)
+            // The layout's definition: packed[p · S + kk · 24 + j] = W[24p + j, kk], zero elsewhere.
+            let stride = cg_panel_stride(k)
+            let wrong = (0..<cg_packed_size(n, k)).first { i in
+                let rest = i % stride, o = i / stride * panel + rest % panel, j = rest / panel
+                let want: Float = (rest < panel * k && o < n) ? w[o * ld + j] : 0
+                return strided.pointer[i].bitPattern != want.bitPattern
+            }
+            XCTAssertNil(wrong, "n=\(n) k=\(k) ld=\(ld)")
+            var back = [Float](repeating: 0, count: n * k)
+            cg_unpack_weights(strided.pointer, n, k, &back)
+            XCTAssert(sameBits(back, dense), "round trip n=\(n) k=\(k) ld=\(ld)")
+        }
+    }
+
     func testInvalidRangesAndEmptySizes() {
         let p = Problem(m: 3, n: 50, k: 8, seed: 5)
         for (b, e) in [(1, 24), (0, 25), (24, 60), (48, 24), (72, 50)] {

@@ -154,6 +154,22 @@ void cg_gemm_packed_scalar(size_t m, size_t n, size_t k, const float *x, size_t 
                            const float *bias, int epilogue, const float *residual, size_t ldr, float *y,
                            size_t ldy, size_t n_begin, size_t n_end);
 
+/* The same product from W [n, k] AS STORED (row o at w + o·ldw, ldw >= k), for weights that are not packed
+ * (used once, or too large to keep a packed copy of): the columns [n_begin, n_end) are packed into `scratch`
+ * (scratch_size floats, 64-byte aligned, one per concurrent call) as many whole panels at a time as it
+ * holds, and cg_gemm_packed multiplies every row of X by each such chunk. cg_unpacked_scratch_size(c, k)
+ * floats hold c columns: give it the whole column range (the usual cache blocking over the rows of X then
+ * applies; a chunk smaller than the range makes every row of X pass again for each chunk). Nothing is
+ * written when the scratch holds less than one panel. Column ranges, epilogues and aliasing as for
+ * cg_gemm_packed, and the SAME BITS as cg_gemm_packed on cg_pack_weights(W) (each output depends only on
+ * its row of X, its row of W, bias and residual, summed in the same order). Packing reads n·k floats per
+ * call: next to the m·n·k multiply-adds, a few percent for m in the hundreds, most of the time for m of a
+ * few rows. */
+size_t cg_unpacked_scratch_size(size_t columns, size_t k);
+void cg_gemm_unpacked(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *w, size_t ldw,
+                      const float *bias, int epilogue, const float *residual, size_t ldr, float *y, size_t ldy,
+                      size_t n_begin, size_t n_end, float *scratch, size_t scratch_size);
+
 /* Test hook: the same product with one named kernel ("scalar", "avx2" or "avx512"), whatever the
  * dispatch would choose. Returns 0 (and writes nothing) when this CPU cannot run that kernel. */
 int cg_gemm_packed_isa(const char *isa, size_t m, size_t n, size_t k, const float *x, size_t ldx,

@@ -1,5 +1,7 @@
 import CKernels
 import Checkpoint
+import Glibc
+import Synchronization
 
 /// Token ids and masks for one forward call: `batch` sequences of `length` tokens, row-major.
 public struct ModelInputs: Sendable {
@@ -49,6 +51,15 @@ public final class DebertaModel: Sendable {
     /// Per layer, the c2p/p2c projections of the relative-position table (computed on first use, for the
     /// rows the calls reach); nil without relative attention.
     let positions: PositionProjections?
+
+    /// Forward calls started so far: the second one packs the f32 weights first (prepareForRepeatedCalls).
+    private let calls = Atomic<Int>(0)
+
+    /// When f32 weights are repacked for the GEMM kernel: DEBERTA_PACK_WEIGHTS=load (at load), =reuse (the
+    /// default: when a second call starts), =never (products read the stored weights, packing a chunk at a
+    /// time: no second copy in memory, ~5% slower for hundreds of tokens per call, far slower for a few).
+    enum PackingPolicy: String { case load, reuse, never }
+    static let packing = getenv("DEBERTA_PACK_WEIGHTS").flatMap { PackingPolicy(rawValue: String(cString: $0)) } ?? .reuse
 
     /// The quantization scheme of the store's weights, nil for float checkpoints.
     public let quantization: QuantizationScheme?
@@ -119,14 +130,14 @@ public final class DebertaModel: Sendable {
             if let w, let bias, let norm {
                 let perGroup = H / groups
                 let kernels = (0 ..< k).map { tap in
-                    FloatBuffer(count: H * H) { dense in
+                    MatrixWeight.packed(PackedMatrix(FloatBuffer(count: H * H) { dense in
                         for o in 0 ..< H {
                             let g = o / perGroup
                             for i in 0 ..< perGroup {
                                 dense[o * H + g * perGroup + i] = w[(o * perGroup + i) * k + tap]
                             }
                         }
-                    }
+                    }, rows: H, cols: H))
                 }
                 conv = ConvWeights(kernels: kernels, bias: bias, norm: norm, activation: act)
             }
@@ -266,6 +277,54 @@ public final class DebertaModel: Sendable {
         } else {
             positions = nil
         }
+        if DebertaModel.packing == .load { prepareForRepeatedCalls() }
         Trace.mark("weights bound")
+    }
+
+    /// Repacks the f32 weight matrices into the GEMM kernel's panel layout now (a no-op for those already
+    /// packed and for quantized weights). A model packs them by itself when its second call starts: packing
+    /// costs about as much as one call over a few hundred tokens (reading every weight, and the page faults
+    /// of the packed copy), which a single call would never earn back; later calls then skip the per-call
+    /// packing of chunks (a few percent at hundreds of tokens, most of the time at a few tokens). Call this
+    /// after loading to have the first call at full speed instead. The outputs are the same bits either way.
+    public func prepareForRepeatedCalls() {
+        Trace.mark("packing f32 weights")
+        for matrix in packableMatrices { matrix.pack() }
+        Trace.mark("packed")
+    }
+
+    /// Counts a call; the second packs the weights (DEBERTA_PACK_WEIGHTS=reuse).
+    func noteCall() {
+        let n = calls.wrappingAdd(1, ordering: .relaxed).newValue
+        if n == 2 && DebertaModel.packing == .reuse { prepareForRepeatedCalls() }
+    }
+
+    /// Every f32 matrix the products read that can be packed (shared ones, e.g. share_att_key, once is enough:
+    /// pack() is idempotent).
+    var packableMatrices: [any PackableWeight] {
+        var out: [any PackableWeight] = []
+        func add(_ w: MatrixWeight?) {
+            switch w {
+            case let .packed(p)?: out.append(p)
+            case let .quantized(q)? where q.usesPackedKernel: out.append(q)
+            default: break
+            }
+        }
+        func add(_ l: Linear?) { add(l?.weight) }
+        add(embeddings.projection)
+        for layer in layers {
+            for l in [layer.query, layer.key, layer.value, layer.attentionOutput, layer.intermediate, layer.output] { add(l) }
+            add(layer.positionKey)
+            add(layer.positionQuery)
+        }
+        conv?.kernels.forEach { add($0) }
+        switch head {
+        case .none: break
+        case let .maskedLM(dense, _, decoder, _): add(dense); add(decoder)
+        case let .pooled(pooler, classifier): add(pooler); add(classifier)
+        case let .tokenClassifier(l), let .questionAnswering(l): add(l)
+        case let .replacedTokenDetection(dense, _, classifier): add(dense); add(classifier)
+        }
+        return out
     }
 }

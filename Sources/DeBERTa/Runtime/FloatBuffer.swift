@@ -1,6 +1,8 @@
 import Glibc
 import CGemm
+import CQuantKernels
 import Checkpoint
+import Synchronization
 
 /// Contiguous f32 values a kernel can read: the mapped bytes themselves when the tensor is stored as
 /// aligned little-endian f32, otherwise a converted copy made once at load time.
@@ -63,7 +65,13 @@ public final class FloatBuffer: @unchecked Sendable {
 
 /// Quantized codes and scales of an [rows, cols] matrix (QuantizationScheme), used in place from the
 /// mapped file when aligned, otherwise copied once at load.
-public final class QuantizedMatrix: @unchecked Sendable {
+/// A weight that can be repacked once for a faster kernel (DebertaModel.prepareForRepeatedCalls).
+protocol PackableWeight: Sendable {
+    func pack()
+    var isPacked: Bool { get }
+}
+
+public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     public let scheme: QuantizationScheme
     public let rows: Int
     /// Logical K (q4 rows are stored padded to a multiple of 32).
@@ -72,9 +80,13 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let scales: FloatBuffer
     /// The mapped bytes of the codes, if used in place.
     public let region: ByteRegion?
-    /// An owned second copy of the codes in a kernel's layout, made once at load (int8 weights in the
-    /// layout of dq_gemm_int8_packed, see WeightBinder.linear); nil when the codes are only used as stored.
-    public let packedCodes: UnsafePointer<UInt8>?
+    /// int8 codes are repacked into dq_gemm_int8_packed's layout (a second, owned copy) by `pack()` when
+    /// this CPU has its AVX-512 VNNI kernel (dq_int8_packed_preferred; DEBERTA_INT8_PACKED=0 turns it off);
+    /// until then products pack each thread's columns per call into a scratch buffer. Elsewhere (AVX2,
+    /// AVX-VNNI, arm64) the stored codes are used in place by dq_gemm_int8.
+    public var usesPackedKernel: Bool { scheme == .int8 && QuantizedMatrix.packInt8 }
+    static let packInt8 = dq_int8_packed_preferred() != 0
+    private let packedCopy = Mutex<LargeMemory?>(nil)
     private let owner: AnyObject?
     private let allocated: UnsafeMutableRawPointer?
 
@@ -83,7 +95,6 @@ public final class QuantizedMatrix: @unchecked Sendable {
         self.rows = rows
         self.cols = cols
         self.scales = scales
-        packedCodes = nil
         let bytes = view.bytes
         if let base = bytes.baseAddress {
             codes = base
@@ -110,30 +121,35 @@ public final class QuantizedMatrix: @unchecked Sendable {
         codes = UnsafeRawPointer(p)
         scales = FloatBuffer(values: scaleValues)
         region = nil
-        packedCodes = nil
         owner = nil
         allocated = p
     }
 
-    /// `source` with a packed copy of its codes: `packedByteCount` bytes, 64-byte aligned, written by `fill`.
-    /// The stored codes stay readable (source is kept alive; row lookups read them).
-    init(_ source: QuantizedMatrix, packedByteCount: Int, fill: (UnsafeMutablePointer<UInt8>) -> Void) {
-        scheme = source.scheme
-        rows = source.rows
-        cols = source.cols
-        codes = source.codes
-        scales = source.scales
-        region = source.region
-        owner = source
-        let memory = LargeMemory(max(packedByteCount, 64))
-        let bytes = memory.pointer.bindMemory(to: UInt8.self, capacity: max(packedByteCount, 64))
-        fill(bytes)
-        packedCodes = UnsafePointer(bytes)
-        packedMemory = memory
-        allocated = nil
+    var isPacked: Bool { packedCodes != nil }
+
+    /// The packed codes once `pack()` has run (the memory object keeps them alive while held).
+    var packedCodes: (UnsafePointer<UInt8>, LargeMemory)? {
+        packedCopy.withLock { memory in memory.map { (UnsafePointer($0.pointer.assumingMemoryBound(to: UInt8.self)), $0) } }
     }
 
-    private var packedMemory: LargeMemory?
+    /// Packs the int8 codes (panels split over the compute threads) unless done or not wanted; the mapped
+    /// stored codes then leave the resident set (row lookups may still read them).
+    func pack() {
+        guard usesPackedKernel else { return }
+        packedCopy.withLock { current in
+            guard current == nil else { return }
+            let rows = rows, cols = cols
+            let memory = LargeMemory(max(dq_int8_packed_size(rows, cols), 64))
+            let packed = memory.pointer.bindMemory(to: UInt8.self, capacity: max(dq_int8_packed_size(rows, cols), 64))
+            let stored = codes.assumingMemoryBound(to: Int8.self), panel = Int(DQ_INT8_PANEL)
+            let panelBytes = dq_int8_packed_size(panel, cols)
+            parallelPanels(rows: rows, panel: panel) { o0, o1 in
+                dq_pack_weights_int8(stored + o0 * cols, o1 - o0, cols, packed + o0 / panel * panelBytes)
+            }
+            region?.releaseResidentPages()
+            current = memory
+        }
+    }
 
     deinit { allocated?.deallocate() }
 
@@ -142,25 +158,52 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public var scalesPerRow: Int { scheme == .int8 ? 1 : scheme.storedShapes(n: 1, k: cols).scales[1] }
 }
 
-/// An f32 weight [rows, cols] repacked once at load into the panel layout of the CGemm kernel.
-public final class PackedMatrix: @unchecked Sendable {
+/// An f32 weight [rows, cols] of a linear layer for the CGemm kernels. Until `pack()` it is multiplied as
+/// stored (cg_gemm_unpacked packs a chunk of columns at a time into a small scratch buffer); `pack()` repacks
+/// it once into the panel layout (cg_pack_weights), after which products read the packed copy and the stored
+/// rows are let go (a mapped original leaves the resident set, an owned copy is freed). Both ways compute
+/// the same bits. The model packs its weights once a second call shows it is being reused
+/// (DebertaModel.prepareForRepeatedCalls): a one-shot command pays neither for packing nor for the page
+/// faults of a second copy of the weights, which took 100-220 ms of a 0.6 s first output (f32 v3-base).
+public final class PackedMatrix: Sendable, PackableWeight {
     public let rows: Int
     public let cols: Int
-    public let packed: UnsafeMutablePointer<Float>
 
-    private let memory: LargeMemory
+    /// What a product reads; holding it keeps that memory alive for the product's duration.
+    enum Operand: @unchecked Sendable {
+        case stored(FloatBuffer)
+        case packed(UnsafePointer<Float>, LargeMemory)
+    }
 
-    /// Packs `w` (panels split over the compute threads).
+    private let state: Mutex<Operand>
+
     init(_ w: FloatBuffer, rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
-        let count = cg_packed_size(rows, cols)
-        memory = LargeMemory(max(count, 16) * 4)
-        let packed = memory.pointer.bindMemory(to: Float.self, capacity: max(count, 16))
-        self.packed = packed
-        let stride = cg_panel_stride(cols), panel = Int(CG_PANEL)
-        parallelPanels(rows: rows, panel: panel) { o0, o1 in
-            cg_pack_weights(w.pointer + o0 * cols, o1 - o0, cols, packed + o0 / panel * stride)
+        state = Mutex(.stored(w))
+    }
+
+    var operand: Operand { state.withLock { $0 } }
+
+    var isPacked: Bool {
+        if case .packed = operand { return true }
+        return false
+    }
+
+    /// Packs (panels split over the compute threads) unless already packed. Products running meanwhile on
+    /// other threads keep reading the stored rows they started with.
+    func pack() {
+        state.withLock { current in
+            guard case let .stored(w) = current else { return }
+            let count = cg_packed_size(rows, cols)
+            let memory = LargeMemory(max(count, 16) * 4)
+            let packed = memory.pointer.bindMemory(to: Float.self, capacity: max(count, 16))
+            let stride = cg_panel_stride(cols), panel = Int(CG_PANEL), cols = cols
+            parallelPanels(rows: rows, panel: panel) { o0, o1 in
+                cg_pack_weights(w.pointer + o0 * cols, o1 - o0, cols, packed + o0 / panel * stride)
+            }
+            w.region?.releaseResidentPages()
+            current = .packed(UnsafePointer(packed), memory)
         }
     }
 }

@@ -53,6 +53,7 @@ extension DebertaModel {
     public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true,
                         maskedLMRows: [Int]? = nil) throws -> ModelOutputs {
         try validate(inputs)
+        noteCall()
         Trace.mark("forward")
         let B = inputs.batch, T = inputs.length, N = B * T, H = config.hiddenSize
         let relative = config.relativeAttention ? RelativePositions.indices(length: T, family: family, config: config) : []
@@ -208,9 +209,10 @@ extension DebertaModel {
                 let shift = tap - pad
                 let t0 = max(0, -shift), t1 = min(T, T - shift)
                 guard t1 > t0 else { continue }
-                gemm(m: t1 - t0, n: H, k: H, a: embedding + (b * T + t0 + shift) * H, lda: H,
-                     b: conv.kernels[tap].pointer, ldb: H, transposeB: true, beta: 1,
-                     c: out.pointer + (b * T + t0) * H, ldc: H)
+                // out += x · kernelᵀ (the residual epilogue, in place)
+                let rows = out.pointer + (b * T + t0) * H
+                applyMatrix(conv.kernels[tap], embedding + (b * T + t0 + shift) * H, rows: t1 - t0, k: H, n: H,
+                            bias: nil, into: rows, residual: rows)
             }
         }
         dk_bias_activation(out.pointer, N, H, H, conv.bias.pointer, DK_ACT_IDENTITY)

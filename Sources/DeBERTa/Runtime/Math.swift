@@ -1,19 +1,8 @@
 import CGemm
 import Checkpoint
 import CKernels
-import COpenBLAS
 import CQuantKernels
 import Dispatch
-
-/// C = alpha · A · op(B) + beta · C, row-major; op(B) = Bᵀ when `transposeB`.
-@inline(__always)
-func gemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-          b: UnsafePointer<Float>, ldb: Int, transposeB: Bool, beta: Float = 0,
-          c: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard m > 0, n > 0 else { return }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
-}
 
 /// y[rows, n] = x[rows, k] · Wᵀ (+ bias) (+ residual) (then GELU if `gelu`) for W [n, k] in any storage.
 /// Packed f32 weights fuse bias, GELU and the residual into the product; quantized weights quantize the
@@ -24,19 +13,9 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
                  residual: UnsafePointer<Float>? = nil, gelu: Bool = false, int8Input: Int8Rows? = nil) {
     switch weight {
     case let .packed(p):
-        guard rows > 0, n > 0 else { return }
-        let epilogue = residual != nil ? CG_EPILOGUE_BIAS_RESIDUAL : (gelu ? CG_EPILOGUE_BIAS_GELU : CG_EPILOGUE_BIAS)
-        let parts = max(1, min(ComputeThreads.count, (n + Int(CG_PANEL) - 1) / Int(CG_PANEL)))
-        parallel(parts) { part in
-            var begin = 0, end = 0
-            cg_column_range(n, parts, part, &begin, &end)
-            cg_gemm_packed(rows, n, k, x, k, p.packed, bias, Int32(epilogue), residual, n, y, n, begin, end)
-        }
-        if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
-        return
+        f32Product(p.operand, x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
     case let .f32(w):
-        gemm(m: rows, n: n, k: k, a: x, lda: k, b: w.pointer, ldb: k, transposeB: true, c: y, ldc: n)
-        if let bias { dk_bias_activation(y, rows, n, n, bias, DK_ACT_IDENTITY) }
+        f32Product(.stored(w), x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
     case let .quantized(q):
         guard rows > 0, n > 0 else { return }
         // Each thread finishes its own output columns (residual, then GELU) right after its product, while
@@ -58,17 +37,39 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
         case .int8:
             let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? Int8Rows(x, rows: rows, k: k)
             let codes = input.codes, scales = input.scales.pointer
-            if let packed = q.packedCodes {
-                // Weights packed at load (AVX-512 VNNI): threads take whole strips of 48 columns; the kernel
-                // blocks the rows itself.
+            if q.usesPackedKernel {
+                // The packed VNNI kernel (AVX-512): threads take whole strips of 48 columns; the kernel blocks
+                // the rows itself. Before the model packs its weights (QuantizedMatrix.pack), each thread packs
+                // its own columns into a scratch buffer first (the same bits).
                 let strips = (n + Int(DQ_INT8_PANEL * DQ_INT8_STRIP) - 1) / Int(DQ_INT8_PANEL * DQ_INT8_STRIP)
                 let parts = max(1, min(ComputeThreads.count, strips))
-                parallel(parts) { part in
-                    var begin = 0, end = 0
-                    dq_int8_packed_column_range(n, parts, part, &begin, &end)
-                    guard begin < end else { return }
-                    dq_gemm_int8_packed(rows, n, k, codes, scales, packed, q.scales.pointer, bias, y, n, begin, end)
-                    finish(begin, end)
+                let packed = q.packedCodes
+                var scratchBytes = 0
+                if packed == nil {
+                    for part in 0 ..< parts {
+                        var begin = 0, end = 0
+                        dq_int8_packed_column_range(n, parts, part, &begin, &end)
+                        scratchBytes = max(scratchBytes, dq_int8_packed_size(end - begin, k))
+                    }
+                }
+                let scratchFloats = (scratchBytes + 63) / 64 * 16
+                let scratch = packed == nil ? Activations(parts * scratchFloats, zeroed: false) : nil
+                let stored = q.codes.assumingMemoryBound(to: Int8.self)
+                withExtendedLifetime(packed?.1) {
+                    parallel(parts) { part in
+                        var begin = 0, end = 0
+                        dq_int8_packed_column_range(n, parts, part, &begin, &end)
+                        guard begin < end else { return }
+                        if let packed {
+                            dq_gemm_int8_packed(rows, n, k, codes, scales, packed.0, q.scales.pointer, bias, y, n, begin, end)
+                        } else if let scratch {
+                            let mine = UnsafeMutableRawPointer(scratch.pointer + part * scratchFloats).assumingMemoryBound(to: UInt8.self)
+                            dq_pack_weights_int8(stored + begin * k, end - begin, k, mine)
+                            dq_gemm_int8_packed(rows, end - begin, k, codes, scales, mine, q.scales.pointer + begin,
+                                                bias.map { $0 + begin }, y + begin, n, 0, end - begin)
+                        }
+                        finish(begin, end)
+                    }
                 }
                 return
             }
@@ -102,17 +103,6 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             parallel(threads, run)
         }
         return
-    }
-    // Unfused epilogue of the f32 path (OpenBLAS): residual, then GELU (cg_gelu), rows split over the threads.
-    if residual != nil || gelu {
-        parallelRows(rows) { r0, m in
-            let yr = y + r0 * n
-            if let residual {
-                let rr = residual + r0 * n
-                for i in 0 ..< m * n { yr[i] += rr[i] }
-            }
-            if gelu { cg_gelu(yr, yr, m * n) }
-        }
     }
 }
 
@@ -162,11 +152,18 @@ extension MatrixWeight {
     func copyRows(_ ids: [Int], width: Int, into out: UnsafeMutablePointer<Float>) {
         switch self {
         case let .packed(p):
-            // packed[panel · S + k · 24 + j] = W[24 · panel + j, k] (CGemm's layout)
-            let stride = cg_panel_stride(p.cols)
-            for (r, i) in ids.enumerated() {
-                let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL)
-                for k in 0 ..< width { out[r * width + k] = p.packed[panel * stride + k * Int(CG_PANEL) + j] }
+            switch p.operand {
+            case let .packed(packed, memory):
+                // packed[panel · S + k · 24 + j] = W[24 · panel + j, k] (CGemm's layout)
+                let stride = cg_panel_stride(p.cols)
+                withExtendedLifetime(memory) {
+                    for (r, i) in ids.enumerated() {
+                        let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL)
+                        for k in 0 ..< width { out[r * width + k] = packed[panel * stride + k * Int(CG_PANEL) + j] }
+                    }
+                }
+            case let .stored(w):
+                MatrixWeight.f32(w).copyRows(ids, width: width, into: out)
             }
         case let .f32(w):
             if let region = w.region {
@@ -221,10 +218,52 @@ func parallelRows(_ rows: Int, _ body: (Int, Int) -> Void) {
     }
 }
 
+/// The f32 product on packed panels, or on the stored rows (cg_gemm_unpacked, a scratch chunk per thread):
+/// bias, GELU and the residual fused into the kernel; output columns split over the compute threads.
+private func f32Product(_ operand: PackedMatrix.Operand, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
+                        bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                        residual: UnsafePointer<Float>?, gelu: Bool) {
+    guard rows > 0, n > 0 else { return }
+    let epilogue = Int32(residual != nil ? CG_EPILOGUE_BIAS_RESIDUAL : (gelu ? CG_EPILOGUE_BIAS_GELU : CG_EPILOGUE_BIAS))
+    let parts = max(1, min(ComputeThreads.count, (n + Int(CG_PANEL) - 1) / Int(CG_PANEL)))
+    switch operand {
+    case let .packed(packed, memory):
+        withExtendedLifetime(memory) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                cg_column_range(n, parts, part, &begin, &end)
+                cg_gemm_packed(rows, n, k, x, k, packed, bias, epilogue, residual, n, y, n, begin, end)
+            }
+        }
+    case let .stored(w):
+        // Each thread packs its whole column range into its scratch (pooled: no page faults after the first
+        // call of a shape), then the product runs with its usual cache blocking. Very wide products (the MLM
+        // decoder over the vocabulary) pack at most 8 MB at a time.
+        var widest = 0
+        for part in 0 ..< parts {
+            var begin = 0, end = 0
+            cg_column_range(n, parts, part, &begin, &end)
+            widest = max(widest, end - begin)
+        }
+        let cap = max(Int(CG_PANEL), (2 << 20) / max(cg_panel_stride(k), 1) * Int(CG_PANEL))
+        let scratchCount = cg_unpacked_scratch_size(min(widest, cap), k)
+        let scratch = Activations(parts * scratchCount, zeroed: false)
+        withExtendedLifetime(w) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                cg_column_range(n, parts, part, &begin, &end)
+                cg_gemm_unpacked(rows, n, k, x, k, w.pointer, k, bias, epilogue, residual, n, y, n, begin, end,
+                                 scratch.pointer + part * scratchCount, scratchCount)
+            }
+        }
+    }
+    if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
+}
+
 /// Rows per call of the quantized products (activation codes of a block stay in L2).
 let quantizedRowBlock = 128
 
-/// Threads the quantized products split their columns over (OpenBLAS gets the same number).
+/// Threads the products split their columns over.
 enum ComputeThreads {
     nonisolated(unsafe) static var count = 2
 }
@@ -245,5 +284,4 @@ func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width:
 /// Sets the number of threads the matrix products use.
 public func setComputeThreads(_ n: Int) {
     ComputeThreads.count = max(1, n)
-    openblas_set_num_threads(Int32(max(1, n)))
 }

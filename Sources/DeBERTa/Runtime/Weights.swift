@@ -30,7 +30,7 @@ struct EmbeddingWeights: Sendable {
 
 /// encoder.conv (v2 with conv_kernel_size > 0), kept as K dense [H, H] matrices (groups expanded).
 struct ConvWeights: Sendable {
-    var kernels: [FloatBuffer]
+    var kernels: [MatrixWeight]
     var bias: FloatBuffer
     var norm: Norm
     var activation: Activation
@@ -89,15 +89,6 @@ struct WeightBinder {
         return FloatBuffer(view)
     }
 
-    /// DEBERTA_F32_GEMM=openblas keeps f32 weights unpacked and multiplies them with cblas_sgemm (for
-    /// side-by-side measurements of the two paths).
-    static let useBLAS = getenv("DEBERTA_F32_GEMM").map { String(cString: $0) == "openblas" } ?? false
-
-    /// int8 linear weights are repacked at load for dq_gemm_int8_packed when this CPU has its AVX-512 VNNI
-    /// kernel (dq_int8_packed_preferred; DEBERTA_INT8_PACKED=0 turns it off). Elsewhere (AVX2, AVX-VNNI,
-    /// arm64) the stored codes are used in place by dq_gemm_int8.
-    static let packInt8 = dq_int8_packed_preferred() != 0
-
     /// Marks a table as read a few rows at a time (embeddings): no read-around on page faults.
     func adviseRandomAccess(_ name: String) {
         views[name]?.region.adviseRandomAccess()
@@ -132,23 +123,11 @@ struct WeightBinder {
 
     mutating func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = true) -> Linear? {
         var w = matrix(name + ".weight", out, inFeatures)
-        // f32 linear weights are repacked once for the GEMM kernel; the mapped original is then released
-        // from the resident set (it stays in the page cache, and in the mapping should anything read it).
-        if case let .f32(buffer)? = w, !WeightBinder.useBLAS {
+        // f32 linear weights are repacked for the GEMM kernel once the model is reused (PackedMatrix); the
+        // mapped original then leaves the resident set (it stays in the page cache, and in the mapping should
+        // anything read it).
+        if case let .f32(buffer)? = w {
             w = .packed(PackedMatrix(buffer, rows: out, cols: inFeatures))
-            buffer.region?.releaseResidentPages()
-        }
-        // int8 codes likewise: packed once (panels of 16 output channels × 4 k, CQuantKernels' layout), then the
-        // mapped codes leave the resident set; the product reads only the packed copy.
-        if case let .quantized(q)? = w, q.scheme == .int8, WeightBinder.packInt8 {
-            w = .quantized(QuantizedMatrix(q, packedByteCount: dq_int8_packed_size(out, inFeatures)) { packed in
-                let codes = q.codes.assumingMemoryBound(to: Int8.self), panel = Int(DQ_INT8_PANEL)
-                let panelBytes = dq_int8_packed_size(panel, inFeatures)
-                parallelPanels(rows: out, panel: panel) { o0, o1 in
-                    dq_pack_weights_int8(codes + o0 * inFeatures, o1 - o0, inFeatures, packed + o0 / panel * panelBytes)
-                }
-            })
-            q.region?.releaseResidentPages()
         }
         let b = bias ? tensor(name + ".bias", [out]) : nil
         guard let w, !bias || b != nil else { return nil }
