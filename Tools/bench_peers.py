@@ -615,7 +615,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"bench model directory (default {DEFAULT_DIR})")
     ap.add_argument("--deberta", default=None,
-                    help="deberta binary (default: .build-peers/release/deberta, else .build/release/deberta)")
+                    help="deberta binary (default: .build/release/deberta)")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter for the PyTorch / ONNX Runtime processes (default: this one)")
     ap.add_argument("--runs", type=int, default=None, help="timed calls per runtime and shape (default 10; 3 with --quick)")
@@ -653,12 +653,10 @@ def main(argv=None) -> int:
             ap.error(f"unknown runtime {r}; choose from {','.join(ALL)}")
     shapes = parse_shapes(args.shapes)
     if args.deberta is None:
-        for cand in (REPO / ".build-peers" / "release" / "deberta", REPO / ".build" / "release" / "deberta"):
-            if cand.exists():
-                args.deberta = str(cand)
-                break
-        else:
+        cand = REPO / ".build" / "release" / "deberta"
+        if not cand.exists():
             ap.error("no deberta binary found; build it (swift build -c release --product deberta) or pass --deberta")
+        args.deberta = str(cand)
     if any(r in PEERS for r in args.runtimes):
         try:
             subprocess.run([args.python, "-c", "import torch, transformers, onnxruntime, numpy"], check=True,
