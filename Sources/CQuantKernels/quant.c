@@ -409,3 +409,121 @@ void dq_gemm_q4(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
 #endif
     dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bias, y, ldy, n_begin, n_end);
 }
+
+/* ------------------------------------------------------------------ q4 on packed weights */
+
+size_t dq_q4_packed_size(size_t n, size_t k) {
+    return (n + DQ_Q4_PANEL - 1) / DQ_Q4_PANEL * (dq_q4_padded_k(k) / DQ_BLOCK) * 256;
+}
+
+size_t dq_q4_packed_scales_size(size_t n, size_t k) {
+    return (n + DQ_Q4_PANEL - 1) / DQ_Q4_PANEL * (dq_q4_padded_k(k) / DQ_BLOCK) * DQ_Q4_PANEL;
+}
+
+void dq_pack_weights_q4(const uint8_t *wq, const float *ws, size_t n, size_t k, uint8_t *packed, float *pscales) {
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK, np = (n + DQ_Q4_PANEL - 1) / DQ_Q4_PANEL;
+    for (size_t p = 0; p < np; p++) {
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *dst = packed + (p * nb + b) * 256;
+            float *sd = pscales + (p * nb + b) * DQ_Q4_PANEL;
+            for (size_t c = 0; c < DQ_Q4_PANEL; c++) {
+                size_t o = p * DQ_Q4_PANEL + c;
+                if (o >= n) {
+                    for (size_t h = 0; h < 4; h++) memset(dst + h * 64 + 4 * c, 0, 4);
+                    sd[c] = 0.0f;
+                    continue;
+                }
+                const uint8_t *blk = wq + o * (kp / 2) + b * (DQ_BLOCK / 2);
+                uint8_t code[DQ_BLOCK];
+                for (size_t e = 0; e < DQ_BLOCK / 2; e++) {
+                    code[e] = blk[e] & 15;
+                    code[e + DQ_BLOCK / 2] = blk[e] >> 4;
+                }
+                for (size_t h = 0; h < 4; h++)
+                    for (size_t j = 0; j < 4; j++)
+                        dst[h * 64 + 4 * c + j] = (uint8_t)(code[8 * h + j] | code[8 * h + 4 + j] << 4);
+                sd[c] = ws[o * nb + b];
+            }
+        }
+    }
+}
+
+static _Atomic int dq_q4_packed_preferred_cache = -1;
+
+int dq_q4_packed_preferred(void) {
+    int v = atomic_load_explicit(&dq_q4_packed_preferred_cache, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("DEBERTA_Q4_PACKED");
+        v = dq_packed_level() == 2 && !(env && strcmp(env, "0") == 0);
+        atomic_store_explicit(&dq_q4_packed_preferred_cache, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+void dq_gemm_q4_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                              const float *pscales, const float *bias, float *y, size_t ldy, size_t n_begin,
+                              size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (n_begin >= n_end) return;
+    size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    size_t p_begin = n_begin / DQ_Q4_PANEL, p_end = (n_end + DQ_Q4_PANEL - 1) / DQ_Q4_PANEL;
+    for (size_t r = 0; r < m; r++) {
+        const int8_t *xr = xq + r * kp;
+        for (size_t p = p_begin; p < p_end; p++) {
+            float part[DQ_Q4_PANEL][8];
+            memset(part, 0, sizeof part);
+            for (size_t b = 0; b < nb; b++) {
+                const int8_t *xb = xr + b * DQ_BLOCK;
+                int32_t bsum = 0;
+                for (size_t j = 0; j < DQ_BLOCK; j++) bsum += xb[j];
+                const uint8_t *wb = packed + (p * nb + b) * 256;
+                for (size_t c = 0; c < DQ_Q4_PANEL; c++) {
+                    int32_t acc = 0;
+                    for (size_t h = 0; h < 4; h++)
+                        for (size_t j = 0; j < 4; j++) {
+                            uint8_t v = wb[h * 64 + 4 * c + j];
+                            acc += (int32_t)(v & 15) * xb[8 * h + j] + (int32_t)(v >> 4) * xb[8 * h + 4 + j];
+                        }
+                    int32_t isum = acc - 8 * bsum;
+                    float s = pscales[(p * nb + b) * DQ_Q4_PANEL + c] * xs[r * nb + b];
+                    float t = s * (float)isum;
+                    part[c][b & 7] = part[c][b & 7] + t;
+                }
+            }
+            for (size_t c = 0; c < DQ_Q4_PANEL; c++) {
+                size_t o = p * DQ_Q4_PANEL + c;
+                if (o < n_begin || o >= n_end) continue;
+                float v = dq_q4_tree(part[c]);
+                if (bias) v = v + bias[o];
+                y[r * ldy + o] = v;
+            }
+        }
+    }
+}
+
+void dq_gemm_q4_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                       const float *pscales, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end) {
+#if defined(__x86_64__)
+    if (dq_packed_level() == 2) {
+        dq_gemm_q4_packed_avx512vnni(m, n, k, xq, xs, packed, pscales, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+#endif
+    dq_gemm_q4_packed_scalar(m, n, k, xq, xs, packed, pscales, bias, y, ldy, n_begin, n_end);
+}
+
+int dq_gemm_q4_packed_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                          const uint8_t *packed, const float *pscales, const float *bias, float *y, size_t ldy,
+                          size_t n_begin, size_t n_end) {
+    if (strcmp(isa, "scalar") == 0) {
+        dq_gemm_q4_packed_scalar(m, n, k, xq, xs, packed, pscales, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#if defined(__x86_64__)
+    if (strcmp(isa, "avx512vnni") == 0 && dq_packed_level() == 2) {
+        dq_gemm_q4_packed_avx512vnni(m, n, k, xq, xs, packed, pscales, bias, y, ldy, n_begin, n_end);
+        return 1;
+    }
+#endif
+    return 0;
+}

@@ -164,6 +164,140 @@ DQ_AVX512VNNI void dq_gemm_int8_packed_avx512vnni(size_t m, size_t n, size_t k, 
     }
 }
 
+/* ================================================================== q4 on packed weights */
+
+/* Register tile: Q4P_TR rows × Q4P_TC panels: 8 int32 block sums and 8 float partial sums (the current
+ * residue class mod 8), 4 nibble vectors, 1 broadcast. */
+#define Q4P_TR 4
+#define Q4P_TC 2
+/* Rows per block: their 8·Σqx per block (int32 [rows][nb]) on the stack, at most Q4P_BSUMS values. */
+#define Q4P_BSUMS 16384
+#define Q4P_MAX_BLOCK_ROWS 256
+
+/* Y for the R rows at x (row stride kp, block sums bs8 with row stride nb, scales xs row stride nb) and the C
+ * panels at w / ps (panel strides pstride bytes / sstride floats), lanes masked as in p8_tile. */
+DQ_AVX512VNNI DQ_INLINE void q4p_tile(const int R, const int C, size_t nb, size_t kp, const int8_t *x,
+                                      const int32_t *bs8, const float *xs, const uint8_t *w, size_t pstride,
+                                      const float *ps, size_t sstride, const float *bias, float *y, size_t ldy,
+                                      __mmask16 mask_first, __mmask16 mask_last) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 part[8][Q4P_TR][Q4P_TC];
+    for (int l = 0; l < 8; l++) {
+        __m512 P[Q4P_TR][Q4P_TC];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) P[r][c] = _mm512_setzero_ps();
+        for (size_t b = (size_t)l; b < nb; b += 8) {
+            __m512i acc[Q4P_TR][Q4P_TC];
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_si512();
+            const uint8_t *wb = w + b * 256;
+            const int8_t *xb = x + b * DQ_BLOCK;
+            for (int h = 0; h < 4; h++) {
+                __m512i lo[Q4P_TC], hi[Q4P_TC];
+                for (int c = 0; c < C; c++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(wb + (size_t)c * pstride + h * 64));
+                    lo[c] = _mm512_and_si512(v, m4);
+                    hi[c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+                for (int r = 0; r < R; r++) {
+                    const __m512i x0 = _mm512_set1_epi32(p8_load4(xb + (size_t)r * kp + 8 * h));
+                    for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], lo[c], x0);
+                    const __m512i x1 = _mm512_set1_epi32(p8_load4(xb + (size_t)r * kp + 8 * h + 4));
+                    for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], hi[c], x1);
+                }
+            }
+            /* t_b = (d_w · d_x) · (float)(Σ code·qx − 8·Σqx), added to P[b mod 8]: the scalar's operations */
+            for (int r = 0; r < R; r++) {
+                const __m512i corr = _mm512_set1_epi32(bs8[(size_t)r * nb + b]);
+                const __m512 sx = _mm512_set1_ps(xs[(size_t)r * nb + b]);
+                for (int c = 0; c < C; c++) {
+                    const __m512 s = _mm512_mul_ps(_mm512_loadu_ps(ps + (size_t)c * sstride + b * DQ_Q4_PANEL), sx);
+                    const __m512 t = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][c], corr)));
+                    P[r][c] = _mm512_add_ps(P[r][c], t);
+                }
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) part[l][r][c] = P[r][c];
+    }
+    for (int r = 0; r < R; r++) {
+        float *yr = y + (size_t)r * ldy;
+        for (int c = 0; c < C; c++) {
+            __mmask16 mk = 0xFFFF;
+            if (c == 0) mk &= mask_first;
+            if (c == C - 1) mk &= mask_last;
+            /* ((P0 + P4) + (P2 + P6)) + ((P1 + P5) + (P3 + P7)), dq_q4_tree lane by lane */
+            const __m512 a = _mm512_add_ps(_mm512_add_ps(part[0][r][c], part[4][r][c]), _mm512_add_ps(part[2][r][c], part[6][r][c]));
+            const __m512 d = _mm512_add_ps(_mm512_add_ps(part[1][r][c], part[5][r][c]), _mm512_add_ps(part[3][r][c], part[7][r][c]));
+            __m512 v = _mm512_add_ps(a, d);
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, bias + 16 * c));
+            _mm512_mask_storeu_ps(yr + 16 * c, mk, v);
+        }
+    }
+}
+
+#define Q4P_TILE(RR, CC)                                                                                          \
+    q4p_tile(RR, CC, nb, kp, xq + r * kp, bs8 + (r - r0) * nb, xs + r * nb, w, pstride, ps, sstride,               \
+             bias ? bias + o : NULL, yr, ldy, mfirst, mlast)
+#define Q4P_ROWS(CC)                                                                                              \
+    switch (R) {                                                                                                  \
+    case 4: Q4P_TILE(4, CC); break;                                                                               \
+    case 3: Q4P_TILE(3, CC); break;                                                                               \
+    case 2: Q4P_TILE(2, CC); break;                                                                               \
+    default: Q4P_TILE(1, CC); break;                                                                              \
+    }
+
+DQ_AVX512VNNI void dq_gemm_q4_packed_avx512vnni(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                                                const uint8_t *packed, const float *pscales, const float *bias,
+                                                float *y, size_t ldy, size_t n_begin, size_t n_end) {
+    if (n_end > n) n_end = n;
+    if (m == 0 || n_begin >= n_end) return;
+    const size_t kp = dq_q4_padded_k(k), nb = kp / DQ_BLOCK;
+    size_t max_rows = Q4P_BSUMS / (nb ? nb : 1) / Q4P_TR * Q4P_TR;
+    if (max_rows > Q4P_MAX_BLOCK_ROWS) max_rows = Q4P_MAX_BLOCK_ROWS;
+    if (max_rows < Q4P_TR) { /* K beyond ~500k: no room for the block sums of one tile */
+        dq_gemm_q4_packed_scalar(m, n, k, xq, xs, packed, pscales, bias, y, ldy, n_begin, n_end);
+        return;
+    }
+    const size_t pstride = nb * 256, sstride = nb * DQ_Q4_PANEL;
+    const size_t p_begin = n_begin / DQ_Q4_PANEL, p_end = (n_end + DQ_Q4_PANEL - 1) / DQ_Q4_PANEL;
+    int32_t bs8[Q4P_BSUMS];
+    for (size_t r0 = 0; r0 < m; r0 += max_rows) {
+        const size_t r1 = r0 + max_rows < m ? r0 + max_rows : m;
+        /* 8 · Σ_j qx over every block of the rows (exact) */
+        const __m256i ones = _mm256_set1_epi8(1);
+        for (size_t r = r0; r < r1; r++)
+            for (size_t b = 0; b < nb; b++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(xq + r * kp + b * DQ_BLOCK));
+                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, v);
+                __m128i q = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4E));
+                q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xB1));
+                bs8[(r - r0) * nb + b] = _mm_cvtsi128_si32(q) * 8;
+            }
+        for (size_t p = p_begin; p < p_end; p += Q4P_TC) {
+            const int C = p_end - p < Q4P_TC ? (int)(p_end - p) : Q4P_TC;
+            const size_t o = p * DQ_Q4_PANEL;
+            const size_t first_lo = n_begin > o ? n_begin - o : 0;
+            const size_t last_o = (p + (size_t)C - 1) * DQ_Q4_PANEL;
+            const size_t last_hi = n_end - last_o;
+            const __mmask16 mfirst = (__mmask16)(0xFFFFu << first_lo);
+            const __mmask16 mlast = (__mmask16)(last_hi >= 16 ? 0xFFFFu : (1u << last_hi) - 1);
+            const uint8_t *w = packed + p * pstride;
+            const float *ps = pscales + p * sstride;
+            for (size_t r = r0; r < r1; r += Q4P_TR) {
+                const int R = r1 - r < Q4P_TR ? (int)(r1 - r) : Q4P_TR;
+                float *yr = y + r * ldy + o;
+                if (C == 2) {
+                    Q4P_ROWS(2)
+                } else {
+                    Q4P_ROWS(1)
+                }
+            }
+        }
+    }
+}
+
 #else
 typedef int dq_avx512_unused_t; /* keep the translation unit non-empty on other targets */
 #endif /* __x86_64__ */

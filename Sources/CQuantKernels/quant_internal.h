@@ -80,6 +80,9 @@ void dq_gemm_q4_avx2(size_t m, size_t n, size_t k, const int8_t *xq, const float
 void dq_gemm_int8_packed_avxvnni(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
                                  const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
                                  size_t n_begin, size_t n_end);
+void dq_gemm_q4_packed_avx512vnni(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                                  const uint8_t *packed, const float *pscales, const float *bias, float *y,
+                                  size_t ldy, size_t n_begin, size_t n_end);
 void dq_gemm_int8_packed_avx512vnni(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
                                     const uint8_t *packed, const float *ws, const float *bias, float *y, size_t ldy,
                                     size_t n_begin, size_t n_end);

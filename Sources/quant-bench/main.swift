@@ -57,7 +57,7 @@ print("quant-bench: kernels=\(String(cString: dq_kernel_isa())), packed int8=\(S
       + "(preferred: \(dq_int8_packed_preferred() != 0)), M=\(m), median of \(runs) runs, 1 thread"
       + (cold ? ", int8 weights cold (copies > 128 MB)" : ""))
 print("GOPS = 2·M·N·K / time. 'int8+q' / 'q4+q' include quantizing the activations. Ratios use medians.")
-print("'int8 packed' = dq_gemm_int8_packed on weights packed once (dq_pack_weights_int8).")
+print("'int8 packed' / 'q4 packed' = dq_gemm_int8_packed / dq_gemm_q4_packed on weights packed once.")
 
 /// Runs body once to warm up, then `runs` times; prints median and best time and GOPS, returns the median.
 func bench(_ name: String, ops: Double, runs: Int, _ body: () -> Void) -> Double {
@@ -177,6 +177,16 @@ for (k, n) in shapes {
         dq_quantize_activations_q8_blocks(x, m, k, k, &xb, &xbs)
         dq_gemm_q4(m, n, k, xb, xbs, w4, w4s, bias, &y, n, 0, n)
     }
+    var q4Packed = [UInt8](repeating: 0, count: dq_q4_packed_size(n, k))
+    var q4Scales = [Float](repeating: 0, count: dq_q4_packed_scales_size(n, k))
+    dq_pack_weights_q4(w4, w4s, n, k, &q4Packed, &q4Scales)
+    let tQ4Packed = bench("q4 packed", ops: ops, runs: runs) {
+        dq_gemm_q4_packed(m, n, k, xb, xbs, q4Packed, q4Scales, bias, &y, n, 0, n)
+    }
+    var yQ4 = [Float](repeating: 0, count: m * n), yQ4Ref = yQ4
+    dq_gemm_q4_packed(m, n, k, xb, xbs, q4Packed, q4Scales, bias, &yQ4, n, 0, n)
+    dq_gemm_q4_scalar(m, n, k, xb, xbs, w4, w4s, bias, &yQ4Ref, n, 0, n)
+    print("  q4 packed == scalar reference bit for bit: \(zip(yQ4, yQ4Ref).allSatisfy { $0.bitPattern == $1.bitPattern })")
     _ = bench("int8 gemm scalar ref", ops: ops, runs: 1) {
         dq_gemm_int8_scalar(m, n, k, xq, xs, wq, ws, bias, &y, n, 0, n)
     }
@@ -188,5 +198,5 @@ for (k, n) in shapes {
     }
     print(String(format: "  speed-up vs sgemm: int8 %.2fx, int8 packed %.2fx, q4 %.2fx; vs f32 loop: int8 %.2fx, q4 %.2fx",
                  tBlas / tI8, tBlas / tPacked, tBlas / tQ4, tF32Loop / tI8, tF32Loop / tQ4))
-    print(String(format: "  int8 packed vs int8 gemm: %.2fx", tI8 / tPacked))
+    print(String(format: "  int8 packed vs int8 gemm: %.2fx; q4 packed vs q4 gemm: %.2fx", tI8 / tPacked, tQ4 / tQ4Packed))
 }

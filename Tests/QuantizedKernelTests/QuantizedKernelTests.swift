@@ -653,6 +653,103 @@ final class QuantizedKernelTests: XCTestCase {
         print("q4 dispatch==scalar cases: \(cases)")
     }
 
+    /// The packed q4 layout, checked against its definition: record h of (panel, block) holds, for channel c,
+    /// code(8h + j) in the low and code(8h + 4 + j) in the high nibble of byte 4c + j; scales per (panel, block).
+    func testQ4PackingLayout() {
+        for (n, k) in [(1, 1), (16, 32), (17, 33), (40, 100), (3, 768)] {
+            let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
+            let w = makeData(n * k, seed: UInt64(n * 1000 + k))
+            var wq = [UInt8](repeating: 0, count: n * kp / 2), ws = [Float](repeating: 0, count: n * nb)
+            dq_quantize_weights_q4(w, n, k, &wq, &ws)
+            let panels = (n + 15) / 16
+            XCTAssertEqual(Int(dq_q4_packed_size(n, k)), panels * nb * 256)
+            XCTAssertEqual(Int(dq_q4_packed_scales_size(n, k)), panels * nb * 16)
+            var packed = [UInt8](repeating: 0xEE, count: Int(dq_q4_packed_size(n, k)))
+            var ps = [Float](repeating: .nan, count: Int(dq_q4_packed_scales_size(n, k)))
+            dq_pack_weights_q4(wq, ws, n, k, &packed, &ps)
+            func code(_ o: Int, _ e: Int) -> UInt8 {  // element e of row o in the stored GGUF order
+                let blk = o * kp / 2 + (e / 32) * 16, j = e % 32
+                return j < 16 ? wq[blk + j] & 15 : wq[blk + j - 16] >> 4
+            }
+            var bad = 0
+            for p in 0..<panels {
+                for b in 0..<nb {
+                    for c in 0..<16 {
+                        let o = p * 16 + c
+                        let scale: Float = o < n ? ws[o * nb + b] : 0
+                        if ps[(p * nb + b) * 16 + c].bitPattern != scale.bitPattern { bad += 1 }
+                        for h in 0..<4 {
+                            for j in 0..<4 {
+                                let want: UInt8 = o < n ? code(o, 32 * b + 8 * h + j) | code(o, 32 * b + 8 * h + 4 + j) << 4 : 0
+                                if packed[(p * nb + b) * 256 + h * 64 + 4 * c + j] != want { bad += 1 }
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(bad, 0, "n=\(n) k=\(k)")
+        }
+    }
+
+    /// Every packed q4 kernel this CPU runs against dq_gemm_q4_scalar on the stored codes, bit for bit: odd shapes,
+    /// row counts past a row block, column ranges, with and without bias.
+    func testQ4PackedEachKernelEqualsScalar() {
+        var ran: [String: Int] = [:]
+        for m in [1, 2, 5, 9, 300] {
+            for n in [1, 15, 17, 33, 64] {
+                for k in [1, 31, 33, 257, 768, 3072] {
+                    if m == 300 && k == 3072 && n > 17 { continue }
+                    let seed = UInt64(m * 1_000_000 + n * 1000 + k) ^ 0x4444
+                    let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
+                    let x = makeData(m * k, seed: seed, style: Int(seed % 4))
+                    let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
+                    let bias = makeData(n, seed: seed ^ 0x55)
+                    var xq = [Int8](repeating: 0, count: m * kp), xs = [Float](repeating: 0, count: m * nb)
+                    var wq = [UInt8](repeating: 0, count: n * kp / 2), ws = [Float](repeating: 0, count: n * nb)
+                    dq_quantize_activations_q8_blocks(x, m, k, k, &xq, &xs)
+                    dq_quantize_weights_q4(w, n, k, &wq, &ws)
+                    var packed = [UInt8](repeating: 0, count: Int(dq_q4_packed_size(n, k)))
+                    var ps = [Float](repeating: 0, count: Int(dq_q4_packed_scales_size(n, k)))
+                    dq_pack_weights_q4(wq, ws, n, k, &packed, &ps)
+                    let ldy = n + 2
+                    for useBias in [false, true] {
+                        let bp: [Float]? = useBias ? bias : nil
+                        var full = [Float](repeating: 0, count: m * ldy)
+                        bp.withOptionalPointer { bptr in dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bptr, &full, ldy, 0, n) }
+                        var ranges = [(0, n), (n / 2, n), (0, (n + 1) / 2)]
+                        if n > 16 { ranges += [(16, n), (3, 17)] }
+                        for (b, e) in ranges where b < e {
+                            for kernel in (m * n * k <= 2_000_000 ? ["scalar"] : []) + ["avx512vnni"] {
+                                var y = [Float](repeating: -7, count: m * ldy)
+                                let ok = bp.withOptionalPointer { bptr in
+                                    dq_gemm_q4_packed_isa(kernel, m, n, k, xq, xs, packed, ps, bptr, &y, ldy, b, e)
+                                }
+                                if ok == 0 {
+                                    XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
+                                    continue
+                                }
+                                ran[kernel, default: 0] += 1
+                                var expected = [Float](repeating: -7, count: m * ldy)
+                                for r in 0 ..< m { for c in b ..< e { expected[r * ldy + c] = full[r * ldy + c] } }
+                                if bits(y) != bits(expected) {
+                                    XCTFail("\(kernel) m=\(m) n=\(n) k=\(k) cols=\(b)..<\(e) bias=\(useBias)")
+                                }
+                            }
+                        }
+                    }
+                    var y = [Float](repeating: -7, count: m * ldy), ref = y
+                    dq_gemm_q4_packed(m, n, k, xq, xs, packed, ps, bias, &y, ldy, 0, n)
+                    dq_gemm_q4_scalar(m, n, k, xq, xs, wq, ws, bias, &ref, ldy, 0, n)
+                    XCTAssertEqual(bits(y), bits(ref), "dispatch m=\(m) n=\(n) k=\(k)")
+                }
+            }
+        }
+        print("q4 packed per-kernel==scalar cases: \(ran)")
+        XCTAssertGreaterThan(ran["scalar"] ?? 0, 0)
+        if dq_q4_packed_preferred() != 0 { XCTAssertGreaterThan(ran["avx512vnni"] ?? 0, 0) }
+        XCTAssertEqual(dq_gemm_q4_packed_isa("no-such-kernel", 0, 0, 0, nil, nil, nil, nil, nil, nil, 0, 0, 0), 0)
+    }
+
     /// K > 4096 takes the heap-scratch path of the AVX2 q4 kernel.
     func testQ4GemmLargeK() {
         let m = 5, n = 3, k = 8200

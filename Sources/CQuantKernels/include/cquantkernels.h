@@ -270,6 +270,54 @@ void dq_gemm_q4(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
 void dq_gemm_q4_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *wq,
                        const float *ws, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
 
+/* ---------------------------------------------------------------- q4 on packed weights (scheme 2) */
+
+/*
+ * PACKED Q4 LAYOUT (dq_pack_weights_q4), made from the stored codes wq [N, Kp/2] and scales ws [N, nb]. W is cut
+ * into panels of DQ_Q4_PANEL = 16 consecutive output channels (the last panel padded with zero channels).
+ * For panel p and block b (32 k) the 16 × 32 codes take 256 bytes: 4 records h = 0..3 of 64 bytes, and in
+ * record h, byte 4c + j (channel c, j = 0..3) holds
+ *     code(16p + c, 32b + 8h + j) | code(16p + c, 32b + 8h + 4 + j) << 4
+ * so that the low nibbles of a record are the unsigned bytes vpdpbusd needs for k = 32b + 8h .. +3 and the
+ * high nibbles those for k = 32b + 8h + 4 .. +7, 16 channels × 4 k each. Panel p, block b starts at byte
+ * (p · nb + b) · 256; dq_q4_packed_size(n, k) = ceil(N / 16) · nb · 256 bytes. The scales go to their own
+ * array, 16 floats per (panel, block): pscales[(p · nb + b) · 16 + c] = ws[16p + c, b] (0 for padding
+ * channels); dq_q4_packed_scales_size(n, k) floats.
+ * The product is scheme 2's, BIT-IDENTICAL to dq_gemm_q4_scalar: per block the exact integer dot product
+ * Σ code·qx − 8 · Σ qx, t_b = (d_w · d_x) · (float)isum_b, the 8 partial sums P[b mod 8] and their tree.
+ * Column ranges as for the packed int8 product (any range is correct; threads should hand out whole panels,
+ * e.g. with dq_int8_packed_column_range, whose strips are whole 16-column panels too).
+ * AVX-512 VNNI kernel: register tiles of 4 rows × 2 panels; per record, 2 loads unpacked to 4 nibble
+ * vectors (and / shift) and 16 vpdpbusd; per block the integer sums become t_b in 16 lanes (one channel per
+ * lane), added to the partial sum of the block's residue class mod 8, which the tile walks one class at a
+ * time (blocks l, l + 8, l + 16, ...) so that the partial sums stay in registers.
+ */
+#define DQ_Q4_PANEL 16
+
+size_t dq_q4_packed_size(size_t n, size_t k);
+size_t dq_q4_packed_scales_size(size_t n, size_t k);
+
+/* wq [n, Kp/2], ws [n, nb] (dq_quantize_weights_q4's output) -> packed [dq_q4_packed_size(n, k)] and
+ * pscales [dq_q4_packed_scales_size(n, k)] as documented above (every byte and float written). */
+void dq_pack_weights_q4(const uint8_t *wq, const float *ws, size_t n, size_t k, uint8_t *packed, float *pscales);
+
+/* 1 when this CPU runs the packed q4 kernel (AVX-512 F, BW, VL and VNNI, ZMM state saved by the OS) and
+ * DEBERTA_Q4_PACKED is not "0"; callers then pack q4 weights and use dq_gemm_q4_packed, else dq_gemm_q4. */
+int dq_q4_packed_preferred(void);
+
+/* Y[r, o] for r < m, n_begin <= o < n_end: scheme 2 (bit for bit dq_gemm_q4_scalar) with packed weights.
+ * xq [m, Kp], xs [m, nb] (dq_quantize_activations_q8_blocks), bias [n] or NULL, y with row stride ldy.
+ * Allocates nothing. Dispatching: the AVX-512 VNNI kernel, else the scalar reference. */
+void dq_gemm_q4_packed(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                       const float *pscales, const float *bias, float *y, size_t ldy, size_t n_begin, size_t n_end);
+void dq_gemm_q4_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
+                              const float *pscales, const float *bias, float *y, size_t ldy, size_t n_begin,
+                              size_t n_end);
+/* One specific kernel ("scalar" or "avx512vnni"); 0 without touching y if this CPU cannot run it. */
+int dq_gemm_q4_packed_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t *xq, const float *xs,
+                          const uint8_t *packed, const float *pscales, const float *bias, float *y, size_t ldy,
+                          size_t n_begin, size_t n_end);
+
 #ifdef __cplusplus
 }
 #endif

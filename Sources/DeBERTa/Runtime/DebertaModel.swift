@@ -320,7 +320,9 @@ public final class DebertaModel: Sendable {
         conv?.kernels.forEach { add($0) }
         switch head {
         case .none: break
-        case let .maskedLM(dense, _, decoder, _): add(dense); add(decoder)
+        // Not the MLM decoder: it is the word-embedding table (or its copy), the largest matrix of the model,
+        // multiplied a chunk of the vocabulary at a time instead of being packed whole.
+        case let .maskedLM(dense, _, _, _): add(dense)
         case let .pooled(pooler, classifier): add(pooler); add(classifier)
         case let .tokenClassifier(l), let .questionAnswering(l): add(l)
         case let .replacedTokenDetection(dense, _, classifier): add(dense); add(classifier)

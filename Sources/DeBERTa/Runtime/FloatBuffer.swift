@@ -84,8 +84,31 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     /// this CPU has its AVX-512 VNNI kernel (dq_int8_packed_preferred; DEBERTA_INT8_PACKED=0 turns it off);
     /// until then products pack each thread's columns per call into a scratch buffer. Elsewhere (AVX2,
     /// AVX-VNNI, arm64) the stored codes are used in place by dq_gemm_int8.
-    public var usesPackedKernel: Bool { scheme == .int8 && QuantizedMatrix.packInt8 }
+    /// q4 codes likewise for dq_gemm_q4_packed where the CPU has AVX-512 VNNI (dq_q4_packed_preferred;
+    /// DEBERTA_Q4_PACKED=0 turns it off; elsewhere dq_gemm_q4 reads the stored codes).
+    public var usesPackedKernel: Bool {
+        scheme == .int8 ? QuantizedMatrix.packInt8 : QuantizedMatrix.packQ4
+    }
     static let packInt8 = dq_int8_packed_preferred() != 0
+    static let packQ4 = dq_q4_packed_preferred() != 0
+
+    /// Bytes of the packed codes (the packed q4 scales follow them in the same memory).
+    var packedCodeBytes: Int {
+        scheme == .int8 ? dq_int8_packed_size(rows, cols) : dq_q4_packed_size(rows, cols)
+    }
+
+    /// Packs rows [o0, o1) of the stored codes (and, for q4, scales) into `codes` / `scales` (a whole packed
+    /// matrix of o1 - o0 rows: o0 must be a multiple of 16).
+    func packRows(_ o0: Int, _ o1: Int, codes packed: UnsafeMutablePointer<UInt8>, scales packedScales: UnsafeMutablePointer<Float>?) {
+        switch scheme {
+        case .int8:
+            dq_pack_weights_int8(codes.assumingMemoryBound(to: Int8.self) + o0 * cols, o1 - o0, cols, packed)
+        case .q4:
+            let kp = Int(dq_q4_padded_k(cols))
+            dq_pack_weights_q4(codes.assumingMemoryBound(to: UInt8.self) + o0 * kp / 2, scales.pointer + o0 * (kp / 32),
+                               o1 - o0, cols, packed, packedScales)
+        }
+    }
     private let packedCopy = Mutex<LargeMemory?>(nil)
     private let owner: AnyObject?
     private let allocated: UnsafeMutableRawPointer?
@@ -128,6 +151,12 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     var isPacked: Bool { packedCodes != nil }
 
     /// The packed codes once `pack()` has run (the memory object keeps them alive while held).
+    /// The packed q4 scales (after the packed codes) once packed.
+    var packedScales: UnsafePointer<Float>? {
+        guard scheme == .q4, let (codes, _) = packedCodes else { return nil }
+        return UnsafeRawPointer(codes + packedCodeBytes).assumingMemoryBound(to: Float.self)
+    }
+
     var packedCodes: (UnsafePointer<UInt8>, LargeMemory)? {
         packedCopy.withLock { memory in memory.map { (UnsafePointer($0.pointer.assumingMemoryBound(to: UInt8.self)), $0) } }
     }
@@ -138,13 +167,16 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
         guard usesPackedKernel else { return }
         packedCopy.withLock { current in
             guard current == nil else { return }
-            let rows = rows, cols = cols
-            let memory = LargeMemory(max(dq_int8_packed_size(rows, cols), 64))
-            let packed = memory.pointer.bindMemory(to: UInt8.self, capacity: max(dq_int8_packed_size(rows, cols), 64))
-            let stored = codes.assumingMemoryBound(to: Int8.self), panel = Int(DQ_INT8_PANEL)
-            let panelBytes = dq_int8_packed_size(panel, cols)
+            let rows = rows, cols = cols, codeBytes = packedCodeBytes
+            let scaleFloats = scheme == .q4 ? dq_q4_packed_scales_size(rows, cols) : 0
+            let memory = LargeMemory(max(codeBytes + scaleFloats * 4, 64))
+            let packed = memory.pointer.bindMemory(to: UInt8.self, capacity: max(codeBytes, 64))
+            let packedScales = scheme == .q4 ? (memory.pointer + codeBytes).bindMemory(to: Float.self, capacity: scaleFloats) : nil
+            let panel = 16
+            let panelBytes = scheme == .int8 ? dq_int8_packed_size(panel, cols) : dq_q4_packed_size(panel, cols)
+            let panelScales = scheme == .q4 ? dq_q4_packed_scales_size(panel, cols) : 0
             parallelPanels(rows: rows, panel: panel) { o0, o1 in
-                dq_pack_weights_int8(stored + o0 * cols, o1 - o0, cols, packed + o0 / panel * panelBytes)
+                self.packRows(o0, o1, codes: packed + o0 / panel * panelBytes, scales: packedScales.map { $0 + o0 / panel * panelScales })
             }
             region?.releaseResidentPages()
             current = memory

@@ -38,39 +38,7 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? Int8Rows(x, rows: rows, k: k)
             let codes = input.codes, scales = input.scales.pointer
             if q.usesPackedKernel {
-                // The packed VNNI kernel (AVX-512): threads take whole strips of 48 columns; the kernel blocks
-                // the rows itself. Before the model packs its weights (QuantizedMatrix.pack), each thread packs
-                // its own columns into a scratch buffer first (the same bits).
-                let strips = (n + Int(DQ_INT8_PANEL * DQ_INT8_STRIP) - 1) / Int(DQ_INT8_PANEL * DQ_INT8_STRIP)
-                let parts = max(1, min(ComputeThreads.count, strips))
-                let packed = q.packedCodes
-                var scratchBytes = 0
-                if packed == nil {
-                    for part in 0 ..< parts {
-                        var begin = 0, end = 0
-                        dq_int8_packed_column_range(n, parts, part, &begin, &end)
-                        scratchBytes = max(scratchBytes, dq_int8_packed_size(end - begin, k))
-                    }
-                }
-                let scratchFloats = (scratchBytes + 63) / 64 * 16
-                let scratch = packed == nil ? Activations(parts * scratchFloats, zeroed: false) : nil
-                let stored = q.codes.assumingMemoryBound(to: Int8.self)
-                withExtendedLifetime(packed?.1) {
-                    parallel(parts) { part in
-                        var begin = 0, end = 0
-                        dq_int8_packed_column_range(n, parts, part, &begin, &end)
-                        guard begin < end else { return }
-                        if let packed {
-                            dq_gemm_int8_packed(rows, n, k, codes, scales, packed.0, q.scales.pointer, bias, y, n, begin, end)
-                        } else if let scratch {
-                            let mine = UnsafeMutableRawPointer(scratch.pointer + part * scratchFloats).assumingMemoryBound(to: UInt8.self)
-                            dq_pack_weights_int8(stored + begin * k, end - begin, k, mine)
-                            dq_gemm_int8_packed(rows, end - begin, k, codes, scales, mine, q.scales.pointer + begin,
-                                                bias.map { $0 + begin }, y + begin, n, 0, end - begin)
-                        }
-                        finish(begin, end)
-                    }
-                }
+                packedQuantizedProduct(q, rows: rows, n: n, k: k, xq: codes, xs: scales, bias: bias, into: y, finish: finish)
                 return
             }
             let w = q.codes.assumingMemoryBound(to: Int8.self)
@@ -91,6 +59,10 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
             let scales = scaleStorage.pointer
             parallelRows(rows) { r0, m in
                 dq_quantize_activations_q8_blocks(x + r0 * k, m, k, k, codes + r0 * kp, scales + r0 * (kp / 32))
+            }
+            if q.usesPackedKernel {
+                packedQuantizedProduct(q, rows: rows, n: n, k: k, xq: codes, xs: scales, bias: bias, into: y, finish: finish)
+                return
             }
             let w = q.codes.assumingMemoryBound(to: UInt8.self)
             let run = { (t: Int) in
@@ -258,6 +230,56 @@ private func f32Product(_ operand: PackedMatrix.Operand, _ x: UnsafePointer<Floa
         }
     }
     if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
+}
+
+/// The packed VNNI products (int8 and q4): threads take whole strips of 48 columns and the kernels block the
+/// rows themselves. Until the model packs its weights (QuantizedMatrix.pack), each thread packs its columns
+/// into a pooled scratch buffer, `chunk` columns at a time (the MLM decoder over a quantized vocabulary
+/// is never packed whole), right before multiplying them: the same bits.
+private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: Int, xq: UnsafePointer<Int8>,
+                                    xs: UnsafePointer<Float>, bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                                    finish: (Int, Int) -> Void) {
+    let strip = Int(DQ_INT8_PANEL * DQ_INT8_STRIP), chunk = 32 * strip
+    let parts = max(1, min(ComputeThreads.count, (n + strip - 1) / strip))
+    let packed = q.packedCodes, packedScales = q.packedScales
+    func product(_ codes: UnsafePointer<UInt8>, _ pscales: UnsafePointer<Float>?, columns: Int, _ begin: Int, _ end: Int,
+                 ws: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+        switch q.scheme {
+        case .int8: dq_gemm_int8_packed(rows, columns, k, xq, xs, codes, ws, bias, y, n, begin, end)
+        case .q4: dq_gemm_q4_packed(rows, columns, k, xq, xs, codes, pscales, bias, y, n, begin, end)
+        }
+    }
+    if let packed {
+        withExtendedLifetime(packed.1) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                dq_int8_packed_column_range(n, parts, part, &begin, &end)
+                guard begin < end else { return }
+                product(packed.0, packedScales, columns: n, begin, end, ws: q.scales.pointer, bias: bias, y: y)
+                finish(begin, end)
+            }
+        }
+        return
+    }
+    let width = min(chunk, n)
+    let codeBytes = q.scheme == .int8 ? dq_int8_packed_size(width, k) : dq_q4_packed_size(width, k)
+    let codeFloats = (codeBytes + 63) / 64 * 16
+    let scaleFloats = q.scheme == .q4 ? (dq_q4_packed_scales_size(width, k) + 15) / 16 * 16 : 0
+    let scratch = Activations(parts * (codeFloats + scaleFloats), zeroed: false)
+    parallel(parts) { part in
+        var begin = 0, end = 0
+        dq_int8_packed_column_range(n, parts, part, &begin, &end)
+        guard begin < end else { return }
+        let base = scratch.pointer + part * (codeFloats + scaleFloats)
+        let codes = UnsafeMutableRawPointer(base).assumingMemoryBound(to: UInt8.self)
+        let pscales = q.scheme == .q4 ? base + codeFloats : nil
+        for c0 in stride(from: begin, to: end, by: chunk) {
+            let c1 = min(end, c0 + chunk)
+            q.packRows(c0, c1, codes: codes, scales: pscales)
+            product(codes, pscales, columns: c1 - c0, 0, c1 - c0, ws: q.scales.pointer + c0, bias: bias.map { $0 + c0 }, y: y + c0)
+        }
+        finish(begin, end)
+    }
 }
 
 /// Rows per call of the quantized products (activation codes of a block stay in L2).
