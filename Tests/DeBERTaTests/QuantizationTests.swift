@@ -35,13 +35,15 @@ final class QuantizationTests: XCTestCase {
 
     /// Weights are packed when the second call starts; before that every product packs per call. Both ways give
     /// the same bits, for f32 (linears, v1's split in_proj, the v2 conv layer, heads) and int8 stores; after the
-    /// second call every packable matrix is packed.
+    /// second call every packable matrix is packed. q4 with quantized embeddings: the MLM decoder (the vocabulary)
+    /// is multiplied per call, never packed.
     func testFirstCallAndPackedCallsGiveTheSameBits() throws {
         for name in ["v3-mlm", "v1-mlm", "v2-conv-seqcls", "v2-qa-sharded"] {
             let f32 = repositoryRoot + "/Fixtures/models/" + name
-            let int8 = try temporaryDirectory() + "/\(name)-int8"
+            let int8 = try temporaryDirectory() + "/\(name)-int8", q4 = try temporaryDirectory() + "/\(name)-q4"
             _ = try Converter.convert(source: f32, destination: int8, dtype: nil, quantization: .int8)
-            for path in [f32, int8] {
+            _ = try Converter.convert(source: f32, destination: q4, dtype: nil, quantization: .q4, quantizeEmbeddings: true)
+            for path in [f32, int8, q4] {
                 let model = try DebertaModel(path: path)
                 let inputs = try InputsFile.read(f32 + "/reference.safetensors", for: model)
                 XCTAssertFalse(model.packableMatrices.isEmpty)
