@@ -537,21 +537,13 @@ final class QuantizedKernelTests: XCTestCase {
                             // the slow scalar packed reference on a few ranges, the fast kernels on all
                             let kernels = (ri < 4 || m * n * k < 20000 ? ["scalar"] : []) + ["avx512vnni", "avxvnni"]
                             for kernel in kernels {
-                                var y = [Float](repeating: -7, count: m * ldy)
-                                let ok = bp.withOptionalPointer { bptr in
-                                    packed.withUnsafeBufferPointer { pp in
-                                        dq_gemm_int8_packed_isa(kernel, m, n, k, xq, xs, pp.baseAddress, ws, bptr, &y, ldy, b, e)
+                                checkRangeKernel(kernel, full: full, m: m, ldy: ldy, range: (b, e), ran: &ran,
+                                                 "m=\(m) n=\(n) k=\(k) bias=\(useBias)") { y in
+                                    bp.withOptionalPointer { bptr in
+                                        packed.withUnsafeBufferPointer { pp in
+                                            dq_gemm_int8_packed_isa(kernel, m, n, k, xq, xs, pp.baseAddress, ws, bptr, &y, ldy, b, e)
+                                        }
                                     }
-                                }
-                                if ok == 0 {
-                                    XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
-                                    continue
-                                }
-                                ran[kernel, default: 0] += 1
-                                var expected = [Float](repeating: -7, count: m * ldy)
-                                for r in 0 ..< m { for c in b ..< e { expected[r * ldy + c] = full[r * ldy + c] } }
-                                if bits(y) != bits(expected) {
-                                    XCTFail("\(kernel) m=\(m) n=\(n) k=\(k) cols=\(b)..<\(e) bias=\(useBias)")
                                 }
                             }
                         }
@@ -653,6 +645,21 @@ final class QuantizedKernelTests: XCTestCase {
         print("q4 dispatch==scalar cases: \(cases)")
     }
 
+    /// Runs one named kernel over columns `range` into a buffer of sentinels (-7) and checks it: where the kernel is
+    /// unavailable (run returns 0) nothing may be written; otherwise exactly the range equals `full`, bit for bit.
+    private func checkRangeKernel(_ kernel: String, full: [Float], m: Int, ldy: Int, range: (Int, Int),
+                                  ran: inout [String: Int], _ what: String, run: (inout [Float]) -> Int32) {
+        var y = [Float](repeating: -7, count: m * ldy)
+        if run(&y) == 0 {
+            XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
+            return
+        }
+        ran[kernel, default: 0] += 1
+        var expected = [Float](repeating: -7, count: m * ldy)
+        for r in 0 ..< m { for c in range.0 ..< range.1 { expected[r * ldy + c] = full[r * ldy + c] } }
+        if bits(y) != bits(expected) { XCTFail("\(kernel) \(what) cols=\(range.0)..<\(range.1)") }
+    }
+
     /// The packed q4 layout, checked against its definition: record h of (panel, block) holds, for channel c,
     /// code(8h + j) in the low and code(8h + 4 + j) in the high nibble of byte 4c + j; scales per (panel, block).
     func testQ4PackingLayout() {
@@ -720,19 +727,11 @@ final class QuantizedKernelTests: XCTestCase {
                         if n > 16 { ranges += [(16, n), (3, 17)] }
                         for (b, e) in ranges where b < e {
                             for kernel in (m * n * k <= 2_000_000 ? ["scalar"] : []) + ["avx512vnni"] {
-                                var y = [Float](repeating: -7, count: m * ldy)
-                                let ok = bp.withOptionalPointer { bptr in
-                                    dq_gemm_q4_packed_isa(kernel, m, n, k, xq, xs, packed, ps, bptr, &y, ldy, b, e)
-                                }
-                                if ok == 0 {
-                                    XCTAssert(y.allSatisfy { $0 == -7 }, "\(kernel) unavailable but wrote y")
-                                    continue
-                                }
-                                ran[kernel, default: 0] += 1
-                                var expected = [Float](repeating: -7, count: m * ldy)
-                                for r in 0 ..< m { for c in b ..< e { expected[r * ldy + c] = full[r * ldy + c] } }
-                                if bits(y) != bits(expected) {
-                                    XCTFail("\(kernel) m=\(m) n=\(n) k=\(k) cols=\(b)..<\(e) bias=\(useBias)")
+                                checkRangeKernel(kernel, full: full, m: m, ldy: ldy, range: (b, e), ran: &ran,
+                                                 "m=\(m) n=\(n) k=\(k) bias=\(useBias)") { y in
+                                    bp.withOptionalPointer { bptr in
+                                        dq_gemm_q4_packed_isa(kernel, m, n, k, xq, xs, packed, ps, bptr, &y, ldy, b, e)
+                                    }
                                 }
                             }
                         }
