@@ -607,20 +607,25 @@ final class QuantizedKernelTests: XCTestCase {
         }
     }
 
+    /// Quantized q4 operands of an m × k by n × k product (data styles by seed): activations, weights, bias.
+    private func q4Problem(m: Int, n: Int, k: Int, seed: UInt64) -> (xq: [Int8], xs: [Float], wq: [UInt8], ws: [Float], bias: [Float]) {
+        let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
+        let x = makeData(m * k, seed: seed, style: Int(seed % 4))
+        let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
+        var xq = [Int8](repeating: 0, count: m * kp), xs = [Float](repeating: 0, count: m * nb)
+        var wq = [UInt8](repeating: 0, count: n * kp / 2), ws = [Float](repeating: 0, count: n * nb)
+        dq_quantize_activations_q8_blocks(x, m, k, k, &xq, &xs)
+        dq_quantize_weights_q4(w, n, k, &wq, &ws)
+        return (xq, xs, wq, ws, makeData(n, seed: seed ^ 0x55))
+    }
+
     func testQ4GemmDispatchEqualsScalar() {
         var cases = 0
         for m in Self.ms {
             for n in Self.ns {
                 for k in Self.ks + [257, 300] {
                     let seed = UInt64(m * 1_000_000 + n * 1000 + k) ^ 0x1234
-                    let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
-                    let x = makeData(m * k, seed: seed, style: Int(seed % 4))
-                    let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
-                    let bias = makeData(n, seed: seed ^ 0x55)
-                    var xq = [Int8](repeating: 0, count: m * kp), xs = [Float](repeating: 0, count: m * nb)
-                    var wq = [UInt8](repeating: 0, count: n * kp / 2), ws = [Float](repeating: 0, count: n * nb)
-                    dq_quantize_activations_q8_blocks(x, m, k, k, &xq, &xs)
-                    dq_quantize_weights_q4(w, n, k, &wq, &ws)
+                    let (xq, xs, wq, ws, bias) = q4Problem(m: m, n: n, k: k, seed: seed)
                     let ldy = n + 1
                     for (b, e) in columnRanges(n) {
                         for useBias in [false, true] {
@@ -707,14 +712,7 @@ final class QuantizedKernelTests: XCTestCase {
                 for k in [1, 31, 33, 257, 768, 3072] {
                     if m == 300 && k == 3072 && n > 17 { continue }
                     let seed = UInt64(m * 1_000_000 + n * 1000 + k) ^ 0x4444
-                    let kp = Int(dq_q4_padded_k(k)), nb = kp / 32
-                    let x = makeData(m * k, seed: seed, style: Int(seed % 4))
-                    let w = makeData(n * k, seed: seed ^ 0xABCDEF, style: Int((seed / 4) % 4))
-                    let bias = makeData(n, seed: seed ^ 0x55)
-                    var xq = [Int8](repeating: 0, count: m * kp), xs = [Float](repeating: 0, count: m * nb)
-                    var wq = [UInt8](repeating: 0, count: n * kp / 2), ws = [Float](repeating: 0, count: n * nb)
-                    dq_quantize_activations_q8_blocks(x, m, k, k, &xq, &xs)
-                    dq_quantize_weights_q4(w, n, k, &wq, &ws)
+                    let (xq, xs, wq, ws, bias) = q4Problem(m: m, n: n, k: k, seed: seed)
                     var packed = [UInt8](repeating: 0, count: Int(dq_q4_packed_size(n, k)))
                     var ps = [Float](repeating: 0, count: Int(dq_q4_packed_scales_size(n, k)))
                     dq_pack_weights_q4(wq, ws, n, k, &packed, &ps)
