@@ -256,20 +256,38 @@ final class RelativePositionTests: XCTestCase {
 }
 
 final class ConcurrencyTests: XCTestCase {
-    /// One loaded model called from several threads at once gives each caller the single-threaded answer.
+    /// One loaded model called from several threads at once gives each caller the single-threaded answer, from
+    /// its very first calls on: the position projections (made on first use and extended for a longer length)
+    /// and the packing of the weights (at the second call) happen while other calls run. f32 and int8 stores.
     func testConcurrentForwardCalls() throws {
-        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
-        let model = try DebertaModel(path: path)
-        let inputs = try InputsFile.read(path + "/reference.safetensors", for: model)
-        let expected = try model.forward(inputs)
-        let results = ResultBox(count: 8)
-        DispatchQueue.concurrentPerform(iterations: 8) { i in
-            for _ in 0 ..< 3 {
-                let out = try? model.forward(inputs)
-                results.set(i, out.map { o in o.outputs.allSatisfy { $0.values == expected[$0.name]?.values } } ?? false)
+        let source = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let int8 = try temporaryDirectory() + "/v3-mlm-int8"
+        _ = try Converter.convert(source: source, destination: int8, dtype: nil, quantization: .int8)
+        for path in [source, int8] {
+            let reference = try DebertaModel(path: path)
+            let batch = try InputsFile.read(source + "/reference.safetensors", for: reference)
+            // Three lengths: the full batch, and its first sequence cut to 5 and to 17 tokens.
+            func cut(_ t: Int) -> ModelInputs {
+                ModelInputs(inputIds: Array(batch.inputIds[0 ..< t]), batch: 1, length: t)
             }
+            let inputs = [batch, cut(5), cut(min(17, batch.length))]
+            let expected = try inputs.map { try reference.forward($0) }
+            let model = try DebertaModel(path: path)
+            let results = ResultBox(count: 8)
+            DispatchQueue.concurrentPerform(iterations: 8) { i in
+                var ok = true
+                for round in 0 ..< 3 {
+                    let which = (i + round) % inputs.count
+                    guard let out = try? model.forward(inputs[which]) else { ok = false; continue }
+                    ok = ok && out.outputs.allSatisfy { o in
+                        o.values.elementsEqual(expected[which][o.name]?.values ?? []) { $0.bitPattern == $1.bitPattern }
+                    }
+                }
+                results.set(i, ok)
+            }
+            XCTAssertEqual(results.values, [Bool](repeating: true, count: 8), path)
+            XCTAssertTrue(model.packableMatrices.allSatisfy { $0.isPacked }, "\(path): packed after the second call")
         }
-        XCTAssertEqual(results.values, [Bool](repeating: true, count: 8))
     }
 }
 
