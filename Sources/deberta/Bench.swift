@@ -43,7 +43,9 @@ struct Bench: ParsableCommand {
         }
         // Steady state: the weights packed (a model does that itself when its second call starts), one more
         // warm-up call, then the timed calls.
+        let packStart = monotonicSeconds()
         loaded.prepareForRepeatedCalls()
+        let packSeconds = monotonicSeconds() - packStart
         _ = try loaded.forward(inputs, head: !encoderOnly)
         var times: [Double] = []
         for _ in 0 ..< runs {
@@ -58,7 +60,7 @@ struct Bench: ParsableCommand {
         let gflops = flops / median / 1e9
         let rss = peakResidentMegabytes()
         if json {
-            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(threads),"encoder_only":\#(encoderOnly)}"#)
+            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(threads),"encoder_only":\#(encoderOnly)}"#)
             return
         }
         print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue))")
@@ -66,7 +68,7 @@ struct Bench: ParsableCommand {
         print("median       \(fixed(median * 1000, 2)) ms (min \(fixed(times.first! * 1000, 2)), max \(fixed(times.last! * 1000, 2)))")
         print("tokens/s     \(fixed(tokensPerSecond, 1))")
         print("GFLOP/s      \(fixed(gflops, 2)) (\(fixed(flops / 1e9, 2)) GFLOP per call)")
-        print("load         \(fixed(loadSeconds, 3)) s; first output \(fixed(firstOutput, 3)) s after start")
+        print("load         \(fixed(loadSeconds, 3)) s; first output \(fixed(firstOutput, 3)) s after start; packing the weights after it \(fixed(packSeconds, 3)) s")
         print("peak RSS     \(fixed(rss, 1)) MB")
     }
 }
