@@ -28,10 +28,13 @@ let debertaExecutable: String = {
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
 }()
 
-func deberta(_ arguments: [String]) throws -> CommandResult {
+func deberta(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: debertaExecutable)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
     let out = Pipe(), err = Pipe()
     process.standardOutput = out

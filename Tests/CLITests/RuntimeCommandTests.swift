@@ -33,6 +33,29 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(Set(header.keys).subtracting(["__metadata__"]), ["last_hidden_state", "logits", "emd_logits"])
     }
 
+    /// DEBERTA_PACK_WEIGHTS=load|reuse|never only changes when the weights are packed: `deberta run` writes the same
+    /// bytes under each, for f32 and int8 stores (v2 conv layer, v3 EMD, v1 split in_proj).
+    func testPackingPoliciesWriteTheSameOutputs() throws {
+        let dir = try temporaryDirectory()
+        for name in ["v3-mlm", "v2-conv-seqcls", "v1-mlm"] {
+            let int8 = dir + "/\(name)-int8"
+            let converted = try deberta(["convert", "Fixtures/models/\(name)", int8, "--dtype", "int8"])
+            XCTAssertEqual(converted.status, 0, converted.stderr)
+            for model in ["Fixtures/models/\(name)", int8] {
+                var outputs: [Data] = []
+                for policy in ["load", "reuse", "never"] {
+                    let out = dir + "/\(name)-\(outputs.count)-\(policy).safetensors"
+                    let r = try deberta(["run", model, "--inputs", "Fixtures/models/\(name)/reference.safetensors", "--output", out],
+                                        environment: ["DEBERTA_PACK_WEIGHTS": policy])
+                    XCTAssertEqual(r.status, 0, r.stderr)
+                    outputs.append(try Data(contentsOf: URL(fileURLWithPath: out)))
+                }
+                XCTAssertEqual(outputs[0], outputs[1], "\(model): load vs reuse")
+                XCTAssertEqual(outputs[0], outputs[2], "\(model): load vs never")
+            }
+        }
+    }
+
     func testBenchPrintsJSON() throws {
         let r = try deberta(["bench", "Fixtures/models/v2-qa-sharded", "--batch", "2", "--seq", "16", "--runs", "3", "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
