@@ -63,7 +63,7 @@ struct InspectedCheckpoint {
         do {
             let layout = try ModelDetector.detect(names: store.names, config: nil, configFile: nil, weightsFile: files.weights)
             return InspectedCheckpoint(files: files, store: store, layout: layout, architecture: layout.architecture)
-        } catch let error as CheckpointError {
+        } catch let error as DebertaError {
             return InspectedCheckpoint(files: files, store: store, layout: nil, architecture: nil, notDeBERTa: error.message)
         }
     }

@@ -46,10 +46,10 @@ func runBatch(_ options: TextOptions, required: [String],
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
         let value: JSONValue
         do { value = try Array(line).withUnsafeBytes { try JSONParser.parse($0) } } catch {
-            throw CheckpointError(file: inputPath, "line \(n + 1) is not JSON: \(error)")
+            throw DebertaError(.invalidInput, file: inputPath, "line \(n + 1) is not JSON: \(error)")
         }
         for key in required where value[key]?.stringValue == nil {
-            throw CheckpointError(file: inputPath, "line \(n + 1) has no string field \"\(key)\"")
+            throw DebertaError(.invalidInput, file: inputPath, "line \(n + 1) has no string field \"\(key)\"")
         }
         items.append(value)
     }

@@ -170,7 +170,7 @@ private func assertRefused(_ bytes: [UInt8], _ fragments: [String], file: Static
     do {
         let sd = try load(bytes)
         XCTFail("expected a refusal mentioning \(fragments), loaded \(sd.tensors.map(\.name))", file: file, line: line)
-    } catch let e as CheckpointError {
+    } catch let e as DebertaError {
         let text = e.description.lowercased()
         XCTAssertTrue(fragments.contains { text.contains($0.lowercased()) }, "error '\(e.description)' does not mention any of \(fragments)", file: file, line: line)
     } catch {
@@ -698,10 +698,10 @@ final class TorchCheckpointTests: XCTestCase {
                 let sd = try load(bytes)
                 for t in sd.tensors { _ = t.bytes.reduce(0, &+) } // every view readable
                 loaded += 1
-            } catch is CheckpointError {
+            } catch is DebertaError {
                 refused += 1
             } catch {
-                XCTFail("non-CheckpointError \(error)")
+                XCTFail("non-DebertaError \(error)")
             }
         }
         XCTAssertEqual(loaded + refused, 2_000)
@@ -724,7 +724,7 @@ final class TorchCheckpointTests: XCTestCase {
     /// name -> (dtype, shape, bytes) from a safetensors file, with a minimal header parser.
     private func readSafetensors(_ url: URL) throws -> [(String, String, [Int], [UInt8])] {
         let data = [UInt8](try Data(contentsOf: url))
-        guard data.count >= 8 else { throw CheckpointError(file: url.path, "short safetensors") }
+        guard data.count >= 8 else { throw DebertaError(.malformedFile, file: url.path, "short safetensors") }
         let n = Int(data[0 ..< 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) })
         let header = try JSONSerialization.jsonObject(with: Data(data[8 ..< 8 + n])) as? [String: Any] ?? [:]
         var out: [(String, String, [Int], [UInt8], Int)] = []
@@ -782,7 +782,7 @@ final class TorchCheckpointTests: XCTestCase {
             guard FileManager.default.fileExists(atPath: url.path) else { continue }
             let start = Date()
             XCTAssertThrowsError(try TorchCheckpoint.load(ByteRegion(storage: try ByteStorage.map(path: url.path)), file: url.path), name) { error in
-                let text = (error as? CheckpointError)?.description ?? "\(error)"
+                let text = (error as? DebertaError)?.description ?? "\(error)"
                 XCTAssertTrue(fragments.contains { text.lowercased().contains($0.lowercased()) }, "\(name): '\(text)' does not mention \(fragments)")
             }
             XCTAssertLessThan(Date().timeIntervalSince(start), 5, name)

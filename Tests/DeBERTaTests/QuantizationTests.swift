@@ -46,7 +46,9 @@ final class QuantizationTests: XCTestCase {
             for path in [f32, int8, q4] {
                 let model = try DebertaModel(path: path)
                 let inputs = try InputsFile.read(f32 + "/reference.safetensors", for: model)
-                XCTAssertFalse(model.packableMatrices.isEmpty)
+                // Without AVX-512 VNNI the quantized products read the stored codes: nothing of theirs to pack.
+                let packs = path == f32 || (path == int8 ? QuantizedMatrix.packInt8 : QuantizedMatrix.packQ4)
+                if packs { XCTAssertFalse(model.packableMatrices.isEmpty, "\(name) \(path)") }
                 XCTAssertFalse(model.packableMatrices.contains { $0.isPacked }, "\(name): nothing may be packed before the second call")
                 let first = try model.forward(inputs)
                 let second = try model.forward(inputs)

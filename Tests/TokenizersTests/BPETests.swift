@@ -52,18 +52,18 @@ private func tokenizerJSON(vocab: [String], merges: JSONValue, preTokenizer: Str
     """
 }
 
-private func assertThrowsCheckpointError(_ body: @autoclosure () throws -> Any, file expectedFile: String? = nil,
+private func assertThrowsDebertaError(_ body: @autoclosure () throws -> Any, file expectedFile: String? = nil,
                                          containing fragments: [String], line: UInt = #line) {
     do {
         _ = try body()
         XCTFail("expected an error containing \(fragments)", line: line)
-    } catch let e as CheckpointError {
+    } catch let e as DebertaError {
         if let expectedFile { XCTAssertEqual(e.file, expectedFile, line: line) }
         for f in fragments {
             XCTAssertTrue(e.description.contains(f), "\(e.description) does not contain \(f)", line: line)
         }
     } catch {
-        XCTFail("expected a CheckpointError, got \(error)", line: line)
+        XCTFail("expected a DebertaError, got \(error)", line: line)
     }
 }
 
@@ -467,34 +467,34 @@ final class BPETests: XCTestCase {
     func testMissingFiles() throws {
         let dir = try bpeTemporaryDirectory()
         let (v, m) = try writeFiles(dir, vocab: byteVocab(plus: []), merges: [])
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: dir + "/nope.json", mergesFile: m),
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: dir + "/nope.json", mergesFile: m),
                                     file: dir + "/nope.json", containing: ["cannot open"])
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: dir + "/nope.txt"),
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: dir + "/nope.txt"),
                                     file: dir + "/nope.txt", containing: ["cannot open"])
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(tokenizerJSON: dir + "/nope.json"),
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(tokenizerJSON: dir + "/nope.json"),
                                     file: dir + "/nope.json", containing: ["cannot open"])
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(tokenizerJSON: dir), file: dir, containing: ["directory"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(tokenizerJSON: dir), file: dir, containing: ["directory"])
     }
 
     func testBadVocabulary() throws {
         let dir = try bpeTemporaryDirectory()
         let (v, m) = try writeFiles(dir, vocab: byteVocab(plus: []), merges: [])
         try write("this is not json", to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["not valid JSON"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["not valid JSON"])
         try write(#"["a", "b"]"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["expected a JSON object", "array"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["expected a JSON object", "array"])
         try write(#"{"a": 0, "b": "1"}"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: [#""b""#, "non-negative integer"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: [#""b""#, "non-negative integer"])
         try write(#"{"a": 0, "b": -1}"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["-1"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["-1"])
         try write(#"{"a": 0, "b": 1.5}"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1.5"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1.5"])
         try write(#"{"a": 0, "b": 4000000000}"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["4000000000", "more than"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["4000000000", "more than"])
         try write(#"{"a": 0, "b": 1048577}"#, to: v)  // would need per-id tables of a million entries for two tokens
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1048577", "vocabulary of 2 tokens"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["1048577", "vocabulary of 2 tokens"])
         try write(#"{"a": 0, "a": 1}"#, to: v)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["duplicate key"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: v, containing: ["duplicate key"])
     }
 
     func testBadMerges() throws {
@@ -506,20 +506,20 @@ final class BPETests: XCTestCase {
         XCTAssertEqual(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m).encode("ab").tokens, ["ab"])
         // a token the vocabulary lacks: the tokenizers library refuses too (MergeTokenOutOfVocabulary)
         try write("#version: 0.2\na b\na dd\n", to: m)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
                                     containing: ["line 3", #"token "dd""#, #""a dd""#, "not in the vocabulary"])
         try write("#version: 0.2\nab ab\n", to: m)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
                                     containing: ["line 2", #"merged token "abab""#])
         try write("#version: 0.2\na b c\n", to: m)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m,
                                     containing: ["line 2", "two tokens", #""a b c""#])
         try write("#version: 0.2\na b\n\n", to: m)  // a blank line is not a merge
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["line 3"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["line 3"])
         try write("a  b\n", to: m)
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["line 1"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["line 1"])
         try Data([0x61, 0x20, 0xFF, 0x0A]).write(to: URL(fileURLWithPath: m))
-        assertThrowsCheckpointError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["UTF-8"])
+        assertThrowsDebertaError(try ByteLevelBPETokenizer(vocabFile: v, mergesFile: m), file: m, containing: ["UTF-8"])
     }
 
     func testBadTokenizerJSON() throws {
@@ -528,7 +528,7 @@ final class BPETests: XCTestCase {
         let vocab = byteVocab(plus: ["ab"])
         func expect(_ json: String, _ fragments: [String], line: UInt = #line) throws {
             try write(json, to: path)
-            assertThrowsCheckpointError(try ByteLevelBPETokenizer(tokenizerJSON: path), file: path, containing: fragments, line: line)
+            assertThrowsDebertaError(try ByteLevelBPETokenizer(tokenizerJSON: path), file: path, containing: fragments, line: line)
         }
         let good = tokenizerJSON(vocab: vocab, merges: .array([.string("a b")]))
         XCTAssertNoThrow(try { try write(good, to: path); _ = try ByteLevelBPETokenizer(tokenizerJSON: path) }())

@@ -150,13 +150,13 @@ final class SentencePieceTests: XCTestCase {
             let path = dir + "/\(name).json"
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
             XCTAssertThrowsError(try SentencePieceTokenizer(tokenizerJSON: path), name) { error in
-                guard let e = error as? CheckpointError else { return XCTFail("\(name): \(error)") }
+                guard let e = error as? DebertaError else { return XCTFail("\(name): \(error)") }
                 XCTAssertEqual(e.file, path)
                 XCTAssertTrue(e.description.contains(mention), "\(name): \(e.description)")
             }
         }
         XCTAssertThrowsError(try SentencePieceTokenizer(tokenizerJSON: dir + "/missing.json")) { error in
-            XCTAssertTrue((error as? CheckpointError)?.description.contains("not found") ?? false, "\(error)")
+            XCTAssertTrue((error as? DebertaError)?.description.contains("not found") ?? false, "\(error)")
         }
     }
 
@@ -229,7 +229,7 @@ final class SentencePieceTests: XCTestCase {
 
         let missing = dir + "/nope/spm.model"
         XCTAssertThrowsError(try SentencePieceTokenizer(modelFile: missing)) { error in
-            guard let e = error as? CheckpointError else { return XCTFail("\(error)") }
+            guard let e = error as? DebertaError else { return XCTFail("\(error)") }
             XCTAssertEqual(e.file, missing)
             XCTAssertTrue(e.description.contains("not found"), e.description)
         }
@@ -245,14 +245,14 @@ final class SentencePieceTests: XCTestCase {
             let path = dir + "/\(name).model"
             XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
             XCTAssertThrowsError(try SentencePieceTokenizer(modelFile: path), name) { error in
-                guard let e = error as? CheckpointError else { return XCTFail("\(name): \(error)") }
+                guard let e = error as? DebertaError else { return XCTFail("\(name): \(error)") }
                 XCTAssertEqual(e.file, path, name)
                 XCTAssertFalse(e.message.isEmpty)
             }
         }
         // a directory is not a model
         XCTAssertThrowsError(try SentencePieceTokenizer(modelFile: dir)) { error in
-            XCTAssertTrue(error is CheckpointError, "\(error)")
+            XCTAssertTrue(error is DebertaError, "\(error)")
         }
     }
 

@@ -102,23 +102,23 @@ public final class ByteStorage: @unchecked Sendable {
     public static func map(path: String) throws -> ByteStorage {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw CheckpointError(file: path, "cannot open: \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
         }
         var keepOpen = false
         defer { if !keepOpen { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw CheckpointError(file: path, "cannot stat: \(String(cString: strerror(errno)))")
+            throw DebertaError(.malformedFile, file: path, "cannot stat: \(String(cString: strerror(errno)))")
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            throw CheckpointError(file: path, "is a directory, not a file")
+            throw DebertaError(.io, file: path, "is a directory, not a file")
         }
         let size = Int(st.st_size)
         if size == 0 {
             return ByteStorage(bytes: UnsafeRawBufferPointer(start: nil, count: 0), release: nil)
         }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw CheckpointError(file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+            throw DebertaError(.malformedFile, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
         let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size)
         keepOpen = true
@@ -233,8 +233,8 @@ public struct ByteReader {
     public var remaining: Int { bytes.count - position }
     public var atEnd: Bool { position >= bytes.count }
 
-    func truncated(_ need: Int) -> CheckpointError {
-        CheckpointError(file: file, "\(what) is truncated: needs \(need) more bytes at offset \(position), \(max(remaining, 0)) remain")
+    func truncated(_ need: Int) -> DebertaError {
+        DebertaError(.malformedFile, file: file, "\(what) is truncated: needs \(need) more bytes at offset \(position), \(max(remaining, 0)) remain")
     }
 
     public mutating func u8() throws -> UInt8 {
@@ -256,7 +256,7 @@ public struct ByteReader {
 
     /// `count` bytes without copying; count is checked against what remains before anything is used.
     public mutating func take(_ count: Int) throws -> UnsafeRawBufferPointer {
-        guard count >= 0 else { throw CheckpointError(file: file, "\(what): negative length \(count) at offset \(position)") }
+        guard count >= 0 else { throw DebertaError(.malformedFile, file: file, "\(what): negative length \(count) at offset \(position)") }
         guard remaining >= count else { throw truncated(count) }
         defer { position += count }
         return UnsafeRawBufferPointer(rebasing: bytes[position ..< position + count])

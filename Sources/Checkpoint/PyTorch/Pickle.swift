@@ -189,8 +189,8 @@ final class PickleMachine {
         self.form = form
     }
 
-    private func fail(_ message: String, at offset: Int? = nil) -> CheckpointError {
-        CheckpointError(file: file, "\(what): \(message) (at byte \(offset ?? r.position))")
+    private func fail(_ message: String, at offset: Int? = nil) -> DebertaError {
+        DebertaError(.malformedFile, file: file, "\(what): \(message) (at byte \(offset ?? r.position))")
     }
 
     // MARK: stack

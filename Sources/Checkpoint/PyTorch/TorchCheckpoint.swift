@@ -34,13 +34,13 @@ public enum TorchCheckpoint {
             return try loadZip(region, file: file)
         }
         if b.count >= 262, b[257] == 0x75, b[258] == 0x73, b[259] == 0x74, b[260] == 0x61, b[261] == 0x72 {
-            throw CheckpointError(file: file, "is a PyTorch tar checkpoint (torch < 0.4), which is not supported; \(resaveAdvice)")
+            throw DebertaError(.unsupported, file: file, "is a PyTorch tar checkpoint (torch < 0.4), which is not supported; \(resaveAdvice)")
         }
         if b.count >= legacyMagic.count, b.prefix(legacyMagic.count).elementsEqual(legacyMagic) {
             return try loadLegacy(region, file: file)
         }
         let head = b.prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
-        throw CheckpointError(file: file, "is not a PyTorch checkpoint: expected a zip archive (50 4b 03 04) or a legacy torch pickle stream (80 02 8a 0a ...), found \(head.isEmpty ? "an empty file" : head)")
+        throw DebertaError(.malformedFile, file: file, "is not a PyTorch checkpoint: expected a zip archive (50 4b 03 04) or a legacy torch pickle stream (80 02 8a 0a ...), found \(head.isEmpty ? "an empty file" : head)")
     }
 
     // MARK: zip
@@ -48,14 +48,14 @@ public enum TorchCheckpoint {
     static func loadZip(_ region: ByteRegion, file: String) throws -> TorchStateDict {
         let zip = try ZipArchive(region, file: file)
         guard !zip.entries.isEmpty else {
-            throw CheckpointError(file: file, "is an empty zip archive, not a torch.save checkpoint")
+            throw DebertaError(.malformedFile, file: file, "is an empty zip archive, not a torch.save checkpoint")
         }
 
         // TorchScript (torch.jit.save) archives also hold a data.pkl, but it pickles a scripted module.
         for e in zip.entries {
             let parts = e.name.split(separator: "/", omittingEmptySubsequences: false)
             if parts.count >= 2, parts[1] == "constants.pkl" || (parts[1] == "code" && parts.count > 2) {
-                throw CheckpointError(file: file, "is a TorchScript archive (torch.jit.save: it has '\(e.name)'), not a state dict; load it in Python and save `model.state_dict()` with torch.save")
+                throw DebertaError(.malformedFile, file: file, "is a TorchScript archive (torch.jit.save: it has '\(e.name)'), not a state dict; load it in Python and save `model.state_dict()` with torch.save")
             }
         }
 
@@ -64,35 +64,35 @@ public enum TorchCheckpoint {
         for e in zip.entries {
             let parts = e.name.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty else {
-                throw CheckpointError(file: file, "has a zip entry '\(e.name)' outside a top-level folder; a torch.save archive keeps everything under one folder")
+                throw DebertaError(.malformedFile, file: file, "has a zip entry '\(e.name)' outside a top-level folder; a torch.save archive keeps everything under one folder")
             }
             if let t = top, t != parts[0] {
-                throw CheckpointError(file: file, "has zip entries under two top-level folders ('\(t)' and '\(parts[0])'); a torch.save archive has exactly one")
+                throw DebertaError(.malformedFile, file: file, "has zip entries under two top-level folders ('\(t)' and '\(parts[0])'); a torch.save archive has exactly one")
             }
             top = parts[0]
         }
         let root = String(top ?? "archive")
 
         guard let pkl = zip.entry(named: "\(root)/data.pkl") else {
-            throw CheckpointError(file: file, "has no '\(root)/data.pkl' entry: it is a zip archive but not a torch.save checkpoint")
+            throw DebertaError(.malformedFile, file: file, "has no '\(root)/data.pkl' entry: it is a zip archive but not a torch.save checkpoint")
         }
 
         var bigEndian = false
         if let e = zip.entry(named: "\(root)/byteorder") {
             guard e.uncompressedSize <= 16 else {
-                throw CheckpointError(file: file, "has a '\(e.name)' entry of \(e.uncompressedSize) bytes, expected \"little\" or \"big\"")
+                throw DebertaError(.malformedFile, file: file, "has a '\(e.name)' entry of \(e.uncompressedSize) bytes, expected \"little\" or \"big\"")
             }
             let bytes = try zip.contents(e, size: e.uncompressedSize, exact: true, what: "byteorder")
             let text = trimmed(String(decoding: bytes.bytes, as: UTF8.self))
             switch text {
             case "little": bigEndian = false
             case "big": bigEndian = true
-            default: throw CheckpointError(file: file, "has byteorder '\(text)', expected \"little\" or \"big\"")
+            default: throw DebertaError(.malformedFile, file: file, "has byteorder '\(text)', expected \"little\" or \"big\"")
             }
         }
 
         guard pkl.uncompressedSize <= maxPickleBytes else {
-            throw CheckpointError(file: file, "declares a data.pkl of \(pkl.uncompressedSize) bytes, more than the 1 GiB limit for a state dict's pickle")
+            throw DebertaError(.malformedFile, file: file, "declares a data.pkl of \(pkl.uncompressedSize) bytes, more than the 1 GiB limit for a state dict's pickle")
         }
         let pklRegion = try zip.contents(pkl, size: pkl.uncompressedSize, exact: true, what: "data.pkl")
         let machine = PickleMachine(pklRegion.bytes, file: file, what: "data.pkl", form: .zip)
@@ -101,7 +101,7 @@ public enum TorchCheckpoint {
         let resolver = StorageResolver(file: file, bigEndian: bigEndian) { key, bytes in
             let name = "\(root)/data/\(key)"
             guard let e = zip.entry(named: name) else {
-                throw CheckpointError(file: file, "the pickle references storage '\(key)' but the archive has no '\(name)' entry")
+                throw DebertaError(.malformedFile, file: file, "the pickle references storage '\(key)' but the archive has no '\(name)' entry")
             }
             // Stored records: at least the bytes the storage declares (torch writes exactly that many);
             // deflated records: inflated to exactly that many bytes, never more.
@@ -121,7 +121,7 @@ public enum TorchCheckpoint {
         let bytes = region.bytes
         var position = legacyMagic.count
         guard position < bytes.count, bytes[position] == 0x2E else {
-            throw CheckpointError(file: file, "starts like a legacy torch checkpoint but its magic-number pickle is malformed")
+            throw DebertaError(.malformedFile, file: file, "starts like a legacy torch checkpoint but its magic-number pickle is malformed")
         }
         position += 1
 
@@ -134,24 +134,24 @@ public enum TorchCheckpoint {
 
         let (version, _) = try next("protocol version")
         guard case let .int(v) = version, v == legacyProtocolVersion else {
-            throw CheckpointError(file: file, "legacy checkpoint has protocol version \(describe(version)), expected \(legacyProtocolVersion)")
+            throw DebertaError(.malformedFile, file: file, "legacy checkpoint has protocol version \(describe(version)), expected \(legacyProtocolVersion)")
         }
         let (sysInfo, _) = try next("sys_info")
         guard case .dict = sysInfo else {
-            throw CheckpointError(file: file, "legacy checkpoint's sys_info pickle is \(sysInfo.withArticle), expected a dict")
+            throw DebertaError(.malformedFile, file: file, "legacy checkpoint's sys_info pickle is \(sysInfo.withArticle), expected a dict")
         }
         // Storage data is always little-endian in the legacy format (torch converts on write and read).
         let (object, machine) = try next("object", form: .legacy)
         let (keysValue, keysMachine) = try next("storage keys")
         guard case let .list(l) = keysValue else {
-            throw CheckpointError(file: file, "legacy checkpoint's storage-key pickle is \(keysValue.withArticle), expected a list of keys")
+            throw DebertaError(.malformedFile, file: file, "legacy checkpoint's storage-key pickle is \(keysValue.withArticle), expected a list of keys")
         }
         var keys: [String] = []
         for k in keysMachine.listItems(l) {
             switch k {
             case let .string(s): keys.append(s)
             case let .int(i): keys.append(String(i))
-            default: throw CheckpointError(file: file, "legacy checkpoint's storage-key list holds \(k.withArticle), expected strings")
+            default: throw DebertaError(.malformedFile, file: file, "legacy checkpoint's storage-key list holds \(k.withArticle), expected strings")
             }
         }
 
@@ -160,7 +160,7 @@ public enum TorchCheckpoint {
         for s in machine.storages {
             if let d = declared[s.key] {
                 guard d.bytes == s.rootBytes else {
-                    throw CheckpointError(file: file, "storage '\(s.key)' is declared as both \(d.bytes) and \(s.rootBytes) bytes")
+                    throw DebertaError(.malformedFile, file: file, "storage '\(s.key)' is declared as both \(d.bytes) and \(s.rootBytes) bytes")
                 }
             } else {
                 declared[s.key] = (s.rootBytes, s.dtype.size) // the first reference's dtype, as torch does
@@ -170,18 +170,18 @@ public enum TorchCheckpoint {
         var data: [String: ByteRegion] = [:]
         for key in keys {
             guard let d = declared[key] else {
-                throw CheckpointError(file: file, "legacy checkpoint lists storage '\(key)' that no tensor references, so its element size is unknown")
+                throw DebertaError(.malformedFile, file: file, "legacy checkpoint lists storage '\(key)' that no tensor references, so its element size is unknown")
             }
             guard data[key] == nil else {
-                throw CheckpointError(file: file, "legacy checkpoint lists storage '\(key)' twice")
+                throw DebertaError(.malformedFile, file: file, "legacy checkpoint lists storage '\(key)' twice")
             }
             var r = ByteReader(bytes, file: file, what: "legacy storage '\(key)'", position: position)
             let numel = try r.le(Int64.self)
             guard numel >= 0, let n = Int(exactly: numel), let size = checkedMul(n, d.elementSize), size == d.bytes else {
-                throw CheckpointError(file: file, "legacy storage '\(key)' holds \(numel) elements, expected \(d.bytes / max(d.elementSize, 1)) as its persistent id declares")
+                throw DebertaError(.malformedFile, file: file, "legacy storage '\(key)' holds \(numel) elements, expected \(d.bytes / max(d.elementSize, 1)) as its persistent id declares")
             }
             guard let slice = region.slice(offset: r.position, count: size) else {
-                throw CheckpointError(file: file, "legacy storage '\(key)' needs \(size) bytes at offset \(r.position) but the file ends at \(bytes.count); the file is truncated")
+                throw DebertaError(.malformedFile, file: file, "legacy storage '\(key)' needs \(size) bytes at offset \(r.position) but the file ends at \(bytes.count); the file is truncated")
             }
             data[key] = slice
             position = r.position + size
@@ -189,7 +189,7 @@ public enum TorchCheckpoint {
 
         let resolver = StorageResolver(file: file, bigEndian: false) { key, _ in
             guard let region = data[key] else {
-                throw CheckpointError(file: file, "the pickle references storage '\(key)' but the legacy checkpoint holds no data for it")
+                throw DebertaError(.malformedFile, file: file, "the pickle references storage '\(key)' but the legacy checkpoint holds no data for it")
             }
             return region
         }
@@ -215,7 +215,7 @@ public enum TorchCheckpoint {
         search: for _ in 0 ..< 4 {
             guard case let .dict(d) = current else {
                 let at = path.isEmpty ? "the checkpoint" : "'\(path.joined(separator: "."))'"
-                throw CheckpointError(file: file, "expected \(at) to hold a dict of tensors (a state dict), found \(current.withArticle)")
+                throw DebertaError(.malformedFile, file: file, "expected \(at) to hold a dict of tensors (a state dict), found \(current.withArticle)")
             }
             entries = machine.dictEntries(d)
             if entries.contains(where: { if case .tensor = $0.value { return true }; return false }) {
@@ -247,7 +247,7 @@ public enum TorchCheckpoint {
         }
         guard !tensors.isEmpty else {
             let at = path.isEmpty ? "" : " (under '\(path.joined(separator: "."))')"
-            throw CheckpointError(file: file, "has no tensors: the state dict\(at) holds \(entries.count) entries and none is a tensor")
+            throw DebertaError(.malformedFile, file: file, "has no tensors: the state dict\(at) holds \(entries.count) entries and none is a tensor")
         }
         return TorchStateDict(tensors: tensors, skipped: skipped, format: format)
     }
@@ -274,8 +274,8 @@ final class StorageResolver {
         self.fetch = fetch
     }
 
-    private func fail(_ name: String, _ message: String) -> CheckpointError {
-        CheckpointError(file: file, tensor: name, message)
+    private func fail(_ name: String, _ message: String) -> DebertaError {
+        DebertaError(.tensor, file: file, tensor: name, message)
     }
 
     /// The bytes of `ref` (a whole storage or a legacy view of one), byte-swapped for `elementSize`

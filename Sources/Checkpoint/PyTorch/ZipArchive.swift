@@ -48,7 +48,7 @@ struct ZipArchive {
 
         // End of central directory: 22 bytes + up to 65,535 bytes of comment, searched backwards.
         guard size >= 22 else {
-            throw CheckpointError(file: file, "is not a valid zip archive: \(size) bytes is shorter than an end-of-central-directory record (22 bytes)")
+            throw DebertaError(.malformedFile, file: file, "is not a valid zip archive: \(size) bytes is shorter than an end-of-central-directory record (22 bytes)")
         }
         var eocd = -1
         let lowest = max(0, size - 65_557)
@@ -65,7 +65,7 @@ struct ZipArchive {
             candidate -= 1
         }
         guard eocd >= 0 else {
-            throw CheckpointError(file: file, "is not a valid zip archive: no end-of-central-directory record in its last 65,557 bytes (truncated file?)")
+            throw DebertaError(.malformedFile, file: file, "is not a valid zip archive: no end-of-central-directory record in its last 65,557 bytes (truncated file?)")
         }
 
         var r = ByteReader(bytes, file: file, what: "zip end-of-central-directory record", position: eocd + 4)
@@ -89,14 +89,14 @@ struct ZipArchive {
                 let z64Offset = try l.le(UInt64.self)
                 let totalDisks = try l.le(UInt32.self)
                 guard z64Disk == 0, totalDisks <= 1 else {
-                    throw CheckpointError(file: file, "is a multi-disk (split) zip archive, which is not supported; join the parts into one file")
+                    throw DebertaError(.unsupported, file: file, "is a multi-disk (split) zip archive, which is not supported; join the parts into one file")
                 }
                 guard z64Offset <= UInt64(eocd - 20), let z64Start = Int(exactly: z64Offset) else {
-                    throw CheckpointError(file: file, "has a zip64 locator pointing at offset \(z64Offset), outside the archive (\(size) bytes)")
+                    throw DebertaError(.malformedFile, file: file, "has a zip64 locator pointing at offset \(z64Offset), outside the archive (\(size) bytes)")
                 }
                 var z = ByteReader(bytes, file: file, what: "zip64 end-of-central-directory record", position: z64Start)
                 guard try z.le(UInt32.self) == Self.zip64EndSignature else {
-                    throw CheckpointError(file: file, "has a zip64 locator that does not point at a zip64 end-of-central-directory record (offset \(z64Start))")
+                    throw DebertaError(.malformedFile, file: file, "has a zip64 locator that does not point at a zip64 end-of-central-directory record (offset \(z64Start))")
                 }
                 _ = try z.le(UInt64.self) // size of the record
                 _ = try z.le(UInt16.self) // version made by
@@ -109,7 +109,7 @@ struct ZipArchive {
                 let offset64 = try z.le(UInt64.self)
                 multiDisk = d != 0 || cdd != 0 || onDisk != total
                 guard let t = Int(exactly: total), let s = Int(exactly: size64), let o = Int(exactly: offset64) else {
-                    throw CheckpointError(file: file, "has a zip64 end-of-central-directory record with sizes beyond 2^63")
+                    throw DebertaError(.malformedFile, file: file, "has a zip64 end-of-central-directory record with sizes beyond 2^63")
                 }
                 entryCount = t
                 cdSize = s
@@ -117,14 +117,14 @@ struct ZipArchive {
             }
         }
         guard !multiDisk else {
-            throw CheckpointError(file: file, "is a multi-disk (split) zip archive, which is not supported; join the parts into one file")
+            throw DebertaError(.unsupported, file: file, "is a multi-disk (split) zip archive, which is not supported; join the parts into one file")
         }
         guard let cdEnd = checkedAdd(cdOffset, cdSize), cdEnd <= size else {
-            throw CheckpointError(file: file, "has a central directory (offset \(cdOffset), \(cdSize) bytes) that extends past the end of the file (\(size) bytes); the file is truncated or corrupt")
+            throw DebertaError(.malformedFile, file: file, "has a central directory (offset \(cdOffset), \(cdSize) bytes) that extends past the end of the file (\(size) bytes); the file is truncated or corrupt")
         }
         // Every central directory record is at least 46 bytes: bound the count before reserving anything.
         guard entryCount >= 0, entryCount <= cdSize / 46 else {
-            throw CheckpointError(file: file, "declares \(entryCount) zip entries but its central directory (\(cdSize) bytes) can hold at most \(cdSize / 46)")
+            throw DebertaError(.malformedFile, file: file, "declares \(entryCount) zip entries but its central directory (\(cdSize) bytes) can hold at most \(cdSize / 46)")
         }
 
         var entries: [ZipEntry] = []
@@ -133,10 +133,10 @@ struct ZipArchive {
         var c = ByteReader(bytes, file: file, what: "zip central directory", position: cdOffset)
         for i in 0 ..< entryCount {
             guard c.position <= cdEnd, cdEnd - c.position >= 46 else {
-                throw CheckpointError(file: file, "zip central directory entry \(i) runs past the end of the central directory")
+                throw DebertaError(.malformedFile, file: file, "zip central directory entry \(i) runs past the end of the central directory")
             }
             guard try c.le(UInt32.self) == Self.centralHeaderSignature else {
-                throw CheckpointError(file: file, "zip central directory entry \(i) has a bad signature at offset \(c.position - 4)")
+                throw DebertaError(.malformedFile, file: file, "zip central directory entry \(i) has a bad signature at offset \(c.position - 4)")
             }
             _ = try c.le(UInt16.self) // version made by
             _ = try c.le(UInt16.self) // version needed
@@ -157,7 +157,7 @@ struct ZipArchive {
             let extra = try c.take(extraLength)
             try c.skip(commentLength)
             guard c.position <= cdEnd else {
-                throw CheckpointError(file: file, "zip central directory entry \(i) runs past the end of the central directory")
+                throw DebertaError(.malformedFile, file: file, "zip central directory entry \(i) runs past the end of the central directory")
             }
 
             let name = try Self.validateName(nameBytes, file: file)
@@ -179,7 +179,7 @@ struct ZipArchive {
                     func wide() throws -> Int {
                         let v = try field.le(UInt64.self)
                         guard let i = Int(exactly: v) else {
-                            throw CheckpointError(file: file, "zip entry '\(name)' has a zip64 size or offset beyond 2^63")
+                            throw DebertaError(.malformedFile, file: file, "zip entry '\(name)' has a zip64 size or offset beyond 2^63")
                         }
                         return i
                     }
@@ -190,44 +190,44 @@ struct ZipArchive {
                     break
                 }
                 guard found else {
-                    throw CheckpointError(file: file, "zip entry '\(name)' has saturated 32-bit sizes but no zip64 extra field")
+                    throw DebertaError(.malformedFile, file: file, "zip entry '\(name)' has saturated 32-bit sizes but no zip64 extra field")
                 }
             }
             guard diskStart == 0 else {
-                throw CheckpointError(file: file, "zip entry '\(name)' starts on disk \(diskStart): split archives are not supported")
+                throw DebertaError(.unsupported, file: file, "zip entry '\(name)' starts on disk \(diskStart): split archives are not supported")
             }
             guard flags & 1 == 0 else {
-                throw CheckpointError(file: file, "zip entry '\(name)' is encrypted; encrypted archives are not supported")
+                throw DebertaError(.unsupported, file: file, "zip entry '\(name)' is encrypted; encrypted archives are not supported")
             }
             guard method == 0 || method == 8 else {
-                throw CheckpointError(file: file, "zip entry '\(name)' uses compression method \(method); only stored (0) and deflate (8) are supported")
+                throw DebertaError(.malformedFile, file: file, "zip entry '\(name)' uses compression method \(method); only stored (0) and deflate (8) are supported")
             }
             if method == 0, compressed != uncompressed {
-                throw CheckpointError(file: file, "stored zip entry '\(name)' declares \(compressed) bytes in the archive but \(uncompressed) bytes uncompressed; a stored entry must declare equal sizes")
+                throw DebertaError(.malformedFile, file: file, "stored zip entry '\(name)' declares \(compressed) bytes in the archive but \(uncompressed) bytes uncompressed; a stored entry must declare equal sizes")
             }
             guard index[name] == nil else {
-                throw CheckpointError(file: file, "has two zip entries named '\(name)'; duplicate names are refused (they are ambiguous)")
+                throw DebertaError(.malformedFile, file: file, "has two zip entries named '\(name)'; duplicate names are refused (they are ambiguous)")
             }
 
             // The local header: its own name and extra lengths decide where the data starts.
             guard localOffset <= size - 30 else {
-                throw CheckpointError(file: file, "zip entry '\(name)' has its local header at offset \(localOffset), past the end of the file (\(size) bytes)")
+                throw DebertaError(.malformedFile, file: file, "zip entry '\(name)' has its local header at offset \(localOffset), past the end of the file (\(size) bytes)")
             }
             var h = ByteReader(bytes, file: file, what: "zip local header of '\(name)'", position: localOffset)
             guard try h.le(UInt32.self) == Self.localHeaderSignature else {
-                throw CheckpointError(file: file, "zip entry '\(name)': no local header signature at offset \(localOffset)")
+                throw DebertaError(.malformedFile, file: file, "zip entry '\(name)': no local header signature at offset \(localOffset)")
             }
             try h.skip(22)
             let localNameLength = Int(try h.le(UInt16.self))
             let localExtraLength = Int(try h.le(UInt16.self))
             let localName = try h.take(localNameLength)
             guard localName.elementsEqual(nameBytes) else {
-                throw CheckpointError(file: file, "zip entry '\(name)': its local header names a different file; the archive is inconsistent")
+                throw DebertaError(.malformedFile, file: file, "zip entry '\(name)': its local header names a different file; the archive is inconsistent")
             }
             try h.skip(localExtraLength)
             let dataOffset = h.position
             guard let dataEnd = checkedAdd(dataOffset, compressed), dataEnd <= size else {
-                throw CheckpointError(file: file, "zip entry '\(name)' declares \(compressed) bytes at offset \(dataOffset), past the end of the file (\(size) bytes); the file is truncated")
+                throw DebertaError(.malformedFile, file: file, "zip entry '\(name)' declares \(compressed) bytes at offset \(dataOffset), past the end of the file (\(size) bytes); the file is truncated")
             }
 
             index[name] = entries.count
@@ -242,7 +242,7 @@ struct ZipArchive {
             for k in 1 ..< sorted.count {
                 let previous = sorted[k - 1]
                 if previous.dataOffset + previous.compressedSize > sorted[k].localHeaderOffset {
-                    throw CheckpointError(file: file, "zip entries '\(previous.name)' and '\(sorted[k].name)' overlap; overlapping entries are refused")
+                    throw DebertaError(.malformedFile, file: file, "zip entries '\(previous.name)' and '\(sorted[k].name)' overlap; overlapping entries are refused")
                 }
             }
         }
@@ -255,10 +255,10 @@ struct ZipArchive {
     /// no drive letter, valid UTF-8.
     static func validateName(_ raw: UnsafeRawBufferPointer, file: String) throws -> String {
         guard let name = String(validating: raw, as: UTF8.self) else {
-            throw CheckpointError(file: file, "has a zip entry whose name is not valid UTF-8")
+            throw DebertaError(.malformedFile, file: file, "has a zip entry whose name is not valid UTF-8")
         }
-        func refuse(_ why: String) -> CheckpointError {
-            CheckpointError(file: file, "has a zip entry named '\(name.debugDescription.dropFirst().dropLast())' that \(why); refusing an archive whose names could escape it")
+        func refuse(_ why: String) -> DebertaError {
+            DebertaError(.malformedFile, file: file, "has a zip entry named '\(name.debugDescription.dropFirst().dropLast())' that \(why); refusing an archive whose names could escape it")
         }
         if name.isEmpty { throw refuse("is empty") }
         if name.hasPrefix("/") { throw refuse("is an absolute path") }
@@ -280,7 +280,7 @@ struct ZipArchive {
     /// The entry's bytes as stored in the archive (zero copy).
     func rawData(_ entry: ZipEntry) throws -> ByteRegion {
         guard let r = region.slice(offset: entry.dataOffset, count: entry.compressedSize) else {
-            throw CheckpointError(file: file, "zip entry '\(entry.name)' lies outside the archive")
+            throw DebertaError(.malformedFile, file: file, "zip entry '\(entry.name)' lies outside the archive")
         }
         return r
     }
@@ -290,15 +290,15 @@ struct ZipArchive {
     /// buffer of `size` bytes filled by inflating a stream that must end after exactly `size` bytes.
     func contents(_ entry: ZipEntry, size: Int, exact: Bool, what: String) throws -> ByteRegion {
         guard size >= 0 else {
-            throw CheckpointError(file: file, "\(what): negative size \(size)")
+            throw DebertaError(.malformedFile, file: file, "\(what): negative size \(size)")
         }
         if entry.isStored {
             let raw = try rawData(entry)
             guard raw.count >= size, !exact || raw.count == size else {
-                throw CheckpointError(file: file, "\(what): zip entry '\(entry.name)' holds \(raw.count) bytes, expected \(exact ? "" : "at least ")\(size)")
+                throw DebertaError(.malformedFile, file: file, "\(what): zip entry '\(entry.name)' holds \(raw.count) bytes, expected \(exact ? "" : "at least ")\(size)")
             }
             guard let r = raw.slice(offset: 0, count: size) else {
-                throw CheckpointError(file: file, "\(what): zip entry '\(entry.name)' is shorter than \(size) bytes")
+                throw DebertaError(.malformedFile, file: file, "\(what): zip entry '\(entry.name)' is shorter than \(size) bytes")
             }
             return r
         }
@@ -312,7 +312,7 @@ struct ZipArchive {
         let raw = try rawData(entry)
         let possible = checkedAdd(checkedMul(raw.count, Self.maxDeflateRatio) ?? Int.max, Self.deflateSlack) ?? Int.max
         guard size <= possible else {
-            throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' has \(raw.count) compressed bytes, which cannot inflate to the \(size) bytes needed; the entry is truncated or its sizes are forged")
+            throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' has \(raw.count) compressed bytes, which cannot inflate to the \(size) bytes needed; the entry is truncated or its sizes are forged")
         }
         // A suspicious ratio for a large buffer: first prove the stream really yields `size` bytes,
         // counting through a small scratch buffer, so a forged stream never gets a large allocation.
@@ -330,7 +330,7 @@ struct ZipArchive {
     private func runInflate(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer?, size: Int, entry: ZipEntry, what: String) throws {
         var stream = z_stream()
         guard deberta_inflate_init_raw(&stream) == Z_OK else {
-            throw CheckpointError(file: file, "\(what): cannot initialise zlib to inflate zip entry '\(entry.name)'")
+            throw DebertaError(.malformedFile, file: file, "\(what): cannot initialise zlib to inflate zip entry '\(entry.name)'")
         }
         defer { inflateEnd(&stream) }
 
@@ -368,7 +368,7 @@ struct ZipArchive {
             let wrote = window - Int(stream.avail_out)
             if overflowProbe {
                 if wrote > 0 {
-                    throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' inflates to more than the \(size) bytes needed; refusing it (zip bomb or wrong sizes)")
+                    throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' inflates to more than the \(size) bytes needed; refusing it (zip bomb or wrong sizes)")
                 }
             } else {
                 produced += wrote
@@ -376,7 +376,7 @@ struct ZipArchive {
             switch ret {
             case Z_STREAM_END:
                 guard produced == size else {
-                    throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' inflates to \(produced) bytes, expected \(size); the entry is truncated")
+                    throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' inflates to \(produced) bytes, expected \(size); the entry is truncated")
                 }
                 return
             case Z_OK:
@@ -384,15 +384,15 @@ struct ZipArchive {
             case Z_BUF_ERROR:
                 // No progress possible: input exhausted before the end of the stream.
                 if stream.avail_in == 0, consumed >= input.count {
-                    throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' ends after \(produced) of \(size) bytes without an end-of-stream marker; the entry is truncated")
+                    throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' ends after \(produced) of \(size) bytes without an end-of-stream marker; the entry is truncated")
                 }
                 if wrote == 0 {
-                    throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' makes no progress; the stream is corrupt")
+                    throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' makes no progress; the stream is corrupt")
                 }
                 continue
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib error \(ret)"
-                throw CheckpointError(file: file, "\(what): deflated zip entry '\(entry.name)' is corrupt (\(reason))")
+                throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' is corrupt (\(reason))")
             }
         }
     }

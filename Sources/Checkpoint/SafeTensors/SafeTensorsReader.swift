@@ -12,15 +12,15 @@ public enum SafeTensorsReader {
     public static func read(_ region: ByteRegion, file: String) throws -> Parsed {
         let bytes = region.bytes
         guard bytes.count >= 8 else {
-            throw CheckpointError(file: file, "not a safetensors file: \(bytes.count) bytes, a safetensors file has at least 8")
+            throw DebertaError(.malformedFile, file: file, "not a safetensors file: \(bytes.count) bytes, a safetensors file has at least 8")
         }
         let n64 = bytes.loadUnaligned(as: UInt64.self).littleEndian
         guard n64 <= UInt64(maxHeaderLength) else {
-            throw CheckpointError(file: file, "safetensors header length \(n64) exceeds the limit of \(maxHeaderLength) bytes")
+            throw DebertaError(.malformedFile, file: file, "safetensors header length \(n64) exceeds the limit of \(maxHeaderLength) bytes")
         }
         let headerLength = Int(n64)
         guard headerLength <= bytes.count - 8 else {
-            throw CheckpointError(file: file, "safetensors header of \(headerLength) bytes runs past the end of the \(bytes.count)-byte file (truncated?)")
+            throw DebertaError(.malformedFile, file: file, "safetensors header of \(headerLength) bytes runs past the end of the \(bytes.count)-byte file (truncated?)")
         }
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8 ..< 8 + headerLength])
         let header: JSONValue
@@ -28,12 +28,12 @@ public enum SafeTensorsReader {
             header = try JSONParser.parse(headerBytes)
         } catch {
             if let e = error as? JSONParseError, e.reason.hasPrefix("duplicate key") {
-                throw CheckpointError(file: file, "safetensors header names a tensor twice: \(e.reason)")
+                throw DebertaError(.malformedFile, file: file, "safetensors header names a tensor twice: \(e.reason)")
             }
-            throw CheckpointError(file: file, "safetensors header is not valid JSON: \(error)")
+            throw DebertaError(.malformedFile, file: file, "safetensors header is not valid JSON: \(error)")
         }
         guard case let .object(members) = header else {
-            throw CheckpointError(file: file, "safetensors header is not a JSON object")
+            throw DebertaError(.malformedFile, file: file, "safetensors header is not a JSON object")
         }
         let dataStart = 8 + headerLength
         let dataLength = bytes.count - dataStart
@@ -45,45 +45,45 @@ public enum SafeTensorsReader {
         for (name, value) in members {
             if name == "__metadata__" {
                 guard case let .object(kv) = value else {
-                    throw CheckpointError(file: file, "__metadata__ must be an object of strings")
+                    throw DebertaError(.malformedFile, file: file, "__metadata__ must be an object of strings")
                 }
                 for (k, v) in kv {
                     guard let s = v.stringValue else {
-                        throw CheckpointError(file: file, "__metadata__ value for '\(k)' is not a string")
+                        throw DebertaError(.malformedFile, file: file, "__metadata__ value for '\(k)' is not a string")
                     }
                     metadata.append((k, s))
                 }
                 continue
             }
             guard case .object = value else {
-                throw CheckpointError(file: file, tensor: name, "header entry is not an object")
+                throw DebertaError(.tensor, file: file, tensor: name, "header entry is not an object")
             }
             guard let dtypeName = value["dtype"]?.stringValue else {
-                throw CheckpointError(file: file, tensor: name, "missing or non-string 'dtype'")
+                throw DebertaError(.tensor, file: file, tensor: name, "missing or non-string 'dtype'")
             }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw CheckpointError(file: file, tensor: name, "unsupported dtype '\(dtypeName)' (supported: \(DType.allCases.map(\.rawValue).joined(separator: " ")))")
+                throw DebertaError(.unsupported, file: file, tensor: name, "unsupported dtype '\(dtypeName)' (supported: \(DType.allCases.map(\.rawValue).joined(separator: " ")))")
             }
             guard let shapeValues = value["shape"]?.arrayValue else {
-                throw CheckpointError(file: file, tensor: name, "missing or non-array 'shape'")
+                throw DebertaError(.tensor, file: file, tensor: name, "missing or non-array 'shape'")
             }
             var shape: [Int] = []
             for d in shapeValues {
                 guard let v = d.intValue, v >= 0 else {
-                    throw CheckpointError(file: file, tensor: name, "shape \(JSONValue.array(shapeValues).serialized()) has a dimension that is not a non-negative integer")
+                    throw DebertaError(.tensor, file: file, tensor: name, "shape \(JSONValue.array(shapeValues).serialized()) has a dimension that is not a non-negative integer")
                 }
                 shape.append(v)
             }
             guard let offsets = value["data_offsets"]?.arrayValue, offsets.count == 2,
                   let begin = offsets[0].intValue, let end = offsets[1].intValue, begin >= 0, end >= begin
             else {
-                throw CheckpointError(file: file, tensor: name, "'data_offsets' must be two non-negative integers [begin, end] with begin <= end")
+                throw DebertaError(.tensor, file: file, tensor: name, "'data_offsets' must be two non-negative integers [begin, end] with begin <= end")
             }
             guard let count = elementCount(shape), let size = checkedMul(count, dtype.size) else {
-                throw CheckpointError(file: file, tensor: name, "shape \(shape) overflows")
+                throw DebertaError(.tensor, file: file, tensor: name, "shape \(shape) overflows")
             }
             guard size == end - begin else {
-                throw CheckpointError(file: file, tensor: name, "shape \(shape) of \(dtype.rawValue) needs \(size) bytes but data_offsets [\(begin), \(end)] span \(end - begin)")
+                throw DebertaError(.tensor, file: file, tensor: name, "shape \(shape) of \(dtype.rawValue) needs \(size) bytes but data_offsets [\(begin), \(end)] span \(end - begin)")
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end))
         }
@@ -95,24 +95,24 @@ public enum SafeTensorsReader {
             let e = entries[k]
             if e.begin != expected {
                 if e.begin < expected {
-                    throw CheckpointError(file: file, tensor: e.name, "data_offsets [\(e.begin), \(e.end)] overlap the previous tensor, which ends at \(expected)")
+                    throw DebertaError(.tensor, file: file, tensor: e.name, "data_offsets [\(e.begin), \(e.end)] overlap the previous tensor, which ends at \(expected)")
                 }
-                throw CheckpointError(file: file, tensor: e.name, "data_offsets [\(e.begin), \(e.end)] leave a gap after byte \(expected) of the data buffer")
+                throw DebertaError(.tensor, file: file, tensor: e.name, "data_offsets [\(e.begin), \(e.end)] leave a gap after byte \(expected) of the data buffer")
             }
             expected = e.end
         }
         guard expected == dataLength else {
             if expected > dataLength {
-                throw CheckpointError(file: file, "tensors need a \(expected)-byte data buffer but the file holds \(dataLength) bytes after the header (truncated?)")
+                throw DebertaError(.malformedFile, file: file, "tensors need a \(expected)-byte data buffer but the file holds \(dataLength) bytes after the header (truncated?)")
             }
-            throw CheckpointError(file: file, "\(dataLength - expected) bytes after the last tensor are not described by the header")
+            throw DebertaError(.malformedFile, file: file, "\(dataLength - expected) bytes after the last tensor are not described by the header")
         }
 
         var tensors: [TensorView] = []
         tensors.reserveCapacity(entries.count)
         for e in entries {
             guard let r = region.slice(offset: dataStart + e.begin, count: e.end - e.begin) else {
-                throw CheckpointError(file: file, tensor: e.name, "data lies outside the file")
+                throw DebertaError(.tensor, file: file, tensor: e.name, "data lies outside the file")
             }
             tensors.append(TensorView(name: e.name, dtype: e.dtype, shape: e.shape, region: r, file: file))
         }

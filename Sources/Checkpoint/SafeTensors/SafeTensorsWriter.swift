@@ -55,7 +55,7 @@ public enum SafeTensorsWriter {
     public static func header(_ tensors: [OutputTensor], metadata: [(String, String)]) throws -> (header: [UInt8], dataSize: Int) {
         var seen = Set<String>()
         for t in tensors where !seen.insert(t.name).inserted {
-            throw CheckpointError(file: "(output)", tensor: t.name, "tensor name written twice")
+            throw DebertaError(.tensor, file: "(output)", tensor: t.name, "tensor name written twice")
         }
         var members: [(String, JSONValue)] = []
         if !metadata.isEmpty {
@@ -65,7 +65,7 @@ public enum SafeTensorsWriter {
         for k in layoutOrder(tensors) {
             let t = tensors[k]
             guard elementCount(t.shape) != nil else {
-                throw CheckpointError(file: "(output)", tensor: t.name, "shape \(t.shape) is invalid")
+                throw DebertaError(.tensor, file: "(output)", tensor: t.name, "shape \(t.shape) is invalid")
             }
             let end = offset + t.byteCount
             members.append((t.name, .object([
@@ -115,7 +115,7 @@ public enum AtomicFile {
         let tmp = temporaryPath(for: path)
         let fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            throw CheckpointError(file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))")
         }
         var ok = false
         defer {
@@ -123,20 +123,20 @@ public enum AtomicFile {
             if !ok { unlink(tmp) }
         }
         guard ftruncate(fd, off_t(size)) == 0 else {
-            throw CheckpointError(file: path, "cannot size \(tmp) to \(size) bytes: \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot size \(tmp) to \(size) bytes: \(String(cString: strerror(errno)))")
         }
         if size > 0 {
             guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-                throw CheckpointError(file: path, "cannot map \(tmp): \(String(cString: strerror(errno)))")
+                throw DebertaError(.io, file: path, "cannot map \(tmp): \(String(cString: strerror(errno)))")
             }
             defer { munmap(p, size) }
             try fill(UnsafeMutableRawBufferPointer(start: p, count: size))
             guard msync(p, size, MS_SYNC) == 0 else {
-                throw CheckpointError(file: path, "cannot write \(tmp): \(String(cString: strerror(errno)))")
+                throw DebertaError(.io, file: path, "cannot write \(tmp): \(String(cString: strerror(errno)))")
             }
         }
         guard rename(tmp, path) == 0 else {
-            throw CheckpointError(file: path, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
         }
         ok = true
     }

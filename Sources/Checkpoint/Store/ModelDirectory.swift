@@ -29,7 +29,7 @@ public struct ModelFiles: Sendable {
 
     public static func resolve(_ path: String) throws -> ModelFiles {
         guard let kind = fileKind(path) else {
-            throw CheckpointError(file: path, "no such file or directory")
+            throw DebertaError(.io, file: path, "no such file or directory")
         }
         if kind == .file {
             let dir = parentDirectory(of: path)
@@ -58,11 +58,11 @@ public struct ModelFiles: Sendable {
             } else if singles.count == 1 {
                 weights = dir + singles[0]
             } else if singles.count > 1 {
-                throw CheckpointError(file: path, "several weight files and no index: \(singles.joined(separator: ", ")); name one of them")
+                throw DebertaError(.io, file: path, "several weight files and no index: \(singles.joined(separator: ", ")); name one of them")
             }
         }
         guard let weights else {
-            throw CheckpointError(file: path, "no weights found (looked for \(weightFileNames.joined(separator: ", ")))")
+            throw DebertaError(.io, file: path, "no weights found (looked for \(weightFileNames.joined(separator: ", ")))")
         }
         let config = dir + "config.json"
         return ModelFiles(
@@ -98,7 +98,7 @@ public struct ModelFiles: Sendable {
 public func readSmallFile(_ path: String, limit: Int = 64 << 20) throws -> [UInt8] {
     let storage = try ByteStorage.map(path: path)
     guard storage.count <= limit else {
-        throw CheckpointError(file: path, "file is \(storage.count) bytes, more than the \(limit) this file type may have")
+        throw DebertaError(.limit, file: path, "file is \(storage.count) bytes, more than the \(limit) this file type may have")
     }
     return Array(storage.bytes)
 }
@@ -109,6 +109,6 @@ public func readJSONFile(_ path: String) throws -> JSONValue {
     do {
         return try bytes.withUnsafeBytes { try JSONParser.parse($0) }
     } catch {
-        throw CheckpointError(file: path, "is not valid JSON: \(error)")
+        throw DebertaError(.malformedFile, file: path, "is not valid JSON: \(error)")
     }
 }

@@ -25,7 +25,7 @@ public final class TensorStore: Sendable {
         var byName: [String: Int] = [:]
         for (k, t) in tensors.enumerated() {
             if let previous = byName[t.name] {
-                throw CheckpointError(file: t.file, tensor: t.name, "appears twice (also in \(tensors[previous].file))")
+                throw DebertaError(.tensor, file: t.file, tensor: t.name, "appears twice (also in \(tensors[previous].file))")
             }
             byName[t.name] = k
         }
@@ -73,7 +73,7 @@ public final class TensorStore: Sendable {
             let format: CheckpointFormat = dict.format == CheckpointFormat.pytorchLegacy.rawValue ? .pytorchLegacy : .pytorchZip
             return (format, dict.tensors, [], dict.skipped)
         case .unknown(let what):
-            throw CheckpointError(file: path, "not a checkpoint this tool reads (\(what)); expected safetensors, a PyTorch zip (.bin) or a sharded *.index.json")
+            throw DebertaError(.malformedFile, file: path, "not a checkpoint this tool reads (\(what)); expected safetensors, a PyTorch zip (.bin) or a sharded *.index.json")
         }
     }
 
@@ -104,29 +104,29 @@ public final class TensorStore: Sendable {
     static func openSharded(index path: String) throws -> TensorStore {
         let storage = try ByteStorage.map(path: path)
         guard storage.count <= 64 << 20 else {
-            throw CheckpointError(file: path, "index file is \(storage.count) bytes; an index over 64 MiB is not plausible")
+            throw DebertaError(.limit, file: path, "index file is \(storage.count) bytes; an index over 64 MiB is not plausible")
         }
         let json: JSONValue
         do { json = try JSONParser.parse(storage.bytes) } catch {
-            throw CheckpointError(file: path, "index is not valid JSON: \(error)")
+            throw DebertaError(.malformedFile, file: path, "index is not valid JSON: \(error)")
         }
         guard let map = json["weight_map"]?.objectValue else {
-            throw CheckpointError(file: path, "index has no \"weight_map\" object")
+            throw DebertaError(.malformedFile, file: path, "index has no \"weight_map\" object")
         }
         let directory = parentDirectory(of: path)
         var shardOrder: [String] = []
         var expected: [String: String] = [:]
         for (tensor, value) in map {
             guard let file = value.stringValue else {
-                throw CheckpointError(file: path, tensor: tensor, "weight_map value is not a file name")
+                throw DebertaError(.tensor, file: path, tensor: tensor, "weight_map value is not a file name")
             }
             guard isPlainFileName(file) else {
-                throw CheckpointError(file: path, tensor: tensor, "shard name '\(file)' must be a plain file name beside the index")
+                throw DebertaError(.tensor, file: path, tensor: tensor, "shard name '\(file)' must be a plain file name beside the index")
             }
             if !shardOrder.contains(file) { shardOrder.append(file) }
             expected[tensor] = file
         }
-        guard !shardOrder.isEmpty else { throw CheckpointError(file: path, "weight_map is empty") }
+        guard !shardOrder.isEmpty else { throw DebertaError(.malformedFile, file: path, "weight_map is empty") }
         var tensors: [TensorView] = []
         var files: [String] = []
         var metadata: [(String, String)] = []
@@ -136,20 +136,20 @@ public final class TensorStore: Sendable {
             let shardPath = directory + shard
             let (format, shardTensors, shardMetadata, shardSkipped) = try readSingle(shardPath)
             if let f = shardFormat, f != format {
-                throw CheckpointError(file: shardPath, "shard is \(format.rawValue) but earlier shards are \(f.rawValue)")
+                throw DebertaError(.malformedFile, file: shardPath, "shard is \(format.rawValue) but earlier shards are \(f.rawValue)")
             }
             shardFormat = format
             for t in shardTensors {
                 guard let listed = expected[t.name] else {
-                    throw CheckpointError(file: shardPath, tensor: t.name, "is in the shard but not in \(path)'s weight_map")
+                    throw DebertaError(.tensor, file: shardPath, tensor: t.name, "is in the shard but not in \(path)'s weight_map")
                 }
                 guard listed == shard else {
-                    throw CheckpointError(file: shardPath, tensor: t.name, "weight_map places it in \(listed)")
+                    throw DebertaError(.tensor, file: shardPath, tensor: t.name, "weight_map places it in \(listed)")
                 }
             }
             let present = Set(shardTensors.map(\.name))
             for (name, file) in expected where file == shard && !present.contains(name) {
-                throw CheckpointError(file: shardPath, tensor: name, "listed in the weight_map of \(path) but missing from the shard")
+                throw DebertaError(.tensor, file: shardPath, tensor: name, "listed in the weight_map of \(path) but missing from the shard")
             }
             if metadata.isEmpty { metadata = shardMetadata }
             skipped += shardSkipped

@@ -145,13 +145,13 @@ public struct DebertaConfig: Decodable, Sendable {
         do {
             _ = try bytes.withUnsafeBytes { try JSONParser.parse($0) }
         } catch {
-            throw CheckpointError(file: path, "is not valid JSON: \(error)")
+            throw DebertaError(.malformedFile, file: path, "is not valid JSON: \(error)")
         }
         let config: DebertaConfig
         do {
             config = try JSONDecoder().decode(DebertaConfig.self, from: Data(bytes))
         } catch let error as DecodingError {
-            throw CheckpointError(file: path, describe(error))
+            throw DebertaError(.configField, file: path, describe(error))
         }
         try config.validate(file: path)
         return config
@@ -193,7 +193,7 @@ public struct DebertaConfig: Decodable, Sendable {
         }
         if numLabels < 0 || numLabels > 1 << 20 { problems.append("num_labels = \(numLabels) is out of range") }
         if !problems.isEmpty {
-            throw CheckpointError(file: file, problems.joined(separator: "; "))
+            throw DebertaError(.configField, file: file, problems.joined(separator: "; "))
         }
     }
 }

@@ -24,7 +24,7 @@ public struct ModelCheckpoint: Sendable {
             if !problems.isEmpty {
                 let shown = problems.prefix(8).joined(separator: "; ")
                 let more = problems.count > 8 ? " (and \(problems.count - 8) more)" : ""
-                throw CheckpointError(file: files.weights, "shapes disagree with \(files.config ?? "config.json"): \(shown)\(more)")
+                throw DebertaError(.weightsMismatch, file: files.weights, "shapes disagree with \(files.config ?? "config.json"): \(shown)\(more)")
             }
         }
         return ModelCheckpoint(files: files, store: store, config: config, layout: layout)

@@ -50,11 +50,11 @@ public enum ModelDetector {
     public static func detect(names: [String], config: DebertaConfig?, configFile: String?, weightsFile: String) throws -> ModelLayout {
         let nameSet = Set(names)
         guard let embedding = names.first(where: { $0.hasSuffix(wordEmbeddings) }) else {
-            throw CheckpointError(file: weightsFile, "no '*\(wordEmbeddings)' tensor: this is not a DeBERTa checkpoint")
+            throw DebertaError(.malformedFile, file: weightsFile, "no '*\(wordEmbeddings)' tensor: this is not a DeBERTa checkpoint")
         }
         let prefix = String(embedding.dropLast(wordEmbeddings.count))
         guard ["", "deberta.", "bert."].contains(prefix) else {
-            throw CheckpointError(file: weightsFile, tensor: embedding, "unexpected backbone prefix '\(prefix)' (expected 'deberta.', 'bert.' or none)")
+            throw DebertaError(.tensor, file: weightsFile, tensor: embedding, "unexpected backbone prefix '\(prefix)' (expected 'deberta.', 'bert.' or none)")
         }
         let backbone = names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
 
@@ -67,13 +67,13 @@ public enum ModelDetector {
         case (true, false): family = .deberta; familySource = "tensor names"
         case (false, true): family = .debertaV2; familySource = "tensor names"
         case (true, true):
-            throw CheckpointError(file: weightsFile, "has both v1 (in_proj) and v2 (query_proj) attention tensors")
+            throw DebertaError(.malformedFile, file: weightsFile, "has both v1 (in_proj) and v2 (query_proj) attention tensors")
         case (false, false):
-            throw CheckpointError(file: weightsFile, "has no attention tensors (encoder.layer.N.attention.self.*)")
+            throw DebertaError(.malformedFile, file: weightsFile, "has no attention tensors (encoder.layer.N.attention.self.*)")
         }
         if let declared = config?.modelType {
             guard declared == family else {
-                throw CheckpointError(file: configFile ?? weightsFile,
+                throw DebertaError(.configField, file: configFile ?? weightsFile,
                     "model_type '\(declared.rawValue)' disagrees with the tensors, which have the \(family.rawValue) attention layout")
             }
             familySource = "config.json"
@@ -89,11 +89,11 @@ public enum ModelDetector {
                 headSource = "config.json architectures"
                 let classFamily: ModelFamily = arch.hasPrefix("DebertaV2") ? .debertaV2 : .deberta
                 if arch.hasPrefix("Deberta") && classFamily != family {
-                    throw CheckpointError(file: configFile ?? weightsFile,
+                    throw DebertaError(.configField, file: configFile ?? weightsFile,
                         "architectures names \(arch) but the tensors have the \(family.rawValue) layout")
                 }
                 if named != head && !(named == .sequenceClassification && head == .multipleChoice) {
-                    throw CheckpointError(file: configFile ?? weightsFile,
+                    throw DebertaError(.configField, file: configFile ?? weightsFile,
                         "architectures names \(arch) but the tensors hold a \(named.rawValue) head")
                 }
             } else {

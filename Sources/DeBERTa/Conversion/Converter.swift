@@ -46,25 +46,25 @@ public enum Converter {
     public static func convert(source: String, destination: String, dtype target: DType?,
                                quantization: QuantizationScheme? = nil, quantizeEmbeddings: Bool = false) throws -> Report {
         if let target, !outputFloatTypes.contains(target) {
-            throw CheckpointError(file: destination, "cannot convert to \(target.shortName); choose f32, f16 or bf16")
+            throw DebertaError(.invalidInput, file: destination, "cannot convert to \(target.shortName); choose f32, f16 or bf16")
         }
         if quantizeEmbeddings && quantization == nil {
-            throw CheckpointError(file: destination, "--quantize-embeddings goes with --dtype int8 or q4")
+            throw DebertaError(.invalidInput, file: destination, "--quantize-embeddings goes with --dtype int8 or q4")
         }
         let model = try ModelCheckpoint.open(source)
         if try QuantizationInfo.read(model.store) != nil {
-            throw CheckpointError(file: model.files.weights, "is already quantized; convert from the f32/f16/bf16 checkpoint instead")
+            throw DebertaError(.unsupported, file: model.files.weights, "is already quantized; convert from the f32/f16/bf16 checkpoint instead")
         }
         // Quantized stores keep every tensor that is not quantized in f32.
         let floatTarget: DType? = quantization != nil ? .f32 : target
         let log = QuantizationLog()
         var info = quantization.map { QuantizationInfo(scheme: $0, embeddings: quantizeEmbeddings, shapes: [:]) }
         guard let configPath = model.files.config else {
-            throw CheckpointError(file: source, "no config.json beside the weights; the converter writes a model directory and needs it")
+            throw DebertaError(.io, file: source, "no config.json beside the weights; the converter writes a model directory and needs it")
         }
         let configJSON = try readJSONFile(configPath)
         guard case var .object(configMembers) = configJSON else {
-            throw CheckpointError(file: configPath, "is not a JSON object")
+            throw DebertaError(.malformedFile, file: configPath, "is not a JSON object")
         }
 
         // Names, tied duplicates and dtypes, decided before anything is written.
@@ -77,7 +77,7 @@ public enum Converter {
         var seenCanonical: [String: String] = [:]
         for (view, name) in zip(model.store.tensors, canonicalNames) {
             if let other = seenCanonical[name] {
-                throw CheckpointError(file: model.files.weights, tensor: view.name, "maps to '\(name)', as '\(other)' does")
+                throw DebertaError(.tensor, file: model.files.weights, tensor: view.name, "maps to '\(name)', as '\(other)' does")
             }
             seenCanonical[name] = view.name
         }
@@ -227,12 +227,12 @@ public enum Converter {
         var st = stat()
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw CheckpointError(file: path, "exists and is not a directory; DST must be a model directory")
+                throw DebertaError(.io, file: path, "exists and is not a directory; DST must be a model directory")
             }
             return false
         }
         guard mkdir(path, 0o755) == 0 else {
-            throw CheckpointError(file: path, "cannot create the directory: \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot create the directory: \(String(cString: strerror(errno)))")
         }
         return true
     }

@@ -88,15 +88,15 @@ public struct QuantizationInfo: Sendable {
         let file = store.files.first ?? "weights"
         let json: JSONValue
         do { json = try JSONParser.parse(text) } catch {
-            throw CheckpointError(file: file, "__metadata__ quantization is not valid JSON: \(error)")
+            throw DebertaError(.malformedFile, file: file, "__metadata__ quantization is not valid JSON: \(error)")
         }
         guard let name = json["scheme"]?.stringValue, let scheme = QuantizationScheme(rawValue: name) else {
-            throw CheckpointError(file: file, "__metadata__ quantization names no known scheme (int8 or q4)")
+            throw DebertaError(.malformedFile, file: file, "__metadata__ quantization names no known scheme (int8 or q4)")
         }
         var shapes: [String: [Int]] = [:]
         for (k, v) in json["shapes"]?.objectValue ?? [] {
             guard let dims = v.arrayValue?.compactMap(\.intValue), dims.count == 2, dims.allSatisfy({ $0 > 0 }) else {
-                throw CheckpointError(file: file, tensor: k, "__metadata__ quantization shape is not [N, K]")
+                throw DebertaError(.tensor, file: file, tensor: k, "__metadata__ quantization shape is not [N, K]")
             }
             shapes[k] = dims
         }

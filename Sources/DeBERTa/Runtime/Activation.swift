@@ -8,7 +8,7 @@ public enum Activation: String, Sendable {
 
     init(name: String, field: String, file: String) throws {
         guard let a = Activation(rawValue: name.lowercased()) else {
-            throw CheckpointError(file: file, "\(field) '\(name)' is not an activation this runtime implements (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, tanh, silu, swish, sigmoid, mish, linear)")
+            throw DebertaError(.unsupported, file: file, "\(field) '\(name)' is not an activation this runtime implements (gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, tanh, silu, swish, sigmoid, mish, linear)")
         }
         self = a
     }

@@ -78,7 +78,7 @@ public final class DebertaModel: Sendable {
 
     public init(checkpoint: ModelCheckpoint) throws {
         guard let config = checkpoint.config else {
-            throw CheckpointError(file: checkpoint.files.weights, "no config.json beside the weights; the runtime needs it")
+            throw DebertaError(.io, file: checkpoint.files.weights, "no config.json beside the weights; the runtime needs it")
         }
         let file = checkpoint.files.config ?? checkpoint.files.weights
         self.config = config
@@ -89,10 +89,10 @@ public final class DebertaModel: Sendable {
         hiddenActivation = try Activation(name: config.hiddenAct, field: "hidden_act", file: file)
         poolerActivation = try Activation(name: config.poolerHiddenAct, field: "pooler_hidden_act", file: file)
         if config.talkingHead {
-            throw CheckpointError(file: file, "talking_head is set; this runtime does not implement talking-head attention")
+            throw DebertaError(.unsupported, file: file, "talking_head is set; this runtime does not implement talking-head attention")
         }
         if config.posAttType.contains("p2p") {
-            throw CheckpointError(file: file, "pos_att_type p2p is not implemented (transformers ignores it too, but it changes the scale)")
+            throw DebertaError(.unsupported, file: file, "pos_att_type p2p is not implemented (transformers ignores it too, but it changes the scale)")
         }
 
         let H = config.hiddenSize, E = config.embeddingSize, A = config.allHeadSize, I = config.intermediateSize
@@ -224,7 +224,7 @@ public final class DebertaModel: Sendable {
             b.tolerate { $0.hasPrefix("mask_predictions.") }
             if b.has("lm_predictions.lm_head.dense.weight") {
                 if E != H {
-                    throw CheckpointError(file: file, "the lm_predictions head decodes with the word embeddings and needs embedding_size == hidden_size")
+                    throw DebertaError(.configField, file: file, "the lm_predictions head decodes with the word embeddings and needs embedding_size == hidden_size")
                 }
                 if let dense = b.linear("lm_predictions.lm_head.dense", out: H, in: H),
                    let norm = b.norm("lm_predictions.lm_head.LayerNorm", H),
@@ -244,7 +244,7 @@ public final class DebertaModel: Sendable {
         case .sequenceClassification, .multipleChoice:
             let outputs = checkpoint.layout.head == .multipleChoice ? 1 : config.numLabels
             if config.poolerHiddenSize != H {
-                throw CheckpointError(file: file, "pooler_hidden_size \(config.poolerHiddenSize) must equal hidden_size \(H) (the pooler reads the [CLS] hidden state)")
+                throw DebertaError(.configField, file: file, "pooler_hidden_size \(config.poolerHiddenSize) must equal hidden_size \(H) (the pooler reads the [CLS] hidden state)")
             }
             if let pooler = b.linear("pooler.dense", out: H, in: H), let classifier = b.linear("classifier", out: outputs, in: H) {
                 head = .pooled(pooler: pooler, classifier: classifier)
@@ -263,7 +263,7 @@ public final class DebertaModel: Sendable {
         try b.finish()
         quantization = b.quantization?.scheme
         guard let word, let embeddingNorm, layers.count == config.numHiddenLayers else {
-            throw CheckpointError(file: checkpoint.files.weights, "weights do not fit the config")
+            throw DebertaError(.weightsMismatch, file: checkpoint.files.weights, "weights do not fit the config")
         }
         embeddings = EmbeddingWeights(word: word, position: position, tokenType: tokenType, projection: projection ?? nil, norm: embeddingNorm)
         self.layers = layers

@@ -21,26 +21,26 @@ extension DebertaModel {
     public func validate(_ inputs: ModelInputs, file: String = "inputs") throws {
         let n = inputs.batch * inputs.length
         guard inputs.batch > 0, inputs.length > 0 else {
-            throw CheckpointError(file: file, "empty input: batch \(inputs.batch) × length \(inputs.length)")
+            throw DebertaError(.invalidInput, file: file, "empty input: batch \(inputs.batch) × length \(inputs.length)")
         }
         guard inputs.inputIds.count == n, inputs.attentionMask.count == n, inputs.tokenTypeIds.map({ $0.count == n }) ?? true else {
-            throw CheckpointError(file: file, "input_ids, attention_mask and token_type_ids must all hold batch × length = \(n) values")
+            throw DebertaError(.invalidInput, file: file, "input_ids, attention_mask and token_type_ids must all hold batch × length = \(n) values")
         }
         if let bad = inputs.inputIds.firstIndex(where: { $0 < 0 || $0 >= config.vocabSize }) {
-            throw CheckpointError(file: file, tensor: "input_ids", "id \(inputs.inputIds[bad]) at position \(bad) is outside the vocabulary [0, \(config.vocabSize))")
+            throw DebertaError(.invalidInput, file: file, tensor: "input_ids", "id \(inputs.inputIds[bad]) at position \(bad) is outside the vocabulary [0, \(config.vocabSize))")
         }
         if let bad = inputs.attentionMask.firstIndex(where: { $0 != 0 && $0 != 1 }) {
-            throw CheckpointError(file: file, tensor: "attention_mask", "value \(inputs.attentionMask[bad]) at position \(bad) is not 0 or 1")
+            throw DebertaError(.invalidInput, file: file, tensor: "attention_mask", "value \(inputs.attentionMask[bad]) at position \(bad) is not 0 or 1")
         }
         if let types = inputs.tokenTypeIds, config.typeVocabSize > 0,
            let bad = types.firstIndex(where: { $0 < 0 || $0 >= config.typeVocabSize }) {
-            throw CheckpointError(file: file, tensor: "token_type_ids", "type \(types[bad]) at position \(bad) is outside [0, \(config.typeVocabSize))")
+            throw DebertaError(.invalidInput, file: file, tensor: "token_type_ids", "type \(types[bad]) at position \(bad) is outside [0, \(config.typeVocabSize))")
         }
         if config.positionBiasedInput && inputs.length > config.maxPositionEmbeddings {
-            throw CheckpointError(file: file, "sequence length \(inputs.length) exceeds max_position_embeddings \(config.maxPositionEmbeddings) of a model with absolute positions")
+            throw DebertaError(.limit, file: file, "sequence length \(inputs.length) exceeds max_position_embeddings \(config.maxPositionEmbeddings) of a model with absolute positions")
         }
         if let c = inputs.choices, c <= 0 || inputs.batch % c != 0 {
-            throw CheckpointError(file: file, "multiple choice: batch \(inputs.batch) is not a multiple of \(c) choices")
+            throw DebertaError(.invalidInput, file: file, "multiple choice: batch \(inputs.batch) is not a multiple of \(c) choices")
         }
     }
 
@@ -83,7 +83,7 @@ extension DebertaModel {
         var outputs = [NamedOutput(name: "last_hidden_state", shape: [B, T, H], values: hidden.array)]
         guard computeHead else { return ModelOutputs(outputs: outputs) }
         if let rows = maskedLMRows, let bad = rows.first(where: { $0 < 0 || $0 >= N }) {
-            throw CheckpointError(file: "inputs", "masked-LM row \(bad) is outside the \(N) token rows")
+            throw DebertaError(.invalidInput, file: "inputs", "masked-LM row \(bad) is outside the \(N) token rows")
         }
         outputs += runHead(hidden, ctx, choices: inputs.choices, maskedLMRows: maskedLMRows)
         if enhancedMaskDecoder, hasEnhancedMaskDecoder, T <= config.maxPositionEmbeddings,

@@ -153,7 +153,7 @@ struct WeightBinder {
         if !misshaped.isEmpty { parts.append("mis-shaped \(misshaped.count): " + misshaped.prefix(12).joined(separator: "; ") + (misshaped.count > 12 ? "; ..." : "")) }
         if !unexpected.isEmpty { parts.append("unexpected \(unexpected.count): " + unexpected.prefix(12).joined(separator: ", ") + (unexpected.count > 12 ? ", ..." : "")) }
         if !parts.isEmpty {
-            throw CheckpointError(file: file, "weights do not fit the config: " + parts.joined(separator: " | "))
+            throw DebertaError(.weightsMismatch, file: file, "weights do not fit the config: " + parts.joined(separator: " | "))
         }
     }
 }

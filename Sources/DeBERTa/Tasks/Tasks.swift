@@ -21,7 +21,7 @@ public final class TextModel: Sendable {
 
     func requireHead(_ heads: [TaskHead], for task: String) throws {
         guard heads.contains(model.layout.head) else {
-            throw TextError("\(task) needs a \(heads.map(\.rawValue).joined(separator: " or ")) model; \(model.files.directory) is \(model.layout.head.rawValue)")
+            throw DebertaError(.task, file: "", "\(task) needs a \(heads.map(\.rawValue).joined(separator: " or ")) model; \(model.files.directory) is \(model.layout.head.rawValue)")
         }
     }
 }
@@ -52,13 +52,13 @@ extension TextModel {
     /// Top-k predictions for each [MASK], from the Enhanced Mask Decoder when the model has one.
     public func fillMask(_ texts: [String], topK: Int) throws -> [(fromEMD: Bool, masks: [FilledMask])] {
         try requireHead([.maskedLM], for: "fill-mask")
-        guard let maskId = encoder.special.mask else { throw TextError("the tokenizer has no [MASK] token") }
+        guard let maskId = encoder.special.mask else { throw DebertaError(.task, file: "", "the tokenizer has no [MASK] token") }
         let encoded = try texts.map { try encoder.encode($0) }
         for (text, e) in zip(texts, encoded) where !e.ids.contains(maskId) {
             if encoder.tokenize(text).ids.contains(maskId) {
-                throw TextError("the [MASK] in \"\(text.prefix(60))\" lies beyond the model's maximum of \(encoder.maxLength) tokens")
+                throw DebertaError(.limit, file: "", "the [MASK] in \"\(text.prefix(60))\" lies beyond the model's maximum of \(encoder.maxLength) tokens")
             }
-            throw TextError("no [MASK] in \"\(text.prefix(60))\": fill-mask predicts the tokens written as [MASK]")
+            throw DebertaError(.invalidInput, file: "", "no [MASK] in \"\(text.prefix(60))\": fill-mask predicts the tokens written as [MASK]")
         }
         return try fillMask(encoded: encoded, topK: topK)
     }
@@ -66,7 +66,7 @@ extension TextModel {
     /// Predictions for the [MASK] ids of already encoded inputs.
     public func fillMask(encoded: [EncodedInput], topK: Int) throws -> [(fromEMD: Bool, masks: [FilledMask])] {
         try requireHead([.maskedLM], for: "fill-mask")
-        guard let maskId = encoder.special.mask else { throw TextError("the tokenizer has no [MASK] token") }
+        guard let maskId = encoder.special.mask else { throw DebertaError(.task, file: "", "the tokenizer has no [MASK] token") }
         let inputs = encoder.batch(encoded)
         let T = inputs.length
         // Only the [MASK] rows go through the vocabulary product.
@@ -74,7 +74,7 @@ extension TextModel {
         for (b, e) in encoded.enumerated() { for (t, id) in e.ids.enumerated() where id == maskId { rows.append(b * T + t) } }
         let out = try model.forward(inputs, maskedLMRows: rows)
         let useEMD = out["emd_logits"] != nil
-        guard let logits = out[useEMD ? "emd_logits" : "logits"] else { throw TextError("the model produced no MLM logits") }
+        guard let logits = out[useEMD ? "emd_logits" : "logits"] else { throw DebertaError(.task, file: "", "the model produced no MLM logits") }
         let V = logits.shape[1]
         let rowIndex = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($1, $0) })
         return encoded.enumerated().map { b, e in
@@ -105,7 +105,7 @@ extension TextModel {
         try requireHead([.sequenceClassification], for: "classify")
         let encoded = try items.map { try encoder.encode($0.text, pair: $0.pair) }
         let out = try model.forward(encoder.batch(encoded))
-        guard let logits = out["logits"] else { throw TextError("the model produced no logits") }
+        guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
         let C = logits.shape[1]
         return (0 ..< items.count).map { b in
             let row = logits.values[b * C ..< (b + 1) * C]
@@ -120,20 +120,20 @@ extension TextModel {
     /// entailment logits across labels; multi-label: per label, softmax over (contradiction, entailment).
     public func zeroShot(_ text: String, labels candidates: [String], template: String, multiLabel: Bool) throws -> [LabelScore] {
         try requireHead([.sequenceClassification], for: "zero-shot")
-        guard !candidates.isEmpty else { throw TextError("--labels is empty") }
-        guard template.contains("{}") else { throw TextError("the template must contain {} where the label goes") }
+        guard !candidates.isEmpty else { throw DebertaError(.invalidInput, file: "", "--labels is empty") }
+        guard template.contains("{}") else { throw DebertaError(.invalidInput, file: "", "the template must contain {} where the label goes") }
         func find(_ prefix: String) -> Int? {
             labels.first { $0.value.lowercased().hasPrefix(prefix) }?.key
         }
         guard let entailment = find("entail") else {
-            throw TextError("id2label of \(model.files.directory) has no entailment label (found: \(labels.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", "))); zero-shot needs an NLI model")
+            throw DebertaError(.task, file: "", "id2label of \(model.files.directory) has no entailment label (found: \(labels.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", "))); zero-shot needs an NLI model")
         }
         guard let contradiction = find("contradict") else {
-            throw TextError("id2label of \(model.files.directory) has no contradiction label; zero-shot needs an NLI model")
+            throw DebertaError(.task, file: "", "id2label of \(model.files.directory) has no contradiction label; zero-shot needs an NLI model")
         }
         let encoded = try candidates.map { try encoder.encode(text, pair: template.replacingOccurrences(of: "{}", with: $0), truncation: .longestFirst) }
         let out = try model.forward(encoder.batch(encoded))
-        guard let logits = out["logits"] else { throw TextError("the model produced no logits") }
+        guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
         let C = logits.shape[1]
         var scores: [Double]
         if multiLabel || candidates.count == 1 {
@@ -166,7 +166,7 @@ extension TextModel {
         let encoded = try texts.map { try encoder.encode($0) }
         let inputs = encoder.batch(encoded)
         let out = try model.forward(inputs)
-        guard let logits = out["logits"] else { throw TextError("the model produced no logits") }
+        guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
         let C = logits.shape[2], T = inputs.length
         return zip(texts, encoded).enumerated().map { b, pair in
             let (text, e) = pair
@@ -223,7 +223,7 @@ extension TextModel {
         let q = encoder.tokenize(question)
         let c = encoder.tokenize(context)
         let room = encoder.maxLength - 3 - q.ids.count
-        guard room > 0 else { throw TextError("the question alone (\(q.ids.count) tokens) fills the model's window of \(encoder.maxLength)") }
+        guard room > 0 else { throw DebertaError(.limit, file: "", "the question alone (\(q.ids.count) tokens) fills the model's window of \(encoder.maxLength)") }
         let step = max(1, room - min(stride, room - 1))
         var windows: [EncodedInput] = []
         var starts: [Int] = []
@@ -244,7 +244,7 @@ extension TextModel {
         } while true
         let inputs = encoder.batch(windows)
         let out = try model.forward(inputs)
-        guard let startLogits = out["start_logits"], let endLogits = out["end_logits"] else { throw TextError("the model produced no start/end logits") }
+        guard let startLogits = out["start_logits"], let endLogits = out["end_logits"] else { throw DebertaError(.task, file: "", "the model produced no start/end logits") }
         let T = inputs.length
         var best: Answer?
         let scalars = Array(context.unicodeScalars)
@@ -264,7 +264,7 @@ extension TextModel {
                 }
             }
         }
-        guard let best else { throw TextError("the context is empty") }
+        guard let best else { throw DebertaError(.invalidInput, file: "", "the context is empty") }
         return best
     }
 }
@@ -281,7 +281,7 @@ extension TextModel {
         let encoded = try texts.map { try encoder.encode($0) }
         let inputs = encoder.batch(encoded)
         let out = try model.forward(inputs, head: false)
-        guard let hidden = out["last_hidden_state"] else { throw TextError("no hidden state") }
+        guard let hidden = out["last_hidden_state"] else { throw DebertaError(.task, file: "", "no hidden state") }
         let H = hidden.shape[2], T = inputs.length
         return encoded.enumerated().map { b, e in
             switch pooling {

@@ -92,15 +92,15 @@ public final class TextEncoder: Sendable {
         var a = tokenize(first)
         var b = second.map(tokenize)
         let budget = (limit ?? maxLength) - (b == nil ? 2 : 3)
-        guard budget >= 0 else { throw TextError("max length \(limit ?? maxLength) leaves no room for the special tokens") }
+        guard budget >= 0 else { throw DebertaError(.invalidInput, file: "", field: "max_length", "max length \(limit ?? maxLength) leaves no room for the special tokens") }
         var excess = a.ids.count + (b?.ids.count ?? 0) - budget
         if excess > 0 {
             switch truncation {
             case .none:
-                throw TextError("input of \(a.ids.count + (b?.ids.count ?? 0) + (b == nil ? 2 : 3)) tokens exceeds the model's maximum of \(limit ?? maxLength)")
+                throw DebertaError(.limit, file: "", "input of \(a.ids.count + (b?.ids.count ?? 0) + (b == nil ? 2 : 3)) tokens exceeds the model's maximum of \(limit ?? maxLength)")
             case .onlySecond:
                 guard var second = b, second.ids.count > excess else {
-                    throw TextError("only_second truncation cannot fit the first text (\(a.ids.count) tokens) within \(limit ?? maxLength)")
+                    throw DebertaError(.limit, file: "", "only_second truncation cannot fit the first text (\(a.ids.count) tokens) within \(limit ?? maxLength)")
                 }
                 second.dropLast(excess)
                 b = second
@@ -141,10 +141,6 @@ public final class TextEncoder: Sendable {
     }
 }
 
-public struct TextError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
 
 extension Encoding {
     mutating func dropLast(_ n: Int) {

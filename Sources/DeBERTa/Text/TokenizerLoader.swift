@@ -23,12 +23,12 @@ extension TextEncoder {
             switch value["model"]?["type"]?.stringValue {
             case "Unigram": tokenizer = try SentencePieceTokenizer(tokenizerJSON: json)
             case "BPE": tokenizer = try ByteLevelBPETokenizer(tokenizerJSON: json)
-            case let other: throw CheckpointError(file: json, "tokenizer model type '\(other ?? "missing")' is not supported (Unigram or BPE)")
+            case let other: throw DebertaError(.unsupported, file: json, "tokenizer model type '\(other ?? "missing")' is not supported (Unigram or BPE)")
             }
         } else if let vocab = path("vocab.json"), let merges = path("merges.txt") {
             tokenizer = try ByteLevelBPETokenizer(vocabFile: vocab, mergesFile: merges)
         } else {
-            throw CheckpointError(file: files.directory, "no tokenizer files: expected spm.model, tokenizer.json, or vocab.json with merges.txt")
+            throw DebertaError(.io, file: files.directory, "no tokenizer files: expected spm.model, tokenizer.json, or vocab.json with merges.txt")
         }
 
         var added: [String: Int] = [:]
@@ -39,7 +39,7 @@ extension TextEncoder {
         func lookup(_ text: String) -> Int? { added[text] ?? tokenizer.id(of: text) }
         let where_ = files.tokenizerFiles.first ?? files.directory
         guard let cls = lookup("[CLS]"), let sep = lookup("[SEP]") else {
-            throw CheckpointError(file: where_, "the tokenizer has no [CLS] or [SEP] token")
+            throw DebertaError(.malformedFile, file: where_, "the tokenizer has no [CLS] or [SEP] token")
         }
         let pad = lookup("[PAD]") ?? config.padTokenId ?? 0
         let unk = lookup("[UNK]") ?? 0
@@ -47,7 +47,7 @@ extension TextEncoder {
         var inText: [(String, Int)] = [("[CLS]", cls), ("[SEP]", sep), ("[PAD]", pad), ("[UNK]", unk)]
         if let mask { inText.append((SpecialTokens.maskText, mask)) }
         for (text, id) in inText where id >= config.vocabSize {
-            throw CheckpointError(file: where_, "special token \(text) has id \(id), outside the model's vocabulary of \(config.vocabSize)")
+            throw DebertaError(.malformedFile, file: where_, "special token \(text) has id \(id), outside the model's vocabulary of \(config.vocabSize)")
         }
 
         var maxLength = config.maxPositionEmbeddings

@@ -10,16 +10,16 @@ public enum InputsFile {
 
     public static func inputs(from store: TensorStore, file: String, for model: DebertaModel) throws -> ModelInputs {
         guard let ids = store["input_ids"] else {
-            throw CheckpointError(file: file, "has no 'input_ids' tensor (found: \(store.names.prefix(8).joined(separator: ", ")))")
+            throw DebertaError(.invalidInput, file: file, "has no 'input_ids' tensor (found: \(store.names.prefix(8).joined(separator: ", ")))")
         }
         let multipleChoice = model.layout.head == .multipleChoice
         let rank = multipleChoice ? 3 : 2
         guard ids.shape.count == rank || (multipleChoice && ids.shape.count == 2) else {
-            throw CheckpointError(file: file, tensor: "input_ids", "shape \(ids.shape) must be [batch, length]\(multipleChoice ? " or [batch, choices, length]" : "")")
+            throw DebertaError(.invalidInput, file: file, tensor: "input_ids", "shape \(ids.shape) must be [batch, length]\(multipleChoice ? " or [batch, choices, length]" : "")")
         }
         func integers(_ view: TensorView) throws -> [Int] {
             guard let values = view.int64s(), view.dtype != .bool || view.name == "attention_mask" else {
-                throw CheckpointError(file: file, tensor: view.name, "dtype \(view.dtype.rawValue) is not an integer type (expected I64)")
+                throw DebertaError(.invalidInput, file: file, tensor: view.name, "dtype \(view.dtype.rawValue) is not an integer type (expected I64)")
             }
             return values.map { Int(truncatingIfNeeded: $0) }
         }
@@ -27,14 +27,14 @@ public enum InputsFile {
         var mask: [Int]?
         if let m = store["attention_mask"] {
             guard m.shape == ids.shape else {
-                throw CheckpointError(file: file, tensor: "attention_mask", "shape \(m.shape) differs from input_ids \(ids.shape)")
+                throw DebertaError(.invalidInput, file: file, tensor: "attention_mask", "shape \(m.shape) differs from input_ids \(ids.shape)")
             }
             mask = try integers(m)
         }
         var types: [Int]?
         if let t = store["token_type_ids"] {
             guard t.shape == ids.shape else {
-                throw CheckpointError(file: file, tensor: "token_type_ids", "shape \(t.shape) differs from input_ids \(ids.shape)")
+                throw DebertaError(.invalidInput, file: file, tensor: "token_type_ids", "shape \(t.shape) differs from input_ids \(ids.shape)")
             }
             types = try integers(t)
         }

@@ -32,7 +32,7 @@ enum BPEFiles {
     static func readVocabJSON(_ path: String) throws -> [(token: [UInt8], id: Int)] {
         let json = try readJSONFile(path)
         guard case let .object(members) = json else {
-            throw CheckpointError(file: path, "expected a JSON object mapping each token to its id, found \(kind(json))")
+            throw DebertaError(.malformedFile, file: path, "expected a JSON object mapping each token to its id, found \(kind(json))")
         }
         return try vocabEntries(members, file: path, context: "")
     }
@@ -45,10 +45,10 @@ enum BPEFiles {
         let limit = maxModelId(count: members.count)
         for (token, value) in members {
             guard let id = value.intValue, id >= 0 else {
-                throw CheckpointError(file: file, "\(context)token \(JSONValue.quote(token)) has id \(value.serialized()), expected a non-negative integer")
+                throw DebertaError(.malformedFile, file: file, "\(context)token \(JSONValue.quote(token)) has id \(value.serialized()), expected a non-negative integer")
             }
             guard id <= limit else {
-                throw CheckpointError(file: file, "\(context)token \(JSONValue.quote(token)) has id \(id), more than the \(limit) accepted for a vocabulary of \(members.count) tokens")
+                throw DebertaError(.malformedFile, file: file, "\(context)token \(JSONValue.quote(token)) has id \(id), more than the \(limit) accepted for a vocabulary of \(members.count) tokens")
             }
             out.append((Array(token.utf8), id))
         }
@@ -61,7 +61,7 @@ enum BPEFiles {
     static func readMergesText(_ path: String) throws -> [(left: [UInt8], right: [UInt8], location: String)] {
         let bytes = try readSmallFile(path)
         guard String(validating: bytes, as: UTF8.self) != nil else {
-            throw CheckpointError(file: path, "is not valid UTF-8 text")
+            throw DebertaError(.malformedFile, file: path, "is not valid UTF-8 text")
         }
         var out: [(left: [UInt8], right: [UInt8], location: String)] = []
         var lineNumber = 0
@@ -79,7 +79,7 @@ enum BPEFiles {
             let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
             guard parts.count == 2 else {
                 let shown = String(decoding: line.prefix(80), as: UTF8.self)
-                throw CheckpointError(file: path, "line \(lineNumber): expected two tokens separated by one space, found \(JSONValue.quote(shown))")
+                throw DebertaError(.malformedFile, file: path, "line \(lineNumber): expected two tokens separated by one space, found \(JSONValue.quote(shown))")
             }
             out.append((Array(parts[0]), Array(parts[1]), "line \(lineNumber)"))
         }
@@ -91,24 +91,24 @@ enum BPEFiles {
     static func readTokenizerJSON(_ path: String) throws -> BPEDefinition {
         let json = try readJSONFile(path)
         guard case .object = json else {
-            throw CheckpointError(file: path, "expected a JSON object (a tokenizer.json), found \(kind(json))")
+            throw DebertaError(.malformedFile, file: path, "expected a JSON object (a tokenizer.json), found \(kind(json))")
         }
         var def = BPEDefinition(file: path)
 
         guard let model = json["model"], case .object = model else {
-            throw CheckpointError(file: path, "has no \"model\" object")
+            throw DebertaError(.malformedFile, file: path, "has no \"model\" object")
         }
         if let type = model["type"], type != .null {
             guard type.stringValue == "BPE" else {
-                throw CheckpointError(file: path, "model type is \(type.serialized()), not \"BPE\"")
+                throw DebertaError(.malformedFile, file: path, "model type is \(type.serialized()), not \"BPE\"")
             }
         }
         guard let vocab = model["vocab"]?.objectValue else {
-            throw CheckpointError(file: path, "model.vocab must be an object mapping each token to its id")
+            throw DebertaError(.malformedFile, file: path, "model.vocab must be an object mapping each token to its id")
         }
         def.vocab = try vocabEntries(vocab, file: path, context: "model.vocab: ")
         guard let merges = model["merges"]?.arrayValue else {
-            throw CheckpointError(file: path, "model.merges must be an array")
+            throw DebertaError(.malformedFile, file: path, "model.merges must be an array")
         }
         for (k, m) in merges.enumerated() {
             if let s = m.stringValue {
@@ -117,37 +117,37 @@ enum BPEFiles {
                 if bytes.starts(with: Array("#version".utf8)) { continue }
                 let parts = bytes.split(separator: 0x20, omittingEmptySubsequences: false)
                 guard parts.count == 2 else {
-                    throw CheckpointError(file: path, "model.merges[\(k)]: expected two tokens separated by one space, found \(JSONValue.quote(s))")
+                    throw DebertaError(.malformedFile, file: path, "model.merges[\(k)]: expected two tokens separated by one space, found \(JSONValue.quote(s))")
                 }
                 def.merges.append((Array(parts[0]), Array(parts[1]), "model.merges[\(k)]"))
             } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue {
                 def.merges.append((Array(a.utf8), Array(b.utf8), "model.merges[\(k)]"))
             } else {
-                throw CheckpointError(file: path, "model.merges[\(k)]: expected \"a b\" or [\"a\", \"b\"], found \(m.serialized().prefix(80))")
+                throw DebertaError(.malformedFile, file: path, "model.merges[\(k)]: expected \"a b\" or [\"a\", \"b\"], found \(m.serialized().prefix(80))")
             }
         }
         if let unk = model["unk_token"], unk != .null {
             guard let s = unk.stringValue else {
-                throw CheckpointError(file: path, "model.unk_token must be a string or null, found \(unk.serialized())")
+                throw DebertaError(.malformedFile, file: path, "model.unk_token must be a string or null, found \(unk.serialized())")
             }
             def.unknownToken = s
         }
         def.fuseUnknown = try optionalBool(model, "fuse_unk", file: path, context: "model") ?? false
         def.ignoreMerges = try optionalBool(model, "ignore_merges", file: path, context: "model") ?? false
         if try optionalBool(model, "byte_fallback", file: path, context: "model") == true {
-            throw CheckpointError(file: path, "model.byte_fallback is true: byte fallback (<0xNN> tokens) is not supported with a byte-level BPE")
+            throw DebertaError(.unsupported, file: path, "model.byte_fallback is true: byte fallback (<0xNN> tokens) is not supported with a byte-level BPE")
         }
         if let d = model["dropout"], d != .null {
             guard let p = d.doubleValue else {
-                throw CheckpointError(file: path, "model.dropout must be a number or null, found \(d.serialized())")
+                throw DebertaError(.malformedFile, file: path, "model.dropout must be a number or null, found \(d.serialized())")
             }
             guard p == 0 else {
-                throw CheckpointError(file: path, "model.dropout is \(d.serialized()): BPE dropout makes tokenization random and is not supported")
+                throw DebertaError(.unsupported, file: path, "model.dropout is \(d.serialized()): BPE dropout makes tokenization random and is not supported")
             }
         }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let v = model[key], v != .null, v.stringValue != "" {
-                throw CheckpointError(file: path, "model.\(key) is \(v.serialized()): only byte-level BPE (no subword prefix or suffix) is supported")
+                throw DebertaError(.malformedFile, file: path, "model.\(key) is \(v.serialized()): only byte-level BPE (no subword prefix or suffix) is supported")
             }
         }
 
@@ -166,40 +166,40 @@ enum BPEFiles {
             def.lowercase = true
         case "Sequence":
             guard let items = value["normalizers"]?.arrayValue else {
-                throw CheckpointError(file: file, "\(context): a Sequence without a \"normalizers\" array")
+                throw DebertaError(.malformedFile, file: file, "\(context): a Sequence without a \"normalizers\" array")
             }
             for (k, item) in items.enumerated() {
                 try readNormalizer(item, into: &def, file: file, context: "\(context).normalizers[\(k)]")
             }
         default:
-            throw CheckpointError(file: file, "\(context) \(JSONValue.quote(type)) is not supported (a byte-level BPE here takes no normalizer or Lowercase)")
+            throw DebertaError(.unsupported, file: file, "\(context) \(JSONValue.quote(type)) is not supported (a byte-level BPE here takes no normalizer or Lowercase)")
         }
     }
 
     private static func readPreTokenizer(_ value: JSONValue?, into def: inout BPEDefinition, file: String) throws {
         guard let value, value != .null else {
-            throw CheckpointError(file: file, "has no pre_tokenizer: a byte-level BPE needs a ByteLevel pre-tokenizer")
+            throw DebertaError(.malformedFile, file: file, "has no pre_tokenizer: a byte-level BPE needs a ByteLevel pre-tokenizer")
         }
         var byteLevels: [JSONValue] = []
         switch value["type"]?.stringValue {
         case "ByteLevel": byteLevels = [value]
         case "Sequence":
             guard let items = value["pretokenizers"]?.arrayValue else {
-                throw CheckpointError(file: file, "pre_tokenizer: a Sequence without a \"pretokenizers\" array")
+                throw DebertaError(.malformedFile, file: file, "pre_tokenizer: a Sequence without a \"pretokenizers\" array")
             }
             for (k, item) in items.enumerated() {
                 guard item["type"]?.stringValue == "ByteLevel" else {
                     let t = item["type"]?.serialized() ?? item.serialized().prefix(60).description
-                    throw CheckpointError(file: file, "pre_tokenizer.pretokenizers[\(k)] is \(t): only ByteLevel is supported")
+                    throw DebertaError(.malformedFile, file: file, "pre_tokenizer.pretokenizers[\(k)] is \(t): only ByteLevel is supported")
                 }
                 byteLevels.append(item)
             }
         default:
             let t = value["type"]?.serialized() ?? value.serialized().prefix(60).description
-            throw CheckpointError(file: file, "pre_tokenizer is \(t): only ByteLevel (alone or in a Sequence) is supported")
+            throw DebertaError(.malformedFile, file: file, "pre_tokenizer is \(t): only ByteLevel (alone or in a Sequence) is supported")
         }
         guard byteLevels.count == 1 else {
-            throw CheckpointError(file: file, "pre_tokenizer has \(byteLevels.count) ByteLevel steps, expected exactly one")
+            throw DebertaError(.malformedFile, file: file, "pre_tokenizer has \(byteLevels.count) ByteLevel steps, expected exactly one")
         }
         let b = byteLevels[0]
         def.addPrefixSpace = try optionalBool(b, "add_prefix_space", file: file, context: "pre_tokenizer") ?? true
@@ -227,11 +227,11 @@ enum BPEFiles {
     private static func readAddedTokens(_ value: JSONValue?, file: String) throws -> [ByteLevelBPETokenizer.AddedToken] {
         guard let value, value != .null else { return [] }
         guard let items = value.arrayValue else {
-            throw CheckpointError(file: file, "added_tokens must be an array, found \(kind(value))")
+            throw DebertaError(.malformedFile, file: file, "added_tokens must be an array, found \(kind(value))")
         }
         return try items.enumerated().map { k, item in
             guard let content = item["content"]?.stringValue, let id = item["id"]?.intValue, id >= 0, id <= maxTokenId else {
-                throw CheckpointError(file: file, "added_tokens[\(k)]: expected {\"id\": non-negative integer, \"content\": string, ...}, found \(item.serialized().prefix(120))")
+                throw DebertaError(.malformedFile, file: file, "added_tokens[\(k)]: expected {\"id\": non-negative integer, \"content\": string, ...}, found \(item.serialized().prefix(120))")
             }
             let ctx = "added_tokens[\(k)]"
             return ByteLevelBPETokenizer.AddedToken(
@@ -247,7 +247,7 @@ enum BPEFiles {
     private static func optionalBool(_ object: JSONValue, _ key: String, file: String, context: String) throws -> Bool? {
         guard let v = object[key], v != .null else { return nil }
         guard let b = v.boolValue else {
-            throw CheckpointError(file: file, "\(context).\(key) must be true or false, found \(v.serialized())")
+            throw DebertaError(.malformedFile, file: file, "\(context).\(key) must be true or false, found \(v.serialized())")
         }
         return b
     }

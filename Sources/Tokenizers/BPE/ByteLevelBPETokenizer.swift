@@ -111,7 +111,7 @@ public final class ByteLevelBPETokenizer: SubwordTokenizer {
         if let unk = def.unknownToken {
             unknownId = ids[Array(unk.utf8)] ?? -1
             if unknownId < 0, let missing = byteIds.firstIndex(of: -1) {
-                throw CheckpointError(file: vocabFile, "unk_token \(JSONValue.quote(unk)) is not in the vocabulary, which also lacks the character for byte 0x\(String(missing, radix: 16)): such bytes could not be encoded")
+                throw DebertaError(.malformedFile, file: vocabFile, "unk_token \(JSONValue.quote(unk)) is not in the vocabulary, which also lacks the character for byte 0x\(String(missing, radix: 16)): such bytes could not be encoded")
             }
         }
 
@@ -120,7 +120,7 @@ public final class ByteLevelBPETokenizer: SubwordTokenizer {
             func resolve(_ t: [UInt8], _ what: String) throws -> Int32 {
                 guard let id = ids[t] else {
                     let pair = String(decoding: m.left, as: UTF8.self) + " " + String(decoding: m.right, as: UTF8.self)
-                    throw CheckpointError(file: def.file, "\(m.location): \(what) \(JSONValue.quote(String(decoding: t, as: UTF8.self))) of the merge \(JSONValue.quote(pair)) is not in the vocabulary")
+                    throw DebertaError(.malformedFile, file: def.file, "\(m.location): \(what) \(JSONValue.quote(String(decoding: t, as: UTF8.self))) of the merge \(JSONValue.quote(pair)) is not in the vocabulary")
                 }
                 return id
             }

@@ -20,10 +20,10 @@ struct HFUnigramPipeline: Sendable {
         do {
             root = try bytes.withUnsafeBytes { try JSONParser.parse($0) }
         } catch {
-            throw CheckpointError(file: file, "not valid JSON: \(error)")
+            throw DebertaError(.malformedFile, file: file, "not valid JSON: \(error)")
         }
-        guard root.objectValue != nil else { throw CheckpointError(file: file, "tokenizer.json must be a JSON object") }
-        func bad(_ what: String) -> CheckpointError { CheckpointError(file: file, what) }
+        guard root.objectValue != nil else { throw DebertaError(.malformedFile, file: file, "tokenizer.json must be a JSON object") }
+        func bad(_ what: String) -> DebertaError { DebertaError(.malformedFile, file: file, what) }
 
         // model
         guard let m = root["model"], m.objectValue != nil else { throw bad("no \"model\" object") }
@@ -384,10 +384,10 @@ enum HFPattern: Sendable {
         if let s = v?["String"]?.stringValue { return .string(Array(s.utf8)) }
         if let r = v?["Regex"]?.stringValue {
             do { return .regex(try HFRegex(r)) } catch {
-                throw CheckpointError(file: file, "\(path): unsupported regular expression: \(error)")
+                throw DebertaError(.unsupported, file: file, "\(path): unsupported regular expression: \(error)")
             }
         }
-        throw CheckpointError(file: file, "\(path): pattern must be {\"String\": ...} or {\"Regex\": ...}")
+        throw DebertaError(.malformedFile, file: file, "\(path): pattern must be {\"String\": ...} or {\"Regex\": ...}")
     }
 
     /// Non-overlapping matches in `text`, as byte ranges, leftmost first.
@@ -434,20 +434,20 @@ indirect enum HFNormalizer: Sendable {
     enum Form: Sendable { case nfc, nfd, nfkc, nfkd }
 
     static func parse(_ v: JSONValue, file: String, path: String) throws -> HFNormalizer {
-        guard let type = v["type"]?.stringValue else { throw CheckpointError(file: file, "\(path): missing \"type\"") }
+        guard let type = v["type"]?.stringValue else { throw DebertaError(.malformedFile, file: file, "\(path): missing \"type\"") }
         switch type {
         case "Sequence":
-            guard let list = v["normalizers"]?.arrayValue else { throw CheckpointError(file: file, "\(path).normalizers must be an array") }
+            guard let list = v["normalizers"]?.arrayValue else { throw DebertaError(.malformedFile, file: file, "\(path).normalizers must be an array") }
             return .sequence(try list.enumerated().map { try parse($0.element, file: file, path: "\(path).normalizers[\($0.offset)]") })
         case "Strip":
             return .strip(left: v["strip_left"]?.boolValue ?? true, right: v["strip_right"]?.boolValue ?? true)
         case "Precompiled":
             guard let b64 = v["precompiled_charsmap"]?.stringValue, let data = Data(base64Encoded: b64) else {
-                throw CheckpointError(file: file, "\(path).precompiled_charsmap must be base64")
+                throw DebertaError(.malformedFile, file: file, "\(path).precompiled_charsmap must be base64")
             }
             return .precompiled(try PrecompiledCharsmap(blob: [UInt8](data), file: file))
         case "Replace":
-            guard let content = v["content"]?.stringValue else { throw CheckpointError(file: file, "\(path).content must be a string") }
+            guard let content = v["content"]?.stringValue else { throw DebertaError(.malformedFile, file: file, "\(path).content must be a string") }
             return .replace(try HFPattern.parse(v["pattern"], file: file, path: path + ".pattern"), content)
         case "NFC": return .unicode(.nfc)
         case "NFD": return .unicode(.nfd)
@@ -455,10 +455,10 @@ indirect enum HFNormalizer: Sendable {
         case "NFKD": return .unicode(.nfkd)
         case "Lowercase": return .lowercase
         case "Prepend":
-            guard let p = v["prepend"]?.stringValue else { throw CheckpointError(file: file, "\(path).prepend must be a string") }
+            guard let p = v["prepend"]?.stringValue else { throw DebertaError(.malformedFile, file: file, "\(path).prepend must be a string") }
             return .prepend(p)
         default:
-            throw CheckpointError(file: file, "\(path): normalizer \"\(type)\" is not supported")
+            throw DebertaError(.unsupported, file: file, "\(path): normalizer \"\(type)\" is not supported")
         }
     }
 
@@ -583,22 +583,22 @@ indirect enum HFPreTokenizer: Sendable {
     enum Prepend: Sendable { case always, first, never }
 
     static func parse(_ v: JSONValue, file: String, path: String) throws -> HFPreTokenizer {
-        guard let type = v["type"]?.stringValue else { throw CheckpointError(file: file, "\(path): missing \"type\"") }
+        guard let type = v["type"]?.stringValue else { throw DebertaError(.malformedFile, file: file, "\(path): missing \"type\"") }
         func behavior(_ key: String, _ def: HFSplitBehavior) throws -> HFSplitBehavior {
             guard let s = v[key]?.stringValue else { return def }
-            guard let b = HFSplitBehavior(json: s) else { throw CheckpointError(file: file, "\(path).\(key): unknown \"\(s)\"") }
+            guard let b = HFSplitBehavior(json: s) else { throw DebertaError(.malformedFile, file: file, "\(path).\(key): unknown \"\(s)\"") }
             return b
         }
         switch type {
         case "Sequence":
             guard let list = v["pretokenizers"]?.arrayValue else {
-                throw CheckpointError(file: file, "\(path).pretokenizers must be an array")
+                throw DebertaError(.malformedFile, file: file, "\(path).pretokenizers must be an array")
             }
             return .sequence(try list.enumerated().map { try parse($0.element, file: file, path: "\(path).pretokenizers[\($0.offset)]") })
         case "Metaspace":
             let r = v["replacement"]?.stringValue ?? "\u{2581}"
             guard r.unicodeScalars.count == 1, let scalar = r.unicodeScalars.first else {
-                throw CheckpointError(file: file, "\(path).replacement must be one character")
+                throw DebertaError(.malformedFile, file: file, "\(path).replacement must be one character")
             }
             let prepend: Prepend
             switch v["prepend_scheme"]?.stringValue {
@@ -606,7 +606,7 @@ indirect enum HFPreTokenizer: Sendable {
             case "first": prepend = .first
             case "never": prepend = .never
             case nil: prepend = (v["add_prefix_space"]?.boolValue ?? true) ? .always : .never
-            case let other?: throw CheckpointError(file: file, "\(path).prepend_scheme: unknown \"\(other)\"")
+            case let other?: throw DebertaError(.malformedFile, file: file, "\(path).prepend_scheme: unknown \"\(other)\"")
             }
             return .metaspace(replacement: scalar, prepend: prepend, split: v["split"]?.boolValue ?? true)
         case "Punctuation":
@@ -617,7 +617,7 @@ indirect enum HFPreTokenizer: Sendable {
             return .split(try HFPattern.parse(v["pattern"], file: file, path: path + ".pattern"),
                           try behavior("behavior", .removed), invert: v["invert"]?.boolValue ?? false)
         default:
-            throw CheckpointError(file: file, "\(path): pre-tokenizer \"\(type)\" is not supported")
+            throw DebertaError(.unsupported, file: file, "\(path): pre-tokenizer \"\(type)\" is not supported")
         }
     }
 

@@ -31,40 +31,40 @@ struct SPModelProto: Sendable {
 
     /// Parses a serialized ModelProto; `file` names the source in errors.
     init(serialized bytes: [UInt8], file: String) throws {
-        guard !bytes.isEmpty else { throw CheckpointError(file: file, "empty file, not a SentencePiece model") }
+        guard !bytes.isEmpty else { throw DebertaError(.malformedFile, file: file, "empty file, not a SentencePiece model") }
         let message: UnsafeMutablePointer<Sentencepiece__ModelProto>? = bytes.withUnsafeBufferPointer {
             sentencepiece__model_proto__unpack(nil, $0.count, $0.baseAddress)
         }
         guard let message else {
-            throw CheckpointError(file: file, "not a SentencePiece model (the protobuf ModelProto does not parse)")
+            throw DebertaError(.malformedFile, file: file, "not a SentencePiece model (the protobuf ModelProto does not parse)")
         }
         defer { sentencepiece__model_proto__free_unpacked(message, nil) }
         let m = message.pointee
         guard m.n_pieces > 0, let list = m.pieces else {
-            throw CheckpointError(file: file, "SentencePiece model has no pieces")
+            throw DebertaError(.malformedFile, file: file, "SentencePiece model has no pieces")
         }
         pieces.reserveCapacity(m.n_pieces)
         for i in 0 ..< m.n_pieces {
             guard let p = list[i]?.pointee, let cPiece = p.piece else {
-                throw CheckpointError(file: file, "piece \(i) has no text")
+                throw DebertaError(.malformedFile, file: file, "piece \(i) has no text")
             }
             let text = Array(UnsafeBufferPointer(start: UnsafeRawPointer(cPiece).assumingMemoryBound(to: UInt8.self),
                                                  count: strlen(cPiece)))
-            guard !text.isEmpty else { throw CheckpointError(file: file, "piece \(i) is empty") }
+            guard !text.isEmpty else { throw DebertaError(.malformedFile, file: file, "piece \(i) is empty") }
             guard String(validating: text, as: UTF8.self) != nil else {
-                throw CheckpointError(file: file, "piece \(i) is not valid UTF-8")
+                throw DebertaError(.malformedFile, file: file, "piece \(i) is not valid UTF-8")
             }
             let rawType = Int32(bitPattern: UInt32(truncatingIfNeeded: p.type.rawValue))
             guard let type = PieceType(rawValue: rawType) else {
-                throw CheckpointError(file: file, "piece \(i) has unknown type \(rawType)")
+                throw DebertaError(.malformedFile, file: file, "piece \(i) has unknown type \(rawType)")
             }
-            guard p.score.isFinite else { throw CheckpointError(file: file, "piece \(i) has a non-finite score") }
+            guard p.score.isFinite else { throw DebertaError(.malformedFile, file: file, "piece \(i) has a non-finite score") }
             pieces.append(Piece(piece: text, score: p.score, type: type))
         }
         if let t = m.trainer_spec?.pointee {
             let raw = Int32(bitPattern: UInt32(truncatingIfNeeded: t.model_type.rawValue))
             guard let type = ModelType(rawValue: raw) else {
-                throw CheckpointError(file: file, "unknown model_type \(raw)")
+                throw DebertaError(.malformedFile, file: file, "unknown model_type \(raw)")
             }
             modelType = type
             treatWhitespaceAsSuffix = t.treat_whitespace_as_suffix != 0

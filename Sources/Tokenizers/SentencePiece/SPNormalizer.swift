@@ -8,10 +8,10 @@ struct PrecompiledCharsmap: Sendable {
     let replacements: [UInt8]
 
     init(blob: [UInt8], file: String) throws {
-        guard blob.count > 4 else { throw CheckpointError(file: file, "precompiled_charsmap is truncated") }
+        guard blob.count > 4 else { throw DebertaError(.malformedFile, file: file, "precompiled_charsmap is truncated") }
         let trieSize = Int(UInt32(blob[0]) | UInt32(blob[1]) << 8 | UInt32(blob[2]) << 16 | UInt32(blob[3]) << 24)
         guard trieSize < blob.count - 4, trieSize % 4 == 0 else {
-            throw CheckpointError(file: file, "precompiled_charsmap: trie size \(trieSize) does not fit in \(blob.count) bytes")
+            throw DebertaError(.malformedFile, file: file, "precompiled_charsmap: trie size \(trieSize) does not fit in \(blob.count) bytes")
         }
         var units = [UInt32](repeating: 0, count: trieSize / 4)
         for i in units.indices {
@@ -19,7 +19,7 @@ struct PrecompiledCharsmap: Sendable {
             units[i] = UInt32(blob[o]) | UInt32(blob[o + 1]) << 8 | UInt32(blob[o + 2]) << 16 | UInt32(blob[o + 3]) << 24
         }
         guard let trie = DartsCloneArray(units: units) else {
-            throw CheckpointError(file: file, "precompiled_charsmap: malformed double-array trie")
+            throw DebertaError(.malformedFile, file: file, "precompiled_charsmap: malformed double-array trie")
         }
         self.trie = trie
         replacements = Array(blob[(4 + trieSize)...])

@@ -26,7 +26,7 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
     private let pieces: [String]
     private let pieceIDs: [String: Int]
 
-    /// Loads an `spm.model` file. Throws `CheckpointError` naming the file when it is missing, unreadable,
+    /// Loads an `spm.model` file. Throws `DebertaError` naming the file when it is missing, unreadable,
     /// not a SentencePiece ModelProto, or not a usable unigram model.
     public convenience init(modelFile path: String) throws {
         let data: Data
@@ -34,7 +34,7 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
             let exists = FileManager.default.fileExists(atPath: path)
-            throw CheckpointError(file: path, exists ? "cannot read the SentencePiece model: \(error.localizedDescription)"
+            throw DebertaError(.io, file: path, exists ? "cannot read the SentencePiece model: \(error.localizedDescription)"
                                                      : "SentencePiece model not found")
         }
         try self.init(modelData: [UInt8](data), name: path)
@@ -53,14 +53,14 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
 
     /// Loads a `tokenizer.json` whose model is `Unigram` (normalizers Sequence / Strip / Precompiled / Replace /
     /// NFKC / NFC / Lowercase / Prepend, pre-tokenizers Metaspace / Sequence / WhitespaceSplit, added tokens).
-    /// Throws `CheckpointError` naming the file for a missing file, invalid JSON or an unsupported component.
+    /// Throws `DebertaError` naming the file for a missing file, invalid JSON or an unsupported component.
     public convenience init(tokenizerJSON path: String) throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
         } catch {
             let exists = FileManager.default.fileExists(atPath: path)
-            throw CheckpointError(file: path, exists ? "cannot read tokenizer.json: \(error.localizedDescription)"
+            throw DebertaError(.io, file: path, exists ? "cannot read tokenizer.json: \(error.localizedDescription)"
                                                      : "tokenizer.json not found")
         }
         try self.init(tokenizerJSONData: [UInt8](data), name: path)
@@ -160,7 +160,7 @@ struct SPPipeline: Sendable {
 
     init(proto: SPModelProto, file: String) throws {
         guard proto.modelType == .unigram else {
-            throw CheckpointError(file: file, "SentencePiece model type \(proto.modelType) is not supported (only unigram)")
+            throw DebertaError(.unsupported, file: file, "SentencePiece model type \(proto.modelType) is not supported (only unigram)")
         }
         var keys: [(bytes: [UInt8], value: Int32)] = []
         var userDefined: [(bytes: [UInt8], value: Int32)] = []
@@ -173,7 +173,7 @@ struct SPPipeline: Sendable {
         var isUD = [Bool]()
         for (i, p) in proto.pieces.enumerated() {
             if let other = seen[p.piece] {
-                throw CheckpointError(file: file, "piece \(i) '\(String(decoding: p.piece, as: UTF8.self))' duplicates piece \(other)")
+                throw DebertaError(.malformedFile, file: file, "piece \(i) '\(String(decoding: p.piece, as: UTF8.self))' duplicates piece \(other)")
             }
             seen[p.piece] = i
             scores.append(p.score)
@@ -187,23 +187,23 @@ struct SPPipeline: Sendable {
                 keys.append((p.piece, Int32(i)))
                 userDefined.append((p.piece, Int32(i)))
             case .unknown:
-                guard unk < 0 else { throw CheckpointError(file: file, "more than one unknown piece (\(unk), \(i))") }
+                guard unk < 0 else { throw DebertaError(.malformedFile, file: file, "more than one unknown piece (\(unk), \(i))") }
                 unk = Int32(i)
             case .byte:
                 guard proto.byteFallback else {
-                    throw CheckpointError(file: file, "byte piece \(i) found although byte_fallback is false")
+                    throw DebertaError(.malformedFile, file: file, "byte piece \(i) found although byte_fallback is false")
                 }
                 guard let b = SPPipeline.byteOfPiece(p.piece) else {
-                    throw CheckpointError(file: file, "invalid byte piece \(i) '\(String(decoding: p.piece, as: UTF8.self))'")
+                    throw DebertaError(.malformedFile, file: file, "invalid byte piece \(i) '\(String(decoding: p.piece, as: UTF8.self))'")
                 }
                 byteIDs[Int(b)] = Int32(i)
             case .control, .unused:
                 break
             }
         }
-        guard unk >= 0 else { throw CheckpointError(file: file, "SentencePiece model has no unknown piece") }
+        guard unk >= 0 else { throw DebertaError(.malformedFile, file: file, "SentencePiece model has no unknown piece") }
         if proto.byteFallback, byteIDs.contains(-1) {
-            throw CheckpointError(file: file, "byte_fallback is set but the model lacks some of the 256 byte pieces")
+            throw DebertaError(.malformedFile, file: file, "byte_fallback is set but the model lacks some of the 256 byte pieces")
         }
         let charsmap = proto.precompiledCharsmap.isEmpty ? nil
             : try PrecompiledCharsmap(blob: proto.precompiledCharsmap, file: file)
