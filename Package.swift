@@ -29,13 +29,15 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // the one CPU-feature probe of the C kernels, and the cap the runtime configures
+        .target(name: "CCPUFeatures"),
         // f32 kernels in C: LayerNorm, activations, attention softmax with the disentangled terms
-        .target(name: "CKernels"),
+        .target(name: "CKernels", dependencies: ["CCPUFeatures"]),
         // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
-        .target(name: "CQuantKernels"),
+        .target(name: "CQuantKernels", dependencies: ["CCPUFeatures"]),
         // f32 products on weights packed into panels of 24 columns (once, or a chunk at a time per call):
         // AVX-512 and AVX2/FMA kernels + scalar reference
-        .target(name: "CGemm"),
+        .target(name: "CGemm", dependencies: ["CCPUFeatures"]),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
             name: "Checkpoint",
@@ -54,7 +56,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CGemm", "CQuantKernels"]
+            dependencies: ["Checkpoint", "Tokenizers", "CCPUFeatures", "CKernels", "CGemm", "CQuantKernels"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(

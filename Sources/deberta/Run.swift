@@ -15,16 +15,13 @@ struct Run: ParsableCommand {
     @Option(help: "Where to write the outputs (safetensors, F32).")
     var output: String
 
-    @Option(help: "Threads for the matrix products.")
-    var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func validate() throws {
-        if threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
     }
 
     func run() throws {
-        setComputeThreads(threads)
-        let loaded = try DebertaModel(path: model)
+        let loaded = try DebertaModel(path: model, options: runtime.options)
         let modelInputs = try InputsFile.read(inputs, for: loaded)
         let result = try loaded.forward(modelInputs)
         let tensors = result.outputs.map { out in

@@ -21,12 +21,10 @@ struct Verify: ParsableCommand {
     @Option(help: "Minimum argmax agreement per output, 0-1 (default for quantized models against f32: 0.99 int8, 0.95 q4; MLM outputs count masked positions when the reference records them).")
     var minAgreement: Double?
 
-    @Option(help: "Threads for the matrix products.")
-    var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func run() throws {
-        setComputeThreads(threads)
-        let loaded = try DebertaModel(path: model)
+        let loaded = try DebertaModel(path: model, options: runtime.options)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons
         print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", f32"))")

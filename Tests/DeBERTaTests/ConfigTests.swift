@@ -123,13 +123,14 @@ final class LayoutDetectionTests: XCTestCase {
 
     func testShapeMismatchesAreListed() throws {
         let c = try config(#"{"model_type":"deberta-v2","hidden_size":8,"num_attention_heads":2,"intermediate_size":16,"num_hidden_layers":1,"vocab_size":10,"num_labels":3}"#)
-        let shapes = ExpectedShapes(config: c, family: .debertaV2)
+        let layout = ModelLayout(family: .debertaV2, head: .sequenceClassification, backbonePrefix: "deberta.", familySource: "test", headSource: "test")
+        let shapes = WeightSchema(config: c, layout: layout)
         let problems = shapes.mismatches([
             ("deberta.embeddings.word_embeddings.weight", [10, 8]),
             ("deberta.encoder.layer.0.intermediate.dense.weight", [8, 8]),
             ("deberta.encoder.layer.1.output.dense.weight", [8, 16]),
             ("classifier.weight", [2, 8]),
-        ], head: .sequenceClassification, config: c)
+        ])
         XCTAssertEqual(problems.count, 3, "\(problems)")
         XCTAssertTrue(problems[0].contains("[16, 8]"))
         XCTAssertTrue(problems[1].contains("layer 1"))

@@ -81,16 +81,16 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     /// The mapped bytes of the codes, if used in place.
     public let region: ByteRegion?
     /// int8 codes are repacked into dq_gemm_int8_packed's layout (a second, owned copy) by `pack()` when
-    /// this CPU has its AVX-512 VNNI kernel (dq_int8_packed_preferred; DEBERTA_INT8_PACKED=0 turns it off);
+    /// this CPU has its AVX-512 VNNI kernel (dq_int8_packed_preferred; `RuntimeOptions.packedQuantizedKernels` false turns it off);
     /// until then products pack each thread's columns per call into a scratch buffer. Elsewhere (AVX2,
     /// AVX-VNNI, arm64) the stored codes are used in place by dq_gemm_int8.
     /// q4 codes likewise for dq_gemm_q4_packed where the CPU has AVX-512 VNNI (dq_q4_packed_preferred;
-    /// DEBERTA_Q4_PACKED=0 turns it off; elsewhere dq_gemm_q4 reads the stored codes).
+    /// `RuntimeOptions.packedQuantizedKernels` false turns it off; elsewhere dq_gemm_q4 reads the stored codes).
     public var usesPackedKernel: Bool {
         scheme == .int8 ? QuantizedMatrix.packInt8 : QuantizedMatrix.packQ4
     }
-    static let packInt8 = dq_int8_packed_preferred() != 0
-    static let packQ4 = dq_q4_packed_preferred() != 0
+    static var packInt8: Bool { dq_int8_packed_preferred() != 0 }
+    static var packQ4: Bool { dq_q4_packed_preferred() != 0 }
 
     /// Bytes of the packed codes (the packed q4 scales follow them in the same memory).
     var packedCodeBytes: Int {
@@ -274,7 +274,7 @@ public struct Norm: Sendable {
 }
 
 /// Memory for large buffers that live long or are recycled (packed weights, pooled activations), 64-byte
-/// aligned. With DEBERTA_HUGEPAGES=1, buffers from 4 MiB on are 2 MiB-aligned and advised for transparent huge
+/// aligned. With `RuntimeOptions.hugePages`, buffers from 4 MiB on are 2 MiB-aligned and advised for transparent huge
 /// pages (first writes then fault once per 2 MiB instead of once per 4 KiB). Off by default: with the usual
 /// `defrag=madvise` policy the kernel compacts memory synchronously on those faults, and loading the f32
 /// v3-base model took 0.19-0.39 s with the advice against 0.17-0.23 s without; pre-populating the mappings
@@ -292,7 +292,7 @@ final class LargeMemory: @unchecked Sendable {
     deinit { LargeMemory.release(pointer, byteCount) }
 
     static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
-        let huge = useHugePages && byteCount >= 4 << 20
+        let huge = ComputeContext.current.hugePages && byteCount >= 4 << 20
         let alignment = huge ? 2 << 20 : 64
         var p: UnsafeMutableRawPointer?
         guard posix_memalign(&p, alignment, max(byteCount, 1)) == 0, let p else {
@@ -304,8 +304,6 @@ final class LargeMemory: @unchecked Sendable {
 
     /// Frees what allocate(byteCount) returned.
     static func release(_ pointer: UnsafeMutableRawPointer, _ byteCount: Int) { free(pointer) }
-
-    static let useHugePages = getenv("DEBERTA_HUGEPAGES").map { String(cString: $0) == "1" } ?? false
 }
 
 /// Splits rows [0, rows) into whole panels of `panel` rows, one contiguous range per compute thread

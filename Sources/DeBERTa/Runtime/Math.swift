@@ -178,7 +178,7 @@ extension MatrixWeight {
 
 /// Runs body(0 ..< count) on `count` threads (the caller's included); body touches disjoint outputs.
 func parallel(_ count: Int, _ body: (Int) -> Void) {
-    ComputePool.shared.run(count, body)
+    ComputeContext.current.pool.run(count, body)
 }
 
 /// Splits rows [0, rows) into one contiguous range per compute thread.
@@ -285,10 +285,6 @@ private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: 
 /// Rows per call of the quantized products (activation codes of a block stay in L2).
 let quantizedRowBlock = 128
 
-/// Threads the products split their columns over.
-enum ComputeThreads {
-    nonisolated(unsafe) static var count = 2
-}
 
 /// x = LayerNorm(x + residual) in place.
 func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, residual: UnsafePointer<Float>? = nil) {
@@ -301,9 +297,4 @@ func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width:
         dk_layer_norm(x + r0 * width, r1 - r0, width, width, residual.map { $0 + r0 * width }, width,
                       norm.weight.pointer, norm.bias.pointer, norm.eps)
     }
-}
-
-/// Sets the number of threads the matrix products use.
-public func setComputeThreads(_ n: Int) {
-    ComputeThreads.count = max(1, n)
 }
