@@ -81,13 +81,20 @@ let package = Package(
             name: "gemm-bench",
             dependencies: ["CGemm", "COpenBLAS"]
         ),
+        // helpers the test targets share: repository root, temporary directories, a seeded generator,
+        // error-kind assertions
+        .target(
+            name: "TestSupport",
+            dependencies: ["Checkpoint"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "CheckpointTests",
             dependencies: ["Checkpoint", "CZlib"]
         ),
         .testTarget(
             name: "DeBERTaTests",
-            dependencies: ["Checkpoint", "DeBERTa", "CKernels"]
+            dependencies: ["TestSupport", "Checkpoint", "DeBERTa", "CKernels"]
         ),
         .testTarget(
             name: "TokenizersTests",
@@ -100,11 +107,11 @@ let package = Package(
         ),
         .testTarget(
             name: "QuantizedKernelTests",
-            dependencies: ["CQuantKernels"]
+            dependencies: ["TestSupport", "CQuantKernels", "CCPUFeatures"]
         ),
         .testTarget(
             name: "GemmTests",
-            dependencies: ["CGemm"]
+            dependencies: ["TestSupport", "CGemm"]
         ),
     ],
     swiftLanguageModes: [.v6]
