@@ -513,3 +513,18 @@ final class ProbsTimesValuesTests: XCTestCase {
         }
     }
 }
+
+final class ForwardLimitTests: XCTestCase {
+    /// An over-large call is a `.limit` error before anything is allocated; the limits are per model.
+    func testOverLargeCallsAreRefusedBeforeAllocating() throws {
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let model = try DebertaModel(path: path, options: RuntimeOptions(limits: Limits(maxTokensPerCall: 1000)))
+        let ids = [Int](repeating: 5, count: 1001)
+        let error = assertThrowsDebertaError(.limit, try model.forward(ModelInputs(inputIds: ids, batch: 1, length: 1001)))
+        XCTAssertTrue("\(error.map { "\($0)" } ?? "")".contains("1001"))
+        let small = try DebertaModel(path: path, options: RuntimeOptions(limits: Limits(maxBytesPerCall: 1 << 20)))
+        assertThrowsDebertaError(.limit, try small.forward(ModelInputs(inputIds: [Int](repeating: 5, count: 512), batch: 1, length: 512)))
+        XCTAssertNoThrow(try model.forward(ModelInputs(inputIds: [Int](repeating: 5, count: 1000), batch: 1, length: 1000), maskedLMRows: [0]))
+        XCTAssertLessThan(model.estimatedBytes(batch: 1, length: 1000, logitRows: 1), model.estimatedBytes(batch: 1, length: 1000))
+    }
+}

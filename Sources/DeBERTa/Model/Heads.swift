@@ -32,6 +32,37 @@ enum Head: Sendable {
         }
     }
 
+    /// The head's outputs under their reference names.
+    func outputs(_ hidden: Activations, _ ctx: ForwardContext, choices: Int?, maskedLMRows: [Int]?, multipleChoice: Bool) -> [NamedOutput] {
+        let B = ctx.batch, T = ctx.length, N = B * T
+        switch self {
+        case .none:
+            return []
+        case let .maskedLM(mlm):
+            return [NamedOutput(name: "logits", shape: ctx.vocabularyShape(maskedLMRows), values: mlm.logits(hidden, rows: maskedLMRows, total: N, ctx))]
+        case let .pooled(classifier):
+            let logits = classifier(hidden, ctx), outputs = classifier.classifier.outFeatures
+            if let c = choices, multipleChoice {
+                return [NamedOutput(name: "logits", shape: [B / c, c], values: logits)]
+            }
+            return [NamedOutput(name: "logits", shape: [B, outputs], values: logits)]
+        case let .tokenClassifier(classifier):
+            let logits = Activations(N * classifier.outFeatures)
+            applyLinear(classifier, hidden.pointer, rows: N, into: logits.pointer)
+            return [NamedOutput(name: "logits", shape: [B, T, classifier.outFeatures], values: logits.array)]
+        case let .questionAnswering(qa):
+            let logits = Activations(N * 2)
+            applyLinear(qa, hidden.pointer, rows: N, into: logits.pointer)
+            let values = logits.array
+            return [
+                NamedOutput(name: "start_logits", shape: [B, T], values: stride(from: 0, to: 2 * N, by: 2).map { values[$0] }),
+                NamedOutput(name: "end_logits", shape: [B, T], values: stride(from: 1, to: 2 * N, by: 2).map { values[$0] }),
+            ]
+        case let .replacedTokenDetection(rtd):
+            return [NamedOutput(name: "logits", shape: [B, T], values: rtd(hidden, ctx))]
+        }
+    }
+
     /// The head's linears (for packing), the MLM decoder excepted.
     var linears: [Linear?] {
         switch self {

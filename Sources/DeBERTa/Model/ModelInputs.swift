@@ -1,3 +1,4 @@
+import CKernels
 import Checkpoint
 
 /// Token ids and masks for one forward call: `batch` sequences of `length` tokens, row-major.
@@ -57,6 +58,39 @@ extension DebertaModel {
         }
         if let c = inputs.choices, c <= 0 || inputs.batch % c != 0 {
             throw DebertaError(.invalidInput, file: file, "multiple choice: batch \(inputs.batch) is not a multiple of \(c) choices")
+        }
+    }
+}
+
+extension DebertaModel {
+    /// Bytes one forward call of `batch` × `length` tokens allocates at its peak, estimated from the config:
+    /// the layer activations (hidden states, q/k/v, context, FFN), the attention scratch of every thread,
+    /// the position projections, and the head's outputs (the vocabulary logits of `logitRows` rows, twice with
+    /// the Enhanced Mask Decoder), with the copies made for the returned arrays.
+    public func estimatedBytes(batch: Int, length: Int, logitRows: Int? = nil) -> Double {
+        let c = config, N = Double(batch) * Double(length)
+        let H = Double(c.hiddenSize), A = Double(c.allHeadSize), I = Double(c.intermediateSize)
+        let span = c.relativeAttention ? Double(min(c.relativeEmbeddingRows, 2 * length)) : 1
+        var floats = N * (10 * H + 4 * A + I)
+        floats += Double(options.threads) * Double(dk_attention_distance_scratch(length, c.attentionHeadSize, Int(span)))
+        floats += Double(c.numHiddenLayers) * 2 * span * A
+        if layout.head == .maskedLM {
+            floats += 2 * Double(logitRows ?? Int(N)) * Double(c.vocabSize) * (hasEnhancedMaskDecoder ? 2 : 1)
+        } else {
+            floats += 2 * N * max(2, Double(c.numLabels))
+        }
+        return floats * 4
+    }
+
+    /// Refuses a call over the options' limits before anything is allocated.
+    func checkLimits(_ inputs: ModelInputs, logitRows: Int?) throws {
+        let limits = options.limits, tokens = inputs.batch * inputs.length
+        if tokens > limits.maxTokensPerCall {
+            throw DebertaError(.limit, file: "inputs", "\(inputs.batch) × \(inputs.length) = \(tokens) tokens exceed the \(limits.maxTokensPerCall) tokens one forward call may hold (RuntimeOptions.limits, --max-tokens-per-call)")
+        }
+        let bytes = estimatedBytes(batch: inputs.batch, length: inputs.length, logitRows: logitRows)
+        if bytes > Double(limits.maxBytesPerCall) {
+            throw DebertaError(.limit, file: "inputs", "\(inputs.batch) × \(inputs.length) tokens need about \(Int(bytes / 1e6)) MB of activations, more than the \(limits.maxBytesPerCall >> 20) MiB one forward call may use (RuntimeOptions.limits)")
         }
     }
 }

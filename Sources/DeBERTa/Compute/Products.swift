@@ -110,86 +110,6 @@ func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: 
     }
 }
 
-extension MatrixWeight {
-    /// int8-quantized (scheme 1): products take `Int8Rows` inputs.
-    var isInt8: Bool {
-        if case let .quantized(q) = self { return q.scheme == .int8 }
-        return false
-    }
-
-    /// Rows `ids` as f32 (embedding lookups), row r of the result at out + r · width: copies of f32 rows or
-    /// the dequantized codes. Mapped tables are read with pread, gathered per call (ByteRegion.copy(pieces:)):
-    /// a lookup must not map whole page-cache folios into the process, and rows not in memory are fetched
-    /// from the disk together.
-    func copyRows(_ ids: [Int], width: Int, into out: UnsafeMutablePointer<Float>) {
-        switch self {
-        case let .packed(p):
-            switch p.operand {
-            case let .packed(packed, memory):
-                // packed[panel · S + k · 24 + j] = W[24 · panel + j, k] (CGemm's layout)
-                let stride = cg_panel_stride(p.cols)
-                withExtendedLifetime(memory) {
-                    for (r, i) in ids.enumerated() {
-                        let panel = i / Int(CG_PANEL), j = i % Int(CG_PANEL)
-                        for k in 0 ..< width { out[r * width + k] = packed[panel * stride + k * Int(CG_PANEL) + j] }
-                    }
-                }
-            case let .stored(w):
-                MatrixWeight.f32(w).copyRows(ids, width: width, into: out)
-            }
-        case let .f32(w):
-            if let region = w.region {
-                region.copy(pieces: ids.enumerated().map { r, i in
-                    ByteStorage.Piece(offset: i * width * 4, count: width * 4, destination: out + r * width)
-                })
-            } else {
-                for (r, i) in ids.enumerated() { (out + r * width).update(from: w.pointer + i * width, count: width) }
-            }
-        case let .quantized(q):
-            let rowBytes = q.rowBytes, perRow = q.scalesPerRow, n = ids.count
-            let codes = UnsafeMutableRawPointer.allocate(byteCount: max(n * rowBytes, 1), alignment: 64)
-            defer { codes.deallocate() }
-            let scales = UnsafeMutablePointer<Float>.allocate(capacity: max(n * perRow, 1))
-            defer { scales.deallocate() }
-            if let region = q.region {
-                region.copy(pieces: ids.enumerated().map { r, i in
-                    ByteStorage.Piece(offset: i * rowBytes, count: rowBytes, destination: codes + r * rowBytes)
-                })
-            } else {
-                for (r, i) in ids.enumerated() { (codes + r * rowBytes).copyMemory(from: q.codes + i * rowBytes, byteCount: rowBytes) }
-            }
-            if let region = q.scales.region {
-                region.copy(pieces: ids.enumerated().map { r, i in
-                    ByteStorage.Piece(offset: i * perRow * 4, count: perRow * 4, destination: UnsafeMutableRawPointer(scales + r * perRow))
-                })
-            } else {
-                for (r, i) in ids.enumerated() { (scales + r * perRow).update(from: q.scales.pointer + i * perRow, count: perRow) }
-            }
-            for r in 0 ..< n {
-                let row = codes + r * rowBytes, rowScales = scales + r * perRow, dst = out + r * width
-                switch q.scheme {
-                case .int8: dq_dequantize_weights_int8(row.assumingMemoryBound(to: Int8.self), rowScales, 1, width, dst)
-                case .q4: dq_dequantize_weights_q4(row.assumingMemoryBound(to: UInt8.self), rowScales, 1, width, dst)
-                }
-            }
-        }
-    }
-}
-
-/// Runs body(0 ..< count) on `count` threads (the caller's included); body touches disjoint outputs.
-func parallel(_ count: Int, _ body: (Int) -> Void) {
-    ComputeContext.current.pool.run(count, body)
-}
-
-/// Splits rows [0, rows) into one contiguous range per compute thread.
-func parallelRows(_ rows: Int, _ body: (Int, Int) -> Void) {
-    let parts = max(1, min(ComputeThreads.count, rows / 32))
-    parallel(parts) { p in
-        let r0 = rows * p / parts, r1 = rows * (p + 1) / parts
-        if r1 > r0 { body(r0, r1 - r0) }
-    }
-}
-
 /// The f32 product on packed panels, or on the stored rows (cg_gemm_unpacked, a scratch chunk per thread):
 /// bias, GELU and the residual fused into the kernel; output columns split over the compute threads.
 private func f32Product(_ operand: PackedMatrix.Operand, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
@@ -284,17 +204,3 @@ private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: 
 
 /// Rows per call of the quantized products (activation codes of a block stay in L2).
 let quantizedRowBlock = 128
-
-
-/// x = LayerNorm(x + residual) in place.
-func applyNorm(_ norm: Norm, _ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, residual: UnsafePointer<Float>? = nil) {
-    // Rows split over the compute threads (rows are independent; each is normalized the same way whatever
-    // the split).
-    let parts = max(1, min(ComputeThreads.count, rows / 16))
-    parallel(parts) { p in
-        let r0 = rows * p / parts, r1 = rows * (p + 1) / parts
-        guard r1 > r0 else { return }
-        dk_layer_norm(x + r0 * width, r1 - r0, width, width, residual.map { $0 + r0 * width }, width,
-                      norm.weight.pointer, norm.bias.pointer, norm.eps)
-    }
-}
