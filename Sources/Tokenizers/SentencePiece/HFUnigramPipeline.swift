@@ -383,8 +383,9 @@ enum HFPattern: Sendable {
     static func parse(_ v: JSONValue?, file: String, path: String) throws -> HFPattern {
         if let s = v?["String"]?.stringValue { return .string(Array(s.utf8)) }
         if let r = v?["Regex"]?.stringValue {
-            do { return .regex(try HFRegex(r)) } catch {
-                throw DebertaError(.unsupported, file: file, "\(path): unsupported regular expression: \(error)")
+            do { return .regex(try HFRegex(r)) } catch let e as HFRegex.ParseError {
+                throw DebertaError(e.isLimit ? .limit : .unsupported, file: file, field: path,
+                                   "\(path): \(e.isLimit ? "regular expression over a limit" : "unsupported regular expression"): \(e)")
             }
         }
         throw DebertaError(.malformedFile, file: file, "\(path): pattern must be {\"String\": ...} or {\"Regex\": ...}")
