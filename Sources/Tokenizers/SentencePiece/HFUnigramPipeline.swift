@@ -64,9 +64,16 @@ struct HFUnigramPipeline: Sendable {
         var hole = [Bool](repeating: false, count: vocab.count)
         var raw: [HFAddedToken] = []
         var normalizedTokens: [HFAddedToken] = []
-        for (i, t) in (root["added_tokens"]?.arrayValue ?? []).enumerated() {
-            guard let id = t["id"]?.intValue, id >= 0, id < 1 << 24, let content = t["content"]?.stringValue, !content.isEmpty else {
+        let addedJSON = root["added_tokens"]?.arrayValue ?? []
+        // ids size the id -> token table: an added token may extend the vocabulary by at most the number
+        // of added tokens (a small file naming id 16,777,215 must not allocate for it)
+        let idLimit = vocab.count + addedJSON.count
+        for (i, t) in addedJSON.enumerated() {
+            guard let id = t["id"]?.intValue, id >= 0, let content = t["content"]?.stringValue, !content.isEmpty else {
                 throw bad("added_tokens[\(i)] needs an id and a non-empty content")
+            }
+            guard id < idLimit else {
+                throw DebertaError(.malformedFile, file: file, field: "added_tokens[\(i)]", "added_tokens[\(i)] \(JSONValue.quote(String(content.prefix(80)))) has id \(id), expected an id below \(idLimit) (the \(vocab.count) pieces of model.vocab plus the \(addedJSON.count) added tokens)")
             }
             let token = HFAddedToken(id: id, content: content,
                                      singleWord: t["single_word"]?.boolValue ?? false,
