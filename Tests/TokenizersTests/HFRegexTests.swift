@@ -84,7 +84,7 @@ final class HFRegexTests: XCTestCase {
     func testMatchesSwiftRegexOnGeneratedPatterns() throws {
         var gen = RegexPatternGenerator(rng: SplitMix(state: 11))
         var compared = 0
-        for _ in 0 ..< 1500 {
+        for _ in 0 ..< 2000 {
             let pattern = gen.alternation(0)
             guard let ours = try? HFRegex(pattern) else { XCTFail("rejected /\(pattern)/"); continue }
             guard let swift = try? Regex(pattern).matchingSemantics(.unicodeScalar).anchorsMatchLineEndings() else { continue }
@@ -95,19 +95,14 @@ final class HFRegexTests: XCTestCase {
                     text.unicodeScalars.distance(from: text.unicodeScalars.startIndex, to: $0.range.lowerBound)
                         ..< text.unicodeScalars.distance(from: text.unicodeScalars.startIndex, to: $0.range.upperBound)
                 }
+                if ours.hasEmptyLoop { continue }
                 let got = spans(ours, t)
-                if got != expected, !HFRegexTests.knownEmptyIterationDifference(pattern) {
-                    XCTFail("/\(pattern)/ on \(String(reflecting: text)): \(got) expected \(expected)")
-                }
+                if got != expected { XCTFail("/\(pattern)/ on \(String(reflecting: text)): \(got) expected \(expected)") }
                 compared += 1
             }
         }
-        XCTAssertGreaterThan(compared, 5000)
+        XCTAssertGreaterThan(compared, 4000)  // patterns with an empty-matching quantified part are left out (see hasEmptyLoop)
     }
-
-    /// Patterns where a repeated group can match the empty string: engines differ there (Swift's lets an
-    /// empty iteration count, Oniguruma and this engine stop the loop).
-    static func knownEmptyIterationDifference(_ pattern: String) -> Bool { (try? HFRegex(pattern))?.hasEmptyLoop ?? false }
 
     func testTokenizerPatterns() throws {
         func m(_ p: String, _ t: String) throws -> [String] {
@@ -145,6 +140,14 @@ final class HFRegexTests: XCTestCase {
         XCTAssertEqual(try HFRegex("a+").matches(in: long), [0 ..< 400_000])
         XCTAssertEqual(try HFRegex("(?:a|b)*?$").matches(in: long), [0 ..< 400_000, 400_000 ..< 400_000])
         XCTAssertEqual(try HFRegex("(?:(?:a)|b)+(?!c)").matches(in: long), [0 ..< 400_000])
+
+        // 1,400 branches x 100,001 positions: past the bitmap's size, the visited set is a hash set
+        let sparse = try HFRegex("x(?:a|b){0,700}")
+        var text = [Unicode.Scalar](repeating: "a", count: 100_000)
+        text[99_000] = "x"
+        text[10] = "x"
+        XCTAssertEqual(sparse.matches(in: text), [10 ..< 711, 99_000 ..< 99_701])
+        XCTAssertEqual(sparse.matches(in: Array(text[0 ..< 1000])), [10 ..< 711])
 
         let deep = String(repeating: "(", count: 100_000) + "a" + String(repeating: ")", count: 100_000)
         XCTAssertThrowsError(try HFRegex(deep)) { e in

@@ -174,10 +174,11 @@ struct HFRegex: Sendable {
                 while start < n, !first.matches(text[start]) { start += 1 }
                 if start == n { break }
             }
+            visited.touched.removeAll(keepingCapacity: true)
             if let end = search(text, from: start, tables, &visited, &stack) {
                 out.append(start ..< end)
                 // the pairs at `end` on the successful path were marked but did not fail
-                visited.clear(row: end)
+                visited.clearTouched(row: end)
                 start = end > start ? end : start + 1
             } else {
                 start += 1
@@ -261,10 +262,12 @@ struct HFRegex: Sendable {
     }
 
     /// (position, split) pairs already visited: a bitmap, or a hash set when the bitmap would be large.
+    /// `touched` lists the pairs marked by the current search.
     private struct VisitedSet {
         let columns: Int
         var bits: [UInt64]
         var sparse: Set<Int>?
+        var touched: [Int] = []
 
         init(rows: Int, columns: Int) {
             self.columns = columns
@@ -281,16 +284,20 @@ struct HFRegex: Sendable {
         /// False when the pair was already there.
         mutating func insert(row: Int, column: Int) -> Bool {
             let k = row * columns + column
-            if sparse != nil { return sparse!.insert(k).inserted }
-            let mask: UInt64 = 1 << UInt64(k & 63)
-            if bits[k >> 6] & mask != 0 { return false }
-            bits[k >> 6] |= mask
+            if sparse != nil {
+                guard sparse!.insert(k).inserted else { return false }
+            } else {
+                let mask: UInt64 = 1 << UInt64(k & 63)
+                if bits[k >> 6] & mask != 0 { return false }
+                bits[k >> 6] |= mask
+            }
+            touched.append(k)
             return true
         }
 
-        mutating func clear(row: Int) {
-            for c in 0 ..< columns {
-                let k = row * columns + c
+        /// Unmarks the pairs of `row` that the current search marked.
+        mutating func clearTouched(row: Int) {
+            for k in touched where k / columns == row {
                 if sparse != nil { sparse!.remove(k) } else { bits[k >> 6] &= ~(1 << UInt64(k & 63)) }
             }
         }
