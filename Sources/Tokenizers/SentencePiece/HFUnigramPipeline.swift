@@ -239,7 +239,7 @@ struct HFAddedMatcher: Sendable {
                 }
                 if token.lstrip {
                     var k = start
-                    while k > 0 {
+                    while k > startOffset {  // not past the previous token: a run of spaces is walked once
                         var b = k - 1
                         while b > 0, text[b] & 0xC0 == 0x80 { b -= 1 }
                         guard decodeScalar(text, at: b).0.properties.isWhitespace else { break }
