@@ -111,7 +111,7 @@ private func gpt2EncoderBPE(_ word: [String], ranks: [String: Int]) -> [String] 
     return w
 }
 
-private struct SplitMix {
+struct SplitMix {
     var state: UInt64
     mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

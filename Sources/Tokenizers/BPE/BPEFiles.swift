@@ -154,7 +154,8 @@ enum BPEFiles {
         try readNormalizer(json["normalizer"], into: &def, file: path, context: "normalizer")
         try readPreTokenizer(json["pre_tokenizer"], into: &def, file: path)
         try readPostProcessor(json["post_processor"], into: &def, file: path, context: "post_processor")
-        def.addedTokens = try readAddedTokens(json["added_tokens"], file: path)
+        def.addedTokens = try readAddedTokens(json["added_tokens"], file: path,
+                                              modelSize: (def.vocab.map(\.id).max() ?? -1) + 1)
         return def
     }
 
@@ -224,14 +225,20 @@ enum BPEFiles {
         }
     }
 
-    private static func readAddedTokens(_ value: JSONValue?, file: String) throws -> [ByteLevelBPETokenizer.AddedToken] {
+    /// `modelSize` is the model vocabulary's largest id + 1: an added token may extend it by at most the
+    /// number of added tokens (ids size the vocabulary the tokenizer reports).
+    private static func readAddedTokens(_ value: JSONValue?, file: String, modelSize: Int) throws -> [ByteLevelBPETokenizer.AddedToken] {
         guard let value, value != .null else { return [] }
         guard let items = value.arrayValue else {
             throw DebertaError(.malformedFile, file: file, "added_tokens must be an array, found \(kind(value))")
         }
+        let idLimit = modelSize + items.count
         return try items.enumerated().map { k, item in
             guard let content = item["content"]?.stringValue, let id = item["id"]?.intValue, id >= 0, id <= maxTokenId else {
                 throw DebertaError(.malformedFile, file: file, "added_tokens[\(k)]: expected {\"id\": non-negative integer, \"content\": string, ...}, found \(item.serialized().prefix(120))")
+            }
+            guard id < idLimit else {
+                throw DebertaError(.malformedFile, file: file, field: "added_tokens[\(k)]", "added_tokens[\(k)] \(JSONValue.quote(String(content.prefix(80)))) has id \(id), expected an id below \(idLimit) (the model vocabulary's \(modelSize) ids plus the \(items.count) added tokens)")
             }
             let ctx = "added_tokens[\(k)]"
             return ByteLevelBPETokenizer.AddedToken(

@@ -64,9 +64,16 @@ struct HFUnigramPipeline: Sendable {
         var hole = [Bool](repeating: false, count: vocab.count)
         var raw: [HFAddedToken] = []
         var normalizedTokens: [HFAddedToken] = []
-        for (i, t) in (root["added_tokens"]?.arrayValue ?? []).enumerated() {
-            guard let id = t["id"]?.intValue, id >= 0, id < 1 << 24, let content = t["content"]?.stringValue, !content.isEmpty else {
+        let addedJSON = root["added_tokens"]?.arrayValue ?? []
+        // ids size the id -> token table: an added token may extend the vocabulary by at most the number
+        // of added tokens (a small file naming id 16,777,215 must not allocate for it)
+        let idLimit = vocab.count + addedJSON.count
+        for (i, t) in addedJSON.enumerated() {
+            guard let id = t["id"]?.intValue, id >= 0, let content = t["content"]?.stringValue, !content.isEmpty else {
                 throw bad("added_tokens[\(i)] needs an id and a non-empty content")
+            }
+            guard id < idLimit else {
+                throw DebertaError(.malformedFile, file: file, field: "added_tokens[\(i)]", "added_tokens[\(i)] \(JSONValue.quote(String(content.prefix(80)))) has id \(id), expected an id below \(idLimit) (the \(vocab.count) pieces of model.vocab plus the \(addedJSON.count) added tokens)")
             }
             let token = HFAddedToken(id: id, content: content,
                                      singleWord: t["single_word"]?.boolValue ?? false,
@@ -232,7 +239,7 @@ struct HFAddedMatcher: Sendable {
                 }
                 if token.lstrip {
                     var k = start
-                    while k > 0 {
+                    while k > startOffset {  // not past the previous token: a run of spaces is walked once
                         var b = k - 1
                         while b > 0, text[b] & 0xC0 == 0x80 { b -= 1 }
                         guard decodeScalar(text, at: b).0.properties.isWhitespace else { break }
@@ -383,8 +390,9 @@ enum HFPattern: Sendable {
     static func parse(_ v: JSONValue?, file: String, path: String) throws -> HFPattern {
         if let s = v?["String"]?.stringValue { return .string(Array(s.utf8)) }
         if let r = v?["Regex"]?.stringValue {
-            do { return .regex(try HFRegex(r)) } catch {
-                throw DebertaError(.unsupported, file: file, "\(path): unsupported regular expression: \(error)")
+            do { return .regex(try HFRegex(r)) } catch let e as HFRegex.ParseError {
+                throw DebertaError(e.isLimit ? .limit : .unsupported, file: file, field: path,
+                                   "\(path): \(e.isLimit ? "regular expression over a limit" : "unsupported regular expression"): \(e)")
             }
         }
         throw DebertaError(.malformedFile, file: file, "\(path): pattern must be {\"String\": ...} or {\"Regex\": ...}")

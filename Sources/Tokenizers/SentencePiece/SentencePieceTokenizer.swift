@@ -29,15 +29,7 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
     /// Loads an `spm.model` file. Throws `DebertaError` naming the file when it is missing, unreadable,
     /// not a SentencePiece ModelProto, or not a usable unigram model.
     public convenience init(modelFile path: String) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw DebertaError(.io, file: path, exists ? "cannot read the SentencePiece model: \(error.localizedDescription)"
-                                                     : "SentencePiece model not found")
-        }
-        try self.init(modelData: [UInt8](data), name: path)
+        try self.init(modelData: try SentencePieceTokenizer.readFile(path, what: "SentencePiece model"), name: path)
     }
 
     /// Parses a serialized SentencePiece ModelProto; `name` is used in error messages.
@@ -55,15 +47,24 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
     /// NFKC / NFC / Lowercase / Prepend, pre-tokenizers Metaspace / Sequence / WhitespaceSplit, added tokens).
     /// Throws `DebertaError` naming the file for a missing file, invalid JSON or an unsupported component.
     public convenience init(tokenizerJSON path: String) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)
-        } catch {
-            let exists = FileManager.default.fileExists(atPath: path)
-            throw DebertaError(.io, file: path, exists ? "cannot read tokenizer.json: \(error.localizedDescription)"
-                                                     : "tokenizer.json not found")
+        try self.init(tokenizerJSONData: try SentencePieceTokenizer.readFile(path, what: "tokenizer.json"), name: path)
+    }
+
+    /// The largest spm.model or tokenizer.json read (the limit of the project's other small files).
+    static let maxFileSize = 64 << 20
+
+    /// A regular file of at most `maxFileSize` bytes (a FIFO, a device or a huge file is refused before reading).
+    static func readFile(_ path: String, what: String) throws -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let e = errno
+            throw DebertaError(.io, file: path, e == ENOENT ? "\(what) not found" : "cannot read the \(what): \(String(cString: strerror(e)))")
         }
-        try self.init(tokenizerJSONData: [UInt8](data), name: path)
+        guard st.st_mode & S_IFMT == S_IFREG else { throw DebertaError(.io, file: path, "the \(what) is not a regular file") }
+        guard st.st_size <= maxFileSize else {
+            throw DebertaError(.limit, file: path, "the \(what) is \(st.st_size) bytes, more than the \(maxFileSize) accepted")
+        }
+        return try readSmallFile(path, limit: maxFileSize)
     }
 
     /// Parses the bytes of a `tokenizer.json`; `name` is used in error messages.
