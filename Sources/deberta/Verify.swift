@@ -25,6 +25,8 @@ struct Verify: ParsableCommand {
     var threads: Int = 2
 
     func run() throws {
+        try InputFile.check(model, directory: true)
+        try InputFile.check(reference)
         setComputeThreads(threads)
         let loaded = try DebertaModel(path: model)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
