@@ -23,7 +23,7 @@ func runBatch(_ options: TextOptions, required: [String],
     let reader = try JSONLReader(path: inputPath)
     let output = try OutputSink(options.output ?? "-")
     defer { output.abandon() }
-    let progress = Progress(totalBytes: reader.size)
+    let progress = Progress(totalBytes: reader.lines.size)
     var done = 0
     while true {
         let window = try reader.window(required: required, skip: options.onError == .skip)
@@ -61,7 +61,7 @@ func runBatch(_ options: TextOptions, required: [String],
                 }
             }
             done += chunk.count
-            progress.update(items: done, bytes: reader.bytesRead)
+            progress.update(items: done, bytes: reader.lines.bytesRead)
         }
         var text = ""
         for r in results { text += Terminal.jsonSafe((r ?? .null).serialized()) + "\n" }
@@ -78,56 +78,55 @@ enum BatchError {
         let text: String
         if let e = error as? DebertaError {
             kind = e.kind
-            text = e.file == file ? e.message : e.description
+            var parts = e.file.isEmpty || e.file == file ? [] : [e.file]
+            if let tensor = e.tensor { parts.append("tensor '\(tensor)'") }
+            text = (parts + [e.message]).joined(separator: ": ")
         } else {
             kind = .task
             text = String(describing: error)
         }
-        let message = text.hasPrefix("line \(line): ") ? text : "line \(line): " + text
         let object = JSONValue.object([
-            ("error", .string(Printable.escaped(message, keepTabs: true))),
+            ("error", .string(text)),
             ("error_type", .string(kind.rawValue)),
             ("line", .int(line)),
         ])
-        return (DebertaError(kind, file: file, message), object)
+        return (DebertaError(kind, file: file, "line \(line): " + text), object)
     }
 }
 
-/// Reads a JSONL file (or standard input) a window of lines at a time. A line longer than
+/// Lines of a file or of standard input, read in blocks of 64 KiB. A line longer than
 /// `Limits.maxLineBytes` is refused while it is read (its bytes are dropped, never held); more than
-/// `Limits.maxLinesPerFile` lines end the batch with an error.
-final class JSONLReader {
-    struct Item {
-        var line: Int
-        var value: Result<JSONValue, DebertaError>
-    }
-
+/// `Limits.maxLinesPerFile` lines are an error.
+final class LineReader {
     let name: String
     /// The file's size (nil for a pipe or terminal): progress as a share of it.
     let size: Int?
     private(set) var bytesRead = 0
+    private(set) var lineNumber = 0
     private let fd: Int32
     private var buffer = [UInt8](repeating: 0, count: 1 << 16)
     private var start = 0, end = 0
     private var atEOF = false
-    private var lineNumber = 0
 
     init(path: String) throws {
         name = InputFile.name(path)
         fd = try InputFile.open(path)
         var st = stat()
-        size = fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && fd != 0 ? Int(st.st_size) : nil
+        size = fd != 0 && fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG ? Int(st.st_size) : nil
     }
 
     deinit { if fd != 0 { close(fd) } }
 
-    /// The next line's bytes without its newline (nil at the end), or the limit it broke.
-    private func nextLine() throws -> (bytes: [UInt8], tooLong: Bool)? {
+    /// The next line's bytes without its newline (nil at the end), or that it broke the length limit:
+    /// then, with `stopAtLimit`, at once (the rest of the line is not read), else after dropping it up
+    /// to its newline.
+    func nextLine(stopAtLimit: Bool) throws -> (bytes: [UInt8], tooLong: Bool)? {
         var line: [UInt8] = []
         var tooLong = false
+        var any = false
         while true {
             if start == end {
-                if atEOF { return line.isEmpty && !tooLong ? nil : (line, tooLong) }
+                if atEOF { return any ? try counted(line, tooLong) : nil }
                 let n = try buffer.withUnsafeMutableBytes { try InputFile.read(fd, into: $0, name: name) }
                 bytesRead += n
                 start = 0
@@ -135,20 +134,57 @@ final class JSONLReader {
                 if n == 0 { atEOF = true }
                 continue
             }
+            any = true
             let newline = buffer[start ..< end].firstIndex(of: UInt8(ascii: "\n"))
             let stop = newline ?? end
             if !tooLong {
                 if line.count + (stop - start) > Limits.maxLineBytes {
                     tooLong = true
                     line = []
+                    if stopAtLimit { return try counted(line, true) }
                 } else {
                     line += buffer[start ..< stop]
                 }
             }
             start = newline.map { $0 + 1 } ?? end
-            if newline != nil { return (line, tooLong) }
+            if newline != nil { return try counted(line, tooLong) }
         }
     }
+
+    private func counted(_ line: [UInt8], _ tooLong: Bool) throws -> (bytes: [UInt8], tooLong: Bool) {
+        lineNumber += 1
+        guard lineNumber <= Limits.maxLinesPerFile else {
+            throw DebertaError(.limit, file: name, "line \(lineNumber): more than \(grouped(Limits.maxLinesPerFile)) lines, the limit for one input file (see README, \"Limits\"); split it")
+        }
+        return (lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(line.dropFirst(3)) : line, tooLong)  // UTF-8 BOM
+    }
+
+    static func tooLongError(_ name: String) -> DebertaError {
+        DebertaError(.limit, file: name, "longer than \(grouped(Limits.maxLineBytes)) bytes, the limit for one input line (see README, \"Limits\")")
+    }
+
+    /// Every line as text (standard input of `tokenize`); a line over the limit ends it with an error.
+    func allLines() throws -> [String] {
+        var lines: [String] = []
+        while let (bytes, tooLong) = try nextLine(stopAtLimit: true) {
+            if tooLong { throw BatchError.located(LineReader.tooLongError(name), file: name, line: lineNumber).error }
+            lines.append(String(decoding: bytes.last == 0x0D ? bytes.dropLast() : bytes[...], as: UTF8.self))
+        }
+        return lines
+    }
+}
+
+/// A JSONL file (or standard input) read a window of lines at a time.
+final class JSONLReader {
+    struct Item {
+        var line: Int
+        var value: Result<JSONValue, DebertaError>
+    }
+
+    let lines: LineReader
+    var name: String { lines.name }
+
+    init(path: String) throws { lines = try LineReader(path: path) }
 
     /// Up to `Limits.windowLines` non-blank lines (fewer when they pass `Limits.windowBytes`), each parsed
     /// and checked for the `required` string fields. Without `skip`, the first bad line throws (a line over
@@ -156,23 +192,17 @@ final class JSONLReader {
     func window(required: [String], skip: Bool) throws -> [Item] {
         var items: [Item] = []
         var bytes = 0
-        while items.count < Limits.windowLines && bytes < Limits.windowBytes, let (raw, tooLong) = try nextLine() {
-            lineNumber += 1
-            guard lineNumber <= Limits.maxLinesPerFile else {
-                throw DebertaError(.limit, file: name, "line \(lineNumber): more than \(grouped(Limits.maxLinesPerFile)) lines, the limit for one batch file (see README, \"Limits\"); split it")
-            }
+        while items.count < Limits.windowLines && bytes < Limits.windowBytes, let (line, tooLong) = try lines.nextLine(stopAtLimit: !skip) {
+            let number = lines.lineNumber
             if tooLong {
-                let error = DebertaError(.limit, file: name, "line \(lineNumber): longer than \(grouped(Limits.maxLineBytes)) bytes, the limit for one JSONL line (see README, \"Limits\")")
-                guard skip else { throw error }
-                items.append(Item(line: lineNumber, value: .failure(error)))
+                guard skip else { throw BatchError.located(LineReader.tooLongError(name), file: name, line: number).error }
+                items.append(Item(line: number, value: .failure(LineReader.tooLongError(name))))
                 continue
             }
-            var line = raw[...]
-            if lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) { line = line.dropFirst(3) }  // UTF-8 BOM
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
             bytes += line.count
-            let item = Item(line: lineNumber, value: parse(Array(line), required: required))
-            if case let .failure(error) = item.value, !skip { throw error }
+            let item = Item(line: number, value: parse(line, required: required))
+            if case let .failure(error) = item.value, !skip { throw BatchError.located(error, file: name, line: number).error }
             items.append(item)
         }
         return items
@@ -181,13 +211,13 @@ final class JSONLReader {
     private func parse(_ line: [UInt8], required: [String]) -> Result<JSONValue, DebertaError> {
         let value: JSONValue
         do { value = try line.withUnsafeBytes { try JSONParser.parse($0) } } catch {
-            return .failure(DebertaError(.invalidInput, file: name, "line \(lineNumber): is not JSON: \(error)"))
+            return .failure(DebertaError(.invalidInput, file: name, "is not JSON: \(error)"))
         }
         guard case .object = value else {
-            return .failure(DebertaError(.invalidInput, file: name, "line \(lineNumber): is not a JSON object"))
+            return .failure(DebertaError(.invalidInput, file: name, "is not a JSON object"))
         }
         for key in required where value[key]?.stringValue == nil {
-            return .failure(DebertaError(.invalidInput, file: name, field: key, "line \(lineNumber): has no string field \"\(key)\""))
+            return .failure(DebertaError(.invalidInput, file: name, field: key, "has no string field \"\(key)\""))
         }
         return .success(value)
     }

@@ -73,7 +73,7 @@ struct Tokenize: ParsableCommand {
         }
         var inputs = texts
         if inputs.isEmpty {
-            while let line = readLine(strippingNewline: true) { inputs.append(line) }
+            inputs = try LineReader(path: "-").allLines()
         }
         for text in inputs {
             let r = try result(text, pair)
