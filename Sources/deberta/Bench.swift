@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        try InputFile.check(model, directory: true)
+        try InputFile.checkModel(model)
         setComputeThreads(threads)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model)

@@ -32,7 +32,7 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
-        try InputFile.check(source, directory: true)
+        try InputFile.checkModel(source)
         let scheme = dtype.flatMap { QuantizationScheme(rawValue: $0.lowercased()) }
         let target = scheme == nil ? dtype.flatMap { DType(rawValue: $0.uppercased()) } : nil
         let report = try Converter.convert(source: source, destination: destination, dtype: target,

@@ -55,25 +55,36 @@ enum InputFile {
     static func name(_ path: String) -> String { path == "-" ? "standard input" : path }
 
     /// Refuses anything but a regular file (a directory too when `directory`).
-    static func check(_ path: String, directory: Bool = false) throws {
+    static func check(_ path: String, directory: Bool = false, dashAllowed: Bool = false) throws {
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw DebertaError(.io, file: path, errno == ENOENT ? "no such file or directory" : "cannot open: \(String(cString: strerror(errno)))")
         }
-        try checkMode(st.st_mode, path: path, directory: directory)
+        try checkMode(st.st_mode, path: path, directory: directory, dashAllowed: dashAllowed)
     }
 
-    static func checkMode(_ mode: mode_t, path: String, directory: Bool) throws {
+    static func checkMode(_ mode: mode_t, path: String, directory: Bool, dashAllowed: Bool) throws {
         if directory && (mode & S_IFMT) == S_IFDIR { return }
         if let kind = AtomicFile.fileKindName(mode) {
-            throw DebertaError(.io, file: path, "is \(kind), not a regular file; inputs are read only from regular files\(directory ? " or model directories" : " (or - for standard input)")")
+            let allowed = directory ? " or model directories" : dashAllowed ? " (or - for standard input)" : ""
+            throw DebertaError(.io, file: path, "is \(kind), not a regular file; inputs are read only from regular files" + allowed)
+        }
+    }
+
+    /// A model path (a directory or a weights file) and every file of it the tools read (config.json,
+    /// weights, tokenizer files): each must be a regular file, so none can block or be a device.
+    static func checkModel(_ path: String) throws {
+        try check(path, directory: true)
+        let files = try ModelFiles.resolve(path)
+        for file in [files.weights] + (files.config.map { [$0] } ?? []) + files.tokenizerFiles {
+            try check(file)
         }
     }
 
     /// A descriptor to read `path` from: 0 for `-`, else the regular file (the caller closes it).
     static func open(_ path: String) throws -> Int32 {
         if path == "-" { return 0 }
-        try check(path)
+        try check(path, dashAllowed: true)
         let fd = sysOpen(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else { throw DebertaError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))") }
         var st = stat()
@@ -81,7 +92,7 @@ enum InputFile {
             close(fd)
             throw DebertaError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
         }
-        do { try checkMode(st.st_mode, path: path, directory: false) } catch { close(fd); throw error }
+        do { try checkMode(st.st_mode, path: path, directory: false, dashAllowed: true) } catch { close(fd); throw error }
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
         return fd

@@ -23,8 +23,8 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        try InputFile.check(model, directory: true)
-        if inputs != "-" { try InputFile.check(inputs) }
+        try InputFile.checkModel(model)
+        if inputs != "-" { try InputFile.check(inputs, dashAllowed: true) }
         try FileOutput.check(output)
         setComputeThreads(threads)
         let loaded = try DebertaModel(path: model)

@@ -33,8 +33,8 @@ struct TextOptions: ParsableArguments {
     }
 
     func load() throws -> TextModel {
-        try InputFile.check(model, directory: true)
-        if let input, input != "-" { try InputFile.check(input) }
+        try InputFile.checkModel(model)
+        if let input, input != "-" { try InputFile.check(input, dashAllowed: true) }
         if let output { try FileOutput.check(output) }
         setComputeThreads(threads)
         return try TextModel(path: model)

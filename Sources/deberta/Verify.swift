@@ -25,7 +25,7 @@ struct Verify: ParsableCommand {
     var threads: Int = 2
 
     func run() throws {
-        try InputFile.check(model, directory: true)
+        try InputFile.checkModel(model)
         try InputFile.check(reference)
         setComputeThreads(threads)
         let loaded = try DebertaModel(path: model)
