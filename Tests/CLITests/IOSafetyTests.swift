@@ -156,6 +156,22 @@ final class InputKindTests: XCTestCase {
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["fifo", "socket"], "something was written")
     }
 
+    func testAFIFOInsideAModelDirectoryIsRefused() throws {
+        for file in ["config.json", "spm.model", "model.safetensors"] {
+            let model = try temporaryDirectory() + "/model"
+            try FileManager.default.copyItem(atPath: repositoryRoot + "/" + mlmFixture, toPath: model)
+            try FileManager.default.removeItem(atPath: model + "/" + file)
+            try makeFIFO(model + "/" + file)
+            for command in [["inspect", model], ["tokenize", model, "--text", "hi"], ["run", model, "--inputs", mlmReference, "--output", model + "/out"],
+                            ["convert", model, model + "-converted"]] {
+                let r = try runDeberta(command, timeout: 20)
+                assertRefused(r, [model + "/" + file, "FIFO"])
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: model + "/out"))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: model + "-converted"))
+        }
+    }
+
     func testStandardInputIsReadForDash() throws {
         let reference = try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/" + mlmReference))
         let dir = try temporaryDirectory()
