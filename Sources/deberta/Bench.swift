@@ -30,6 +30,7 @@ struct Bench: ParsableCommand {
         setComputeThreads(threads)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model)
+        try Limits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }

@@ -42,16 +42,23 @@ enum Limits {
         max(1, min(maxTokensPerForward, forwardMemoryBytes / bytesPerToken(model)))
     }
 
+    /// The same for the `input_ids` of an inputs (or reference) file, from its header alone.
+    static func checkForward(inputsOf store: TensorStore, model: DebertaModel, file: String) throws {
+        guard let ids = store["input_ids"], ids.shape.count >= 2 else { return }  // InputsFile says what is wrong
+        let sequences = ids.shape.dropLast().reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+        try checkForward(batch: sequences, length: ids.shape.last!, model: model, file: file)
+    }
+
     /// Refuses a forward call of `batch` sequences × `length` tokens over the limits, before any of its
     /// values are read.
-    static func checkForward(batch: Int, length: Int, model: DebertaModel, file: String) throws {
+    static func checkForward(batch: Int, length: Int, model: DebertaModel, file: String, tensor: String? = "input_ids") throws {
         let limit = tokensPerForward(model)
         let c = model.config
         if c.positionBiasedInput && length > c.maxPositionEmbeddings {
-            throw DebertaError(.limit, file: file, tensor: "input_ids", "sequence length \(length) exceeds max_position_embeddings \(c.maxPositionEmbeddings) of a model with absolute positions")
+            throw DebertaError(.limit, file: file, tensor: tensor, "sequence length \(length) exceeds max_position_embeddings \(c.maxPositionEmbeddings) of a model with absolute positions")
         }
         guard let tokens = batch.multipliedReportingOverflow(by: length).overflow ? nil : batch * length, tokens <= limit else {
-            throw DebertaError(.limit, file: file, tensor: "input_ids",
+            throw DebertaError(.limit, file: file, tensor: tensor,
                                "\(batch) × \(length) tokens is more than the \(grouped(limit)) tokens one forward call of this model may hold (see README, \"Limits\"); split the inputs into smaller files")
         }
     }

@@ -1,6 +1,11 @@
 import ArgumentParser
 import Checkpoint
 import DeBERTa
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,17 +31,16 @@ struct Run: ParsableCommand {
         try InputFile.checkModel(model)
         if inputs != "-" { try InputFile.check(inputs, dashAllowed: true) }
         try FileOutput.check(output)
+        if output == "-" && isatty(1) != 0 {
+            throw DebertaError(.io, file: "standard output", "is a terminal; --output - writes binary safetensors: redirect it to a file or a pipe")
+        }
         setComputeThreads(threads)
         let loaded = try DebertaModel(path: model)
         let inputsName = InputFile.name(inputs)
         let store = inputs == "-"
             ? try TensorStore.read(ByteRegion(storage: .copy(try InputFile.readAll(inputs, limit: Limits.maxStandardInputBytes, what: "the inputs"))), file: inputsName)
             : try TensorStore.open(weights: inputs)
-        if let ids = store["input_ids"], ids.shape.count >= 2 {
-            // Refused before any value is read or any activation allocated.
-            try Limits.checkForward(batch: ids.shape.dropLast().reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 },
-                                    length: ids.shape.last!, model: loaded, file: inputsName)
-        }
+        try Limits.checkForward(inputsOf: store, model: loaded, file: inputsName)
         let modelInputs = try InputsFile.inputs(from: store, file: inputsName, for: loaded)
         let result = try loaded.forward(modelInputs)
         let tensors = result.outputs.map { out in

@@ -29,6 +29,7 @@ struct Verify: ParsableCommand {
         try InputFile.check(reference)
         setComputeThreads(threads)
         let loaded = try DebertaModel(path: model)
+        try Limits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons
         print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", f32"))")

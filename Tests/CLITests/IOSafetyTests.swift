@@ -521,6 +521,9 @@ final class ForwardLimitTests: XCTestCase {
             let r = try runDeberta(["run", mlmFixture, "--inputs", path, "--output", dir + "/out.safetensors"], timeout: 30)
             assertRefused(r, [path, "\(batch) × \(length) tokens", "65,536 tokens"])
             XCTAssertLessThan(r.seconds, 10)
+            // The same file as a reference for verify, and the same shape for bench.
+            assertRefused(try runDeberta(["verify", mlmFixture, path], timeout: 30), [path, "\(batch) × \(length) tokens"])
+            assertRefused(try runDeberta(["bench", mlmFixture, "--batch", "\(batch)", "--seq", "\(length)"], timeout: 30), ["\(batch) × \(length) tokens"])
             try FileManager.default.removeItem(atPath: path)
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [])

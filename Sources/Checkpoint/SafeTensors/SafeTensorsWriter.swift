@@ -238,7 +238,8 @@ public final class AtomicStream {
     public init(path: String) throws {
         try AtomicFile.checkTarget(path)
         var existing = stat()
-        let mode: mode_t = lstat(path, &existing) == 0 ? existing.st_mode & 0o7777 : 0o644
+        let replacing = lstat(path, &existing) == 0
+        let mode: mode_t = replacing ? existing.st_mode & 0o7777 : 0o644
         let tmp = AtomicFile.temporaryPath(for: path)
         let (fd, token) = TemporaryFiles.create(tmp, directory: false) {
             posixOpen(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
@@ -248,6 +249,7 @@ public final class AtomicStream {
             TemporaryFiles.forget(token)
             throw DebertaError(.io, file: path, "cannot create the temporary file \(tmp): \(reason)")
         }
+        if replacing { fchmod(fd, mode) }  // the replaced file's permissions, whatever the umask
         self.path = path
         temporary = tmp
         descriptor = fd

@@ -308,13 +308,14 @@ final class Destination {
             throw DebertaError(.io, file: p, "cannot use as DST: \(String(cString: strerror(errno)))")
         }
         let tmp = dir + "." + base + ".deberta-tmp-\(getpid())-" + String(UInt64.random(in: 0 ... UInt64.max), radix: 36)
-        let (made, token) = TemporaryFiles.create(tmp, directory: true) { mkdir(tmp, 0o700) }
+        let initialMode: mode_t = existed ? 0o700 : 0o755
+        let (made, token) = TemporaryFiles.create(tmp, directory: true) { mkdir(tmp, initialMode) }
         guard made == 0 else {
             let reason = String(cString: strerror(errno))
             TemporaryFiles.forget(token)
             throw DebertaError(.io, file: p, "cannot create the temporary directory \(tmp) beside it: \(reason)")
         }
-        chmod(tmp, mode)
+        if existed { chmod(tmp, mode) }  // the old directory's permissions; a new one has the umask's
         temporary = tmp
         self.token = token
     }
