@@ -283,12 +283,17 @@ final class ConvertDestinationTests: XCTestCase {
     func testConvertReplacesAnExistingModelAndKeepsOtherFiles() throws {
         let (parent, dst) = try existingModel()
         XCTAssertTrue(FileManager.default.fileExists(atPath: dst + "/vocab.json"))
+        // A stale safetensors index and shard would shadow the new model.safetensors: replaced. A .bin is kept.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: dst + "/model.safetensors.index.json"))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dst + "/model-00001-of-00002.safetensors"))
+        try FileManager.default.copyItem(atPath: repositoryRoot + "/Fixtures/models/v1-mlm/pytorch_model.bin", toPath: dst + "/pytorch_model.bin")
         let r = try runDeberta(["convert", mlmFixture, dst])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), ["dst"], "a temporary or the old directory was left")
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: dst))
-        XCTAssertEqual(files, ["README.md", "config.json", "model.safetensors", "spm.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"],
-                       "the old model's tokenizer files are gone, README.md is kept")
+        XCTAssertEqual(files, ["README.md", "pytorch_model.bin", "config.json", "model.safetensors", "spm.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"],
+                       "the old model's tokenizer files and safetensors are gone, README.md and the .bin are kept")
+        try FileManager.default.removeItem(atPath: dst + "/pytorch_model.bin")
         XCTAssertEqual(try String(contentsOfFile: dst + "/README.md", encoding: .utf8), "my notes")
         let inspect = try runDeberta(["inspect", dst, "--json"])
         XCTAssertTrue(inspect.stdoutText.contains(#""family":"deberta-v2""#), inspect.stdoutText)

@@ -257,8 +257,8 @@ public enum Converter {
 /// (registered with `TemporaryFiles`, so an interrupt removes it) and swapped in at the end: renamed into
 /// place when DST is new, exchanged with it atomically (renameat2 RENAME_EXCHANGE; elsewhere: the old one
 /// renamed aside, the new one in, the old one back on failure) when DST exists, then the old one removed.
-/// Files of an existing DST that are not part of a model (README.md, .gitattributes, ...) are kept (hard
-/// links into the new directory); its weights, indexes, config and tokenizer files are replaced.
+/// Files of an existing DST are kept (hard links into the new directory) unless the new one replaces them
+/// (`isModelFile`: safetensors weights and indexes, config, tokenizer files).
 final class Destination {
     let path: String
     let temporary: String
@@ -326,10 +326,13 @@ final class Destination {
         return (String(path[...slash]), String(path[path.index(after: slash)...]))
     }
 
-    /// Whether a file of the old DST is replaced (part of a model) rather than kept.
+    /// Whether a file of the old DST is replaced rather than kept: what the new directory writes, and what
+    /// would be read instead of it (safetensors weights and indexes, which take precedence over the new
+    /// model.safetensors or make the weights ambiguous; tokenizer files). PyTorch weights are kept (the new
+    /// model.safetensors is preferred over them), and so is everything else (README.md, references, ...).
     static func isModelFile(_ name: String) -> Bool {
-        if name == "config.json" || ModelFiles.weightFileNames.contains(name) || ModelFiles.tokenizerFileNames.contains(name) { return true }
-        if name.hasSuffix(".index.json") || name.hasSuffix(".bin") || name.hasSuffix(".pt") || name.hasSuffix(".pth") { return true }
+        if name == "config.json" || ModelFiles.tokenizerFileNames.contains(name) { return true }
+        if name.hasSuffix(".safetensors.index.json") { return true }
         if name.hasSuffix(".safetensors") && !name.hasPrefix("reference") { return true }
         // a temporary of an earlier, killed write
         return name.hasPrefix(".") && name.contains(".tmp-")
