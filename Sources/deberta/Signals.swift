@@ -10,7 +10,7 @@ import Darwin
 /// threads inherit the mask) and taken by one thread with sigwait: it removes every temporary file and
 /// directory (`TemporaryFiles.removeAll`, which keeps the lock so no new one appears and no rename
 /// completes), prints one line and ends the process with 128 + the signal number. An interrupted convert
-/// thus leaves DST as it was and nothing beside it.
+/// thus leaves DST as it was and nothing beside it. SIGXFSZ is ignored (see `install`).
 enum Signals {
     static let handled: [Int32] = [SIGINT, SIGTERM, SIGHUP]
 
@@ -22,6 +22,9 @@ enum Signals {
     }
 
     static func install() {
+        // Past a file-size limit (ulimit -f) a write fails with EFBIG, an error like a full disk, instead
+        // of the default SIGXFSZ ending the process with its temporaries on disk.
+        signal(SIGXFSZ, SIG_IGN)
         var blocked = signalSet()
         pthread_sigmask(SIG_BLOCK, &blocked, nil)
         let thread = Thread {

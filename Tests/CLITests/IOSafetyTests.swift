@@ -17,13 +17,13 @@ struct TimedResult {
 }
 
 func runDeberta(_ arguments: [String], stdin: Data? = nil, stdinFile: String? = nil, environment: [String: String] = [:],
-                timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) throws -> TimedResult {
+                timeout: Double = 60, executable: String = debertaExecutable, file: StaticString = #filePath, line: UInt = #line) throws -> TimedResult {
     let dir = try temporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: dir) }
     FileManager.default.createFile(atPath: dir + "/out", contents: nil)
     FileManager.default.createFile(atPath: dir + "/err", contents: nil)
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: debertaExecutable)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
     if !environment.isEmpty {
@@ -302,6 +302,24 @@ final class ConvertDestinationTests: XCTestCase {
         XCTAssertEqual(inPlace.status, 0, inPlace.stderr)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), ["dst"])
         XCTAssertTrue(try runDeberta(["inspect", dst, "--json"]).stdoutText.contains(#""dtype":"F16""#))
+    }
+
+    /// A write that fails part-way (a file-size limit, like a full disk): an error, the old DST and the old
+    /// output untouched, no temporary.
+    func testAWriteOverAFileSizeLimitLeavesEverythingAsItWas() throws {
+        let (parent, dst) = try existingModel()
+        try Data("old output".utf8).write(to: URL(fileURLWithPath: parent + "/out.safetensors"))
+        let before = try snapshotTree(parent)
+        func limited(_ arguments: [String]) throws -> TimedResult {
+            // ulimit -f counts 512-byte blocks in sh: 512 KB; v3-mlm-trained's weights are 3.5 MB, its outputs 0.8 MB.
+            try runDeberta(["-c", "ulimit -f 1024 && exec \"$0\" \"$@\"", debertaExecutable] + arguments, executable: "/bin/sh")
+        }
+        let convert = try limited(["convert", "Fixtures/models/v3-mlm-trained", dst])
+        assertRefused(convert, [dst + "/model.safetensors", "File too large"])
+        XCTAssertFalse(convert.message.contains(".deberta-tmp-"), "the message names DST, not the temporary: \(convert.message)")
+        let run = try limited(["run", "Fixtures/models/v3-mlm-trained", "--inputs", "Fixtures/models/v3-mlm-trained/reference.safetensors", "--output", parent + "/out.safetensors"])
+        assertRefused(run, [parent + "/out.safetensors", "File too large"])
+        XCTAssertEqual(try snapshotTree(parent), before, "DST or the old output changed, or a temporary was left")
     }
 
     func testDSTThatIsALinkAFileOrHoldsADirectoryIsRefused() throws {

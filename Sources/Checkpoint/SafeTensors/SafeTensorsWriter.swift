@@ -201,16 +201,16 @@ public enum AtomicFile {
             let reserved = posix_fallocate(out.descriptor, 0, off_t(size))
             if reserved != 0 {
                 guard reserved == EOPNOTSUPP || reserved == EINVAL, ftruncate(out.descriptor, off_t(size)) == 0 else {
-                    throw DebertaError(.io, file: path, "cannot reserve \(size) bytes for \(out.temporary): \(String(cString: strerror(reserved)))")
+                    throw DebertaError(.io, file: path, "cannot reserve \(size) bytes: \(String(cString: strerror(reserved)))")
                 }
             }
             guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, out.descriptor, 0), p != MAP_FAILED else {
-                throw DebertaError(.io, file: path, "cannot map \(out.temporary): \(String(cString: strerror(errno)))")
+                throw DebertaError(.io, file: path, "cannot map \(size) bytes to write: \(String(cString: strerror(errno)))")
             }
             defer { munmap(p, size) }
             try fill(UnsafeMutableRawBufferPointer(start: p, count: size))
             guard msync(p, size, MS_SYNC) == 0 else {
-                throw DebertaError(.io, file: path, "cannot write \(out.temporary): \(String(cString: strerror(errno)))")
+                throw DebertaError(.io, file: path, "cannot write: \(String(cString: strerror(errno)))")
             }
         }
         try out.commit()
@@ -264,11 +264,11 @@ public final class AtomicStream {
     public func commit() throws {
         guard isOpen else { return }
         guard fsync(descriptor) == 0 || errno == EINVAL || errno == EROFS else {
-            throw DebertaError(.io, file: path, "cannot write \(temporary): \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot write: \(String(cString: strerror(errno)))")
         }
         isOpen = false
         guard close(descriptor) == 0 else {
-            throw DebertaError(.io, file: path, "cannot write \(temporary): \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot write: \(String(cString: strerror(errno)))")
         }
         try TemporaryFiles.commit(token) {
             // The target may have changed since the check: never rename over anything but a regular file.

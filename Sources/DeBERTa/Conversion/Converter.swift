@@ -173,6 +173,13 @@ public enum Converter {
             try target.keepOtherFiles()
             stage?(.beforeSwap(target.temporary))
             try target.swap()
+        } catch var error as DebertaError {
+            target.abandon()
+            // Name the file as it would be in DST, not in the temporary directory.
+            if error.file.hasPrefix(target.temporary + "/") {
+                error.file = target.path + error.file.dropFirst(target.temporary.count)
+            }
+            throw error
         } catch {
             target.abandon()
             throw error
