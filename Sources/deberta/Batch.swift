@@ -37,7 +37,7 @@ func runBatch(_ options: TextOptions, required: [String],
         var valid: [Int] = []
         for (k, item) in window.enumerated() {
             switch item.value {
-            case let .success(value): _ = value; valid.append(k)
+            case .success: valid.append(k)
             case let .failure(error): try failed(k, error)
             }
         }
@@ -76,8 +76,10 @@ enum BatchError {
     static func located(_ error: Error, file: String, line: Int) -> (error: DebertaError, object: JSONValue) {
         let kind: DebertaError.Kind
         let text: String
+        var field: String?
         if let e = error as? DebertaError {
             kind = e.kind
+            field = e.field
             var parts = e.file.isEmpty || e.file == file ? [] : [e.file]
             if let tensor = e.tensor { parts.append("tensor '\(tensor)'") }
             text = (parts + [e.message]).joined(separator: ": ")
@@ -90,7 +92,7 @@ enum BatchError {
             ("error_type", .string(kind.rawValue)),
             ("line", .int(line)),
         ])
-        return (DebertaError(kind, file: file, "line \(line): " + text), object)
+        return (DebertaError(kind, file: file, field: field, "line \(line): " + text), object)
     }
 }
 
