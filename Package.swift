@@ -29,13 +29,15 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
+        // the one CPU-feature probe of the C kernels, and the cap the runtime configures
+        .target(name: "CCPUFeatures"),
         // f32 kernels in C: LayerNorm, activations, attention softmax with the disentangled terms
-        .target(name: "CKernels"),
+        .target(name: "CKernels", dependencies: ["CCPUFeatures"]),
         // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
-        .target(name: "CQuantKernels"),
+        .target(name: "CQuantKernels", dependencies: ["CCPUFeatures"]),
         // f32 products on weights packed into panels of 24 columns (once, or a chunk at a time per call):
         // AVX-512 and AVX2/FMA kernels + scalar reference
-        .target(name: "CGemm"),
+        .target(name: "CGemm", dependencies: ["CCPUFeatures"]),
         // checkpoint files -> validated, named tensor views over memory-mapped bytes
         .target(
             name: "Checkpoint",
@@ -54,7 +56,7 @@ let package = Package(
         // DeBERTa config, family/head detection, converter
         .target(
             name: "DeBERTa",
-            dependencies: ["Checkpoint", "Tokenizers", "CKernels", "CGemm", "CQuantKernels"]
+            dependencies: ["Checkpoint", "Tokenizers", "CCPUFeatures", "CKernels", "CGemm", "CQuantKernels"]
         ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(
@@ -79,13 +81,20 @@ let package = Package(
             name: "gemm-bench",
             dependencies: ["CGemm", "COpenBLAS"]
         ),
+        // helpers the test targets share: repository root, temporary directories, a seeded generator,
+        // error-kind assertions
+        .target(
+            name: "TestSupport",
+            dependencies: ["Checkpoint"],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "CheckpointTests",
             dependencies: ["Checkpoint", "CZlib"]
         ),
         .testTarget(
             name: "DeBERTaTests",
-            dependencies: ["Checkpoint", "DeBERTa", "CKernels"]
+            dependencies: ["TestSupport", "Checkpoint", "DeBERTa", "CKernels"]
         ),
         .testTarget(
             name: "TokenizersTests",
@@ -98,11 +107,11 @@ let package = Package(
         ),
         .testTarget(
             name: "QuantizedKernelTests",
-            dependencies: ["CQuantKernels"]
+            dependencies: ["TestSupport", "CQuantKernels", "CCPUFeatures"]
         ),
         .testTarget(
             name: "GemmTests",
-            dependencies: ["CGemm"]
+            dependencies: ["TestSupport", "CGemm"]
         ),
     ],
     swiftLanguageModes: [.v6]

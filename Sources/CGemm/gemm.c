@@ -1,6 +1,7 @@
 /* Packing, the scalar reference product, the scalar GELU and the run-time dispatch.
  * The contract (layout, epilogues, rounding, column ranges) is documented in include/cgemm.h. */
 #include "gemm_internal.h"
+#include "cpufeatures.h"
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,39 +10,17 @@
 
 /* ------------------------------------------------------------------ dispatch */
 
-/* 0 = scalar, 1 = AVX2 + FMA, 2 = AVX-512 F (+ AVX2 + FMA); -1 = not probed yet. Racing first calls all
- * store the same value. */
-static _Atomic int cg_level_cache = -1;
-
-static int cg_cpu_level(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    /* __builtin_cpu_supports checks the CPUID bits and that the OS saves the YMM / ZMM state (XGETBV). */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        if (__builtin_cpu_supports("avx512f")) return 2;
-        return 1;
-    }
-#endif
-    return 0;
+/* 0 = scalar, 1 = AVX2 + FMA, 2 = AVX-512 F (+ AVX2 + FMA), from the shared probe under the runtime's cap
+ * (cpu_configure). */
+static inline int cg_level_of(unsigned f) {
+    if (!(f & CPU_AVX2_FMA)) return 0;
+    return (f & CPU_AVX512F) ? 2 : 1;
 }
 
-static int cg_probe(void) {
-    int level = cg_cpu_level();
-    /* DEBERTA_GEMM_ISA=scalar|avx2 caps the kernels (comparisons, or CPUs where 512-bit code clocks down). */
-    const char *cap = getenv("DEBERTA_GEMM_ISA");
-    if (cap && strcmp(cap, "scalar") == 0) level = 0;
-    else if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
-    return level;
-}
+static inline int cg_level(void) { return cg_level_of(cpu_usable()); }
 
-static inline int cg_level(void) {
-    int v = atomic_load_explicit(&cg_level_cache, memory_order_relaxed);
-    if (v < 0) {
-        v = cg_probe();
-        atomic_store_explicit(&cg_level_cache, v, memory_order_relaxed);
-    }
-    return v;
-}
+/* What the CPU has, whatever the cap (the forced-ISA entry points of the tests and benchmarks). */
+static inline int cg_cpu_level(void) { return cg_level_of(cpu_features()); }
 
 const char *cg_kernel_isa(void) {
     int level = cg_level();

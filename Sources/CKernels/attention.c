@@ -1,5 +1,6 @@
 #include "ckernels.h"
 #include "attention_internal.h"
+#include "cpufeatures.h"
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -100,14 +101,7 @@ static void probs_times_values_avx2(size_t t, size_t d, const float *p, size_t l
     }
 }
 
-static int has_avx2_fma(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
+static int has_avx2_fma(void) { return (cpu_usable() & CPU_AVX2_FMA) != 0; }
 #endif
 
 void dk_gemm_nn(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,

@@ -19,21 +19,12 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "cpufeatures.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-int dk_has_avx512(void) {
-    static int cached = -1;
-    int value = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (value < 0) {
-        __builtin_cpu_init();
-        value = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-        __atomic_store_n(&cached, value, __ATOMIC_RELAXED);
-    }
-    return value;
-}
+int dk_has_avx512(void) { return (cpu_usable() & (CPU_AVX512F | CPU_AVX512_BW_VL_DQ)) == (CPU_AVX512F | CPU_AVX512_BW_VL_DQ); }
 
 /* ---- Register-tiled products ------------------------------------------------------------------
  * C[mr × 16·nv] = alpha · Σ_p A[i][p] · B[p][c] (FMAs in p order, then the scale); the last 16-column

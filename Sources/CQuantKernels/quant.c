@@ -1,6 +1,7 @@
 /* Quantizers, dequantizers, the scalar reference products and the run-time dispatch.
  * The schemes are documented in include/cquantkernels.h. */
 #include "quant_internal.h"
+#include "cpufeatures.h"
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -8,28 +9,12 @@
 
 /* ------------------------------------------------------------------ dispatch */
 
-/* 0 = scalar, 1 = AVX2 (+FMA), 2 = AVX2 (+FMA) and AVX-VNNI (the int8 product uses 256-bit
- * vpdpbusd, everything else the AVX2 kernels); -1 = not probed yet. Racing first calls all store the same value. */
-static _Atomic int dq_level_cache = -1;
-
-static int dq_probe(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    /* The CPU must have the instructions and the OS must save the YMM state: the runtime's
-     * __builtin_cpu_supports checks both (XGETBV) for AVX-family features. */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return __builtin_cpu_supports("avxvnni") ? 2 : 1;
-#endif
-    return 0;
-}
-
+/* 0 = scalar, 1 = AVX2 (+FMA), 2 = AVX2 (+FMA) and AVX-VNNI (the int8 product uses 256-bit vpdpbusd,
+ * everything else the AVX2 kernels), from the shared probe under the runtime's cap (cpu_configure). */
 static inline int dq_level(void) {
-    int v = atomic_load_explicit(&dq_level_cache, memory_order_relaxed);
-    if (v < 0) {
-        v = dq_probe();
-        atomic_store_explicit(&dq_level_cache, v, memory_order_relaxed);
-    }
-    return v;
+    unsigned f = cpu_usable();
+    if (!(f & CPU_AVX2_FMA)) return 0;
+    return (f & CPU_AVX_VNNI) ? 2 : 1;
 }
 
 const char *dq_kernel_isa(void) {
@@ -123,30 +108,11 @@ int dq_gemm_int8_isa(const char *isa, size_t m, size_t n, size_t k, const int8_t
 /* ------------------------------------------------------------------ int8, packed weights */
 
 /* 2 = AVX-512 F + BW + VL + VNNI (512-bit packed kernel), 1 = AVX2 + FMA + AVX-VNNI (256-bit packed kernel),
- * 0 = none (scalar reference); -1 = not probed yet. */
-static _Atomic int dq_packed_cache = -1;
-/* dq_int8_packed_preferred(): 1 or 0; -1 = not decided yet. */
-static _Atomic int dq_packed_preferred_cache = -1;
-
-static int dq_packed_probe(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    /* __builtin_cpu_supports also checks that the OS saves the opmask and ZMM state (XGETBV). */
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        return 2;
-    if (dq_level() == 2) return 1; /* AVX2 + FMA + AVX-VNNI */
-#endif
-    return 0;
-}
-
+ * 0 = none (scalar reference). */
 static inline int dq_packed_level(void) {
-    int v = atomic_load_explicit(&dq_packed_cache, memory_order_relaxed);
-    if (v < 0) {
-        v = dq_packed_probe();
-        atomic_store_explicit(&dq_packed_cache, v, memory_order_relaxed);
-    }
-    return v;
+    unsigned f = cpu_usable();
+    if ((f & (CPU_AVX512F | CPU_AVX512_VNNI)) == (CPU_AVX512F | CPU_AVX512_VNNI)) return 2;
+    return dq_level() == 2 ? 1 : 0;
 }
 
 const char *dq_int8_packed_isa(void) {
@@ -154,15 +120,7 @@ const char *dq_int8_packed_isa(void) {
     return v == 2 ? "avx512vnni" : v == 1 ? "avxvnni" : "scalar";
 }
 
-int dq_int8_packed_preferred(void) {
-    int v = atomic_load_explicit(&dq_packed_preferred_cache, memory_order_relaxed);
-    if (v < 0) {
-        const char *env = getenv("DEBERTA_INT8_PACKED");
-        v = dq_packed_level() >= 1 && !(env && strcmp(env, "0") == 0);
-        atomic_store_explicit(&dq_packed_preferred_cache, v, memory_order_relaxed);
-    }
-    return v;
-}
+int dq_int8_packed_preferred(void) { return dq_packed_level() >= 1 && cpu_packed_quantized_allowed(); }
 
 size_t dq_int8_packed_size(size_t n, size_t k) {
     return (n + DQ_INT8_PANEL - 1) / DQ_INT8_PANEL * ((k + 3) / 4) * (DQ_INT8_PANEL * 4);
@@ -448,17 +406,7 @@ void dq_pack_weights_q4(const uint8_t *wq, const float *ws, size_t n, size_t k, 
     }
 }
 
-static _Atomic int dq_q4_packed_preferred_cache = -1;
-
-int dq_q4_packed_preferred(void) {
-    int v = atomic_load_explicit(&dq_q4_packed_preferred_cache, memory_order_relaxed);
-    if (v < 0) {
-        const char *env = getenv("DEBERTA_Q4_PACKED");
-        v = dq_packed_level() == 2 && !(env && strcmp(env, "0") == 0);
-        atomic_store_explicit(&dq_q4_packed_preferred_cache, v, memory_order_relaxed);
-    }
-    return v;
-}
+int dq_q4_packed_preferred(void) { return dq_packed_level() == 2 && cpu_packed_quantized_allowed(); }
 
 void dq_gemm_q4_packed_scalar(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const uint8_t *packed,
                               const float *pscales, const float *bias, float *y, size_t ldy, size_t n_begin,

@@ -14,7 +14,7 @@ enum OnError: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// Batch mode: JSONL in (a file, a pipe, or standard input for `-`), JSONL out in the input's order (one
-/// result per non-blank line), read `Limits.windowLines` lines at a time, grouped by length into forward
+/// result per non-blank line), read `IOLimits.windowLines` lines at a time, grouped by length into forward
 /// calls of `--batch-size` inputs, with a progress line on standard error when it is a terminal.
 func runBatch(_ options: TextOptions, required: [String],
               process: ([JSONValue]) throws -> [JSONValue]) throws {
@@ -97,8 +97,8 @@ enum BatchError {
 }
 
 /// Lines of a file or of standard input, read in blocks of 64 KiB. A line longer than
-/// `Limits.maxLineBytes` is refused while it is read (its bytes are dropped, never held); more than
-/// `Limits.maxLinesPerFile` lines are an error.
+/// `IOLimits.maxLineBytes` is refused while it is read (its bytes are dropped, never held); more than
+/// `IOLimits.maxLinesPerFile` lines are an error.
 final class LineReader {
     let name: String
     /// The file's size (nil for a pipe or terminal): progress as a share of it.
@@ -140,7 +140,7 @@ final class LineReader {
             let newline = buffer[start ..< end].firstIndex(of: UInt8(ascii: "\n"))
             let stop = newline ?? end
             if !tooLong {
-                if line.count + (stop - start) > Limits.maxLineBytes {
+                if line.count + (stop - start) > IOLimits.maxLineBytes {
                     tooLong = true
                     line = []
                     if stopAtLimit { return try counted(line, true) }
@@ -155,14 +155,14 @@ final class LineReader {
 
     private func counted(_ line: [UInt8], _ tooLong: Bool) throws -> (bytes: [UInt8], tooLong: Bool) {
         lineNumber += 1
-        guard lineNumber <= Limits.maxLinesPerFile else {
-            throw DebertaError(.limit, file: name, "line \(lineNumber): more than \(grouped(Limits.maxLinesPerFile)) lines, the limit for one input file (see README, \"Limits\"); split it")
+        guard lineNumber <= IOLimits.maxLinesPerFile else {
+            throw DebertaError(.limit, file: name, "line \(lineNumber): more than \(grouped(IOLimits.maxLinesPerFile)) lines, the limit for one input file (see README, \"Limits\"); split it")
         }
         return (lineNumber == 1 && line.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(line.dropFirst(3)) : line, tooLong)  // UTF-8 BOM
     }
 
     static func tooLongError(_ name: String) -> DebertaError {
-        DebertaError(.limit, file: name, "longer than \(grouped(Limits.maxLineBytes)) bytes, the limit for one input line (see README, \"Limits\")")
+        DebertaError(.limit, file: name, "longer than \(grouped(IOLimits.maxLineBytes)) bytes, the limit for one input line (see README, \"Limits\")")
     }
 
     /// Every line as text (standard input of `tokenize`); a line over the limit ends it with an error.
@@ -188,13 +188,13 @@ final class JSONLReader {
 
     init(path: String) throws { lines = try LineReader(path: path) }
 
-    /// Up to `Limits.windowLines` non-blank lines (fewer when they pass `Limits.windowBytes`), each parsed
+    /// Up to `IOLimits.windowLines` non-blank lines (fewer when they pass `IOLimits.windowBytes`), each parsed
     /// and checked for the `required` string fields. Without `skip`, the first bad line throws (a line over
     /// the length limit as soon as its limit is passed).
     func window(required: [String], skip: Bool) throws -> [Item] {
         var items: [Item] = []
         var bytes = 0
-        while items.count < Limits.windowLines && bytes < Limits.windowBytes, let (line, tooLong) = try lines.nextLine(stopAtLimit: !skip) {
+        while items.count < IOLimits.windowLines && bytes < IOLimits.windowBytes, let (line, tooLong) = try lines.nextLine(stopAtLimit: !skip) {
             let number = lines.lineNumber
             if tooLong {
                 guard skip else { throw BatchError.located(LineReader.tooLongError(name), file: name, line: number).error }

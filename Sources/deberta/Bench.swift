@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences per call.") var batch: Int = 1
     @Option(help: "Tokens per sequence.") var seq: Int = 128
     @Option(help: "Timed runs (after the first call, packing the weights and one more warm-up call).") var runs: Int = 10
-    @Option(help: "Threads for the matrix products.") var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
     @Flag(help: "Time the encoder alone (last_hidden_state), without the task head and the EMD.") var encoderOnly = false
     @Flag(help: "Print one JSON line.") var json = false
     @Flag(help: "Print a line \"first-output\" as soon as the first call returns (for a parent timing this process).")
@@ -27,10 +27,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try InputFile.checkModel(model)
-        setComputeThreads(threads)
         let start = monotonicSeconds()
-        let loaded = try DebertaModel(path: model)
-        try Limits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
+        let loaded = try DebertaModel(path: model, options: runtime.options)
+        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }
@@ -62,11 +61,11 @@ struct Bench: ParsableCommand {
         let gflops = flops / median / 1e9
         let rss = peakResidentMegabytes()
         if json {
-            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(threads),"encoder_only":\#(encoderOnly)}"#)
+            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(runtime.threads),"encoder_only":\#(encoderOnly)}"#)
             return
         }
         print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue))")
-        print("shape        batch \(batch) × \(seq) tokens, \(threads) threads, \(runs) runs\(encoderOnly ? ", encoder only" : "")")
+        print("shape        batch \(batch) × \(seq) tokens, \(runtime.threads) threads, \(runs) runs\(encoderOnly ? ", encoder only" : "")")
         print("median       \(fixed(median * 1000, 2)) ms (min \(fixed(times.first! * 1000, 2)), max \(fixed(times.last! * 1000, 2)))")
         print("tokens/s     \(fixed(tokensPerSecond, 1))")
         print("GFLOP/s      \(fixed(gflops, 2)) (\(fixed(flops / 1e9, 2)) GFLOP per call)")

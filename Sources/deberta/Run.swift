@@ -20,11 +20,9 @@ struct Run: ParsableCommand {
     @Option(help: "Where to write the outputs (safetensors, F32); - writes them to standard output.")
     var output: String
 
-    @Option(help: "Threads for the matrix products.")
-    var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func validate() throws {
-        if threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
     }
 
     func run() throws {
@@ -34,13 +32,12 @@ struct Run: ParsableCommand {
         if output == "-" && isatty(1) != 0 {
             throw DebertaError(.io, file: "standard output", "is a terminal; --output - writes binary safetensors: redirect it to a file or a pipe")
         }
-        setComputeThreads(threads)
-        let loaded = try DebertaModel(path: model)
+        let loaded = try DebertaModel(path: model, options: runtime.options)
         let inputsName = InputFile.name(inputs)
         let store = inputs == "-"
-            ? try TensorStore.read(ByteRegion(storage: .copy(try InputFile.readAll(inputs, limit: Limits.maxStandardInputBytes, what: "the inputs"))), file: inputsName)
+            ? try TensorStore.read(ByteRegion(storage: .copy(try InputFile.readAll(inputs, limit: IOLimits.maxStandardInputBytes, what: "the inputs"))), file: inputsName)
             : try TensorStore.open(weights: inputs)
-        try Limits.checkForward(inputsOf: store, model: loaded, file: inputsName)
+        try IOLimits.checkForward(inputsOf: store, model: loaded, file: inputsName)
         let modelInputs = try InputsFile.inputs(from: store, file: inputsName, for: loaded)
         let result = try loaded.forward(modelInputs)
         let tensors = result.outputs.map { out in

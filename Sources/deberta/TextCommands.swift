@@ -23,12 +23,10 @@ struct TextOptions: ParsableArguments {
     @Option(help: "Inputs per forward call in batch mode (grouped by length).")
     var batchSize: Int = 16
 
-    @Option(help: "Threads for the matrix products.")
-    var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be positive") }
-        if threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if output != nil && input == nil { throw ValidationError("--output goes with --input (batch mode)") }
     }
 
@@ -36,8 +34,7 @@ struct TextOptions: ParsableArguments {
         try InputFile.checkModel(model)
         if let input, input != "-" { try InputFile.check(input, dashAllowed: true) }
         if let output { try FileOutput.check(output) }
-        setComputeThreads(threads)
-        return try TextModel(path: model)
+        return try TextModel(path: model, options: runtime.options)
     }
 }
 

@@ -21,15 +21,13 @@ struct Verify: ParsableCommand {
     @Option(help: "Minimum argmax agreement per output, 0-1 (default for quantized models against f32: 0.99 int8, 0.95 q4; MLM outputs count masked positions when the reference records them).")
     var minAgreement: Double?
 
-    @Option(help: "Threads for the matrix products.")
-    var threads: Int = 2
+    @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func run() throws {
         try InputFile.checkModel(model)
         try InputFile.check(reference)
-        setComputeThreads(threads)
-        let loaded = try DebertaModel(path: model)
-        try Limits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
+        let loaded = try DebertaModel(path: model, options: runtime.options)
+        try IOLimits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons
         print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", f32"))")

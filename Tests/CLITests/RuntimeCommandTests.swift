@@ -33,8 +33,9 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(Set(header.keys).subtracting(["__metadata__"]), ["last_hidden_state", "logits", "emd_logits"])
     }
 
-    /// DEBERTA_PACK_WEIGHTS=load|reuse|never only changes when the weights are packed: `deberta run` writes the same
-    /// bytes under each, for f32 and int8 stores (v2 conv layer, v3 EMD, v1 split in_proj).
+    /// `--pack-weights load|reuse|never` only changes when the weights are packed, and `--threads` and `--kernels`
+    /// only how the products are split and which instructions compute them: `deberta run` writes the same bytes under
+    /// each, for f32 and int8 stores (v2 conv layer, v3 EMD, v1 split in_proj).
     func testPackingPoliciesWriteTheSameOutputs() throws {
         let dir = try temporaryDirectory()
         for name in ["v3-mlm", "v2-conv-seqcls", "v1-mlm"] {
@@ -43,17 +44,36 @@ final class RuntimeCommandTests: XCTestCase {
             XCTAssertEqual(converted.status, 0, converted.stderr)
             for model in ["Fixtures/models/\(name)", int8] {
                 var outputs: [Data] = []
-                for policy in ["load", "reuse", "never"] {
-                    let out = dir + "/\(name)-\(outputs.count)-\(policy).safetensors"
-                    let r = try deberta(["run", model, "--inputs", "Fixtures/models/\(name)/reference.safetensors", "--output", out],
-                                        environment: ["DEBERTA_PACK_WEIGHTS": policy])
+                let variants = [["--pack-weights", "load"], ["--pack-weights", "reuse"], ["--pack-weights", "never"],
+                                ["--threads", "1"], ["--threads", "3", "--spin-us", "0"], ["--no-packed-quantized-kernels"]]
+                for flags in variants {
+                    let out = dir + "/\(name)-\(outputs.count).safetensors"
+                    let r = try deberta(["run", model, "--inputs", "Fixtures/models/\(name)/reference.safetensors", "--output", out] + flags)
                     XCTAssertEqual(r.status, 0, r.stderr)
                     outputs.append(try Data(contentsOf: URL(fileURLWithPath: out)))
                 }
-                XCTAssertEqual(outputs[0], outputs[1], "\(model): load vs reuse")
-                XCTAssertEqual(outputs[0], outputs[2], "\(model): load vs never")
+                for (flags, output) in zip(variants, outputs).dropFirst() {
+                    XCTAssertEqual(outputs[0], output, "\(model): --pack-weights load vs \(flags.joined(separator: " "))")
+                }
+                // Other kernels round differently (exp, GELU): the same outputs up to float rounding.
+                for kernels in ["scalar", "avx2"] {
+                    let out = dir + "/\(name)-\(kernels).safetensors"
+                    let r = try deberta(["run", model, "--inputs", "Fixtures/models/\(name)/reference.safetensors", "--output", out, "--kernels", kernels])
+                    XCTAssertEqual(r.status, 0, r.stderr)
+                    let (a, b) = (floats(outputs[0]), floats(try Data(contentsOf: URL(fileURLWithPath: out))))
+                    XCTAssertEqual(a.count, b.count)
+                    let scale = a.map { abs($0) }.max() ?? 1
+                    let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThanOrEqual(worst, 1e-4 * scale, "\(model): --kernels \(kernels)")
+                }
             }
         }
+    }
+
+    /// The f32 values after a safetensors header.
+    func floats(_ data: Data) -> [Float] {
+        let headerLength = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        return data.dropFirst(8 + headerLength).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 
     func testBenchPrintsJSON() throws {

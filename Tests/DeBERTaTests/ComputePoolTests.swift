@@ -16,7 +16,7 @@ final class ComputePoolTests: XCTestCase {
                 hits.initialize(repeating: 0, count: count)
                 defer { hits.deallocate() }
                 let shared = Shared(hits)
-                ComputePool.shared.run(count) { part in
+                ComputePool.shared(spinSeconds: 1e-4).run(count) { part in
                     shared.pointer[part] += 1  // each part writes its own slot
                     if part % 2 == 1 { for _ in 0 ..< (j % 7) * 100 { _ = monotonicSeconds() } }
                 }
@@ -31,7 +31,7 @@ final class ComputePoolTests: XCTestCase {
     func testReturnsAfterAllParts() {
         for _ in 0 ..< 50 {
             let done = Atomic<Int>(0)
-            ComputePool.shared.run(3) { part in
+            ComputePool.shared(spinSeconds: 1e-4).run(3) { part in
                 if part == 0 { usleep(200) }
                 done.add(1, ordering: .relaxed)
             }

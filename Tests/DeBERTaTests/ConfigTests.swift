@@ -52,23 +52,22 @@ final class DebertaConfigTests: XCTestCase {
     }
 
     func testBadConfigsNameTheFileAndField() {
-        let cases: [(String, String)] = [
-            ("{", "not valid JSON"),
-            ("[]", "config.json"),
-            (#"{"model_type": "bert"}"#, "not a DeBERTa model"),
-            (#"{"hidden_size": "big"}"#, "hidden_size"),
-            (#"{"num_attention_heads": 0}"#, "num_attention_heads"),
-            (#"{"hidden_size": -5}"#, "hidden_size"),
-            (#"{"pos_att_type": "c2p|x2y"}"#, "x2y"),
-            (#"{"id2label": {"zero": "a"}}"#, "id2label"),
-            (#"{"layer_norm_eps": 0}"#, "layer_norm_eps"),
+        let cases: [(String, DebertaError.Kind, String)] = [
+            ("{", .malformedFile, "not valid JSON"),
+            ("[]", .configField, "config.json"),
+            (#"{"model_type": "bert"}"#, .configField, "not a DeBERTa model"),
+            (#"{"hidden_size": "big"}"#, .configField, "hidden_size"),
+            (#"{"num_attention_heads": 0}"#, .configField, "num_attention_heads"),
+            (#"{"hidden_size": -5}"#, .configField, "hidden_size"),
+            (#"{"pos_att_type": "c2p|x2y"}"#, .configField, "x2y"),
+            (#"{"id2label": {"zero": "a"}}"#, .configField, "id2label"),
+            (#"{"layer_norm_eps": 0}"#, .configField, "layer_norm_eps"),
         ]
-        for (json, fragment) in cases {
-            XCTAssertThrowsError(try config(json), json) { error in
-                let text = "\(error)"
-                XCTAssertTrue(text.hasPrefix("config.json"), "'\(text)' does not name the file")
-                XCTAssertTrue(text.contains(fragment), "'\(text)' does not mention \(fragment)")
-            }
+        for (json, kind, fragment) in cases {
+            let error = assertThrowsDebertaError(kind, try config(json), json)
+            let text = error.map { "\($0)" } ?? ""
+            XCTAssertTrue(text.hasPrefix("config.json"), "'\(text)' does not name the file")
+            XCTAssertTrue(text.contains(fragment), "'\(text)' does not mention \(fragment)")
         }
     }
 
@@ -107,10 +106,10 @@ final class LayoutDetectionTests: XCTestCase {
         let mc = try detect(names, #"{"model_type":"deberta-v2","architectures":["DebertaV2ForMultipleChoice"]}"#)
         XCTAssertEqual(mc.head, .multipleChoice)
         XCTAssertEqual(mc.familySource, "config.json")
-        XCTAssertThrowsError(try detect(names, #"{"model_type":"deberta"}"#)) { XCTAssertTrue("\($0)".contains("disagrees")) }
-        XCTAssertThrowsError(try detect(names, #"{"architectures":["DebertaV2ForQuestionAnswering"]}"#))
-        XCTAssertThrowsError(try detect(["encoder.layer.0.attention.self.query_proj.weight"])) { XCTAssertTrue("\($0)".contains("not a DeBERTa")) }
-        XCTAssertThrowsError(try detect(["embeddings.word_embeddings.weight"])) { XCTAssertTrue("\($0)".contains("no attention")) }
+        assertThrowsDebertaError(.configField, try detect(names, #"{"model_type":"deberta"}"#))
+        assertThrowsDebertaError(.configField, try detect(names, #"{"architectures":["DebertaV2ForQuestionAnswering"]}"#))
+        assertThrowsDebertaError(.malformedFile, try detect(["encoder.layer.0.attention.self.query_proj.weight"]))
+        assertThrowsDebertaError(.malformedFile, try detect(["embeddings.word_embeddings.weight"]))
     }
 
     func testCanonicalNames() throws {
@@ -123,16 +122,42 @@ final class LayoutDetectionTests: XCTestCase {
 
     func testShapeMismatchesAreListed() throws {
         let c = try config(#"{"model_type":"deberta-v2","hidden_size":8,"num_attention_heads":2,"intermediate_size":16,"num_hidden_layers":1,"vocab_size":10,"num_labels":3}"#)
-        let shapes = ExpectedShapes(config: c, family: .debertaV2)
+        let layout = ModelLayout(family: .debertaV2, head: .sequenceClassification, backbonePrefix: "deberta.", familySource: "test", headSource: "test")
+        let shapes = WeightSchema(config: c, layout: layout)
         let problems = shapes.mismatches([
             ("deberta.embeddings.word_embeddings.weight", [10, 8]),
             ("deberta.encoder.layer.0.intermediate.dense.weight", [8, 8]),
             ("deberta.encoder.layer.1.output.dense.weight", [8, 16]),
             ("classifier.weight", [2, 8]),
-        ], head: .sequenceClassification, config: c)
+        ])
         XCTAssertEqual(problems.count, 3, "\(problems)")
         XCTAssertTrue(problems[0].contains("[16, 8]"))
         XCTAssertTrue(problems[1].contains("layer 1"))
         XCTAssertTrue(problems[2].contains("[3, 8]"))
+    }
+}
+
+final class ConfigRangeTests: XCTestCase {
+    /// Values that would reach Int(NaN) in the log buckets, or index labels out of range, are refused up front.
+    func testRangesThatWouldTrapLaterAreRefused() throws {
+        let base = #""model_type":"deberta-v2","hidden_size":8,"num_attention_heads":2,"intermediate_size":16,"num_hidden_layers":1,"vocab_size":10,"relative_attention":true"#
+        for extra in [#""position_buckets":1"#, #""position_buckets":4,"max_relative_positions":3"#,
+                      #""num_labels":2,"id2label":{"0":"a","5":"entailment"}"#, #""num_labels":2,"id2label":{"-1":"a","0":"b"}"#,
+                      #""num_labels":4000000000000"#] {
+            let json = "{" + base + "," + extra + "}"
+            assertThrowsDebertaError(.configField, try DebertaConfig.parse(Array(json.utf8), file: "config.json"), json)
+        }
+        for buckets in 2 ... 40 {
+            for maxRel in [buckets / 2 + 2, buckets, 512] {
+                let json = "{" + base + #","position_buckets":\#(buckets),"max_relative_positions":\#(maxRel)}"#
+                if maxRel - 1 == buckets / 2 {
+                    assertThrowsDebertaError(.configField, try DebertaConfig.parse(Array(json.utf8), file: "config.json"), json)
+                    continue
+                }
+                let c = try DebertaConfig.parse(Array(json.utf8), file: "config.json")
+                let rows = RelativePositions.rowsByDistance(length: 300, family: .debertaV2, config: c)
+                XCTAssertTrue(rows.allSatisfy { $0 >= 0 && Int($0) < c.relativeEmbeddingRows }, json)
+            }
+        }
     }
 }

@@ -1,14 +1,6 @@
 import Foundation
+@_exported import TestSupport
 
-/// The repository root, found from this file's path.
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
 
 /// The committed fixture models (Tools/make_fixtures.py) and what each must be detected as.
 struct FixtureModel {
@@ -30,8 +22,3 @@ let fixtureModels: [FixtureModel] = [
     FixtureModel(name: "v3-rtd", family: "deberta-v2", head: "replaced-token-detection", format: "safetensors"),
 ]
 
-func temporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("deberta-tests-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}

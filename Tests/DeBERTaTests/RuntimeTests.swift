@@ -310,12 +310,10 @@ final class WeightBindingTests: XCTestCase {
         var tensors = store.tensors.filter { $0.name != "deberta.encoder.layer.1.attention.self.value_proj.bias" }.map { OutputTensor.copying($0) }
         tensors.append(OutputTensor(name: "deberta.encoder.layer.1.attention.self.extra_proj.weight", dtype: .f32, shape: [2]) { $0.initializeMemory(as: UInt8.self, repeating: 0) })
         try SafeTensorsWriter.write(tensors, metadata: [], to: dir + "/model.safetensors")
-        XCTAssertThrowsError(try DebertaModel(path: dir)) { error in
-            let text = "\(error)"
-            XCTAssertTrue(text.contains("missing 1: encoder.layer.1.attention.self.value_proj.bias"), text)
-            XCTAssertTrue(text.contains("unexpected 1: deberta.encoder.layer.1.attention.self.extra_proj.weight"), text)
-            XCTAssertTrue(text.hasPrefix(dir + "/model.safetensors"), text)
-        }
+        let error = assertThrowsDebertaError(.weightsMismatch, file: dir + "/model.safetensors", try DebertaModel(path: dir))
+        XCTAssertEqual(error?.weights?.missing, ["encoder.layer.1.attention.self.value_proj.bias"])
+        XCTAssertEqual(error?.weights?.unexpected, ["deberta.encoder.layer.1.attention.self.extra_proj.weight"])
+        XCTAssertEqual(error?.weights?.misShaped, [])
     }
 }
 
@@ -513,5 +511,20 @@ final class ProbsTimesValuesTests: XCTestCase {
             // the products of two f32 fit in a double), so they agree to the last bit.
             XCTAssertEqual(fast, slow, "\(t)x\(d)")
         }
+    }
+}
+
+final class ForwardLimitTests: XCTestCase {
+    /// An over-large call is a `.limit` error before anything is allocated; the limits are per model.
+    func testOverLargeCallsAreRefusedBeforeAllocating() throws {
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let model = try DebertaModel(path: path, options: RuntimeOptions(limits: Limits(maxTokensPerCall: 1000)))
+        let ids = [Int](repeating: 5, count: 1001)
+        let error = assertThrowsDebertaError(.limit, try model.forward(ModelInputs(inputIds: ids, batch: 1, length: 1001)))
+        XCTAssertTrue("\(error.map { "\($0)" } ?? "")".contains("1001"))
+        let small = try DebertaModel(path: path, options: RuntimeOptions(limits: Limits(maxBytesPerCall: 1 << 20)))
+        assertThrowsDebertaError(.limit, try small.forward(ModelInputs(inputIds: [Int](repeating: 5, count: 512), batch: 1, length: 512)))
+        XCTAssertNoThrow(try model.forward(ModelInputs(inputIds: [Int](repeating: 5, count: 1000), batch: 1, length: 1000), maskedLMRows: [0]))
+        XCTAssertLessThan(model.estimatedBytes(batch: 1, length: 1000, logitRows: 1), model.estimatedBytes(batch: 1, length: 1000))
     }
 }

@@ -50,8 +50,8 @@ final class TextEncoderTests: XCTestCase {
         let o = try e.encode(short, pair: long, truncation: .onlySecond, maxLength: 3 + b + 5)
         XCTAssertEqual(o.sequence.filter { $0 == 0 }.count, b)
         XCTAssertEqual(o.sequence.filter { $0 == 1 }.count, 5)
-        XCTAssertThrowsError(try e.encode(long, pair: short, truncation: .onlySecond, maxLength: 10))
-        XCTAssertThrowsError(try e.encode(long, truncation: .none, maxLength: 10))
+        assertThrowsDebertaError(.limit, try e.encode(long, pair: short, truncation: .onlySecond, maxLength: 10))
+        assertThrowsDebertaError(.limit, try e.encode(long, truncation: .none, maxLength: 10))
         XCTAssertGreaterThan(a, 4)
         // Offsets slice the original text.
         let text = "Ｐａｒｉｓ is the [MASK] of 🇫🇷 France."

@@ -1,5 +1,6 @@
 import CGemm
 import Foundation
+import TestSupport
 import XCTest
 
 // Tests of the packed-weight f32 product (Sources/CGemm, contract in include/cgemm.h):
@@ -10,21 +11,6 @@ import XCTest
 //  - every epilogue, residual in place, leading dimensions, edge shapes,
 //  - the GELU against double-precision erfc within CG_GELU_MAX_REL_ERROR / CG_PHI_MAX_REL_ERROR.
 
-/// Deterministic generator (SplitMix64) so failures reproduce.
-private struct SplitMix64 {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    mutating func unit() -> Float { Float(Double(next() >> 11) / Double(1 << 53) * 2 - 1) }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
 
 private func randomArray(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
     var g = SplitMix64(seed)

@@ -1,22 +1,9 @@
+import CCPUFeatures
 import CQuantKernels
 import Foundation
+import TestSupport
 import XCTest
 
-/// Deterministic generator (SplitMix64) so failures reproduce.
-private struct SplitMix64 {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    mutating func unit() -> Float { Float(Double(next() >> 11) / Double(1 << 53) * 2 - 1) }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
 
 /// Value mixes that exercise the quantizers: Gaussian-like, outlier rows, exact ties, zeros.
 private func makeData(_ count: Int, seed: UInt64, style: Int = 0) -> [Float] {
@@ -424,8 +411,16 @@ final class QuantizedKernelTests: XCTestCase {
         #else
         XCTAssertEqual(isa, "scalar")
         #endif
-        let disabled = ProcessInfo.processInfo.environment["DEBERTA_INT8_PACKED"] == "0"
-        XCTAssertEqual(preferred, isa != "scalar" && !disabled ? 1 : 0)
+        XCTAssertEqual(preferred, isa != "scalar" ? 1 : 0)
+        // The runtime's configure call turns the packed kernels off, and caps the ISA, for every kernel family.
+        cpu_configure(2, 0)
+        XCTAssertEqual(dq_int8_packed_preferred(), 0)
+        XCTAssertEqual(dq_q4_packed_preferred(), 0)
+        cpu_configure(0, 1)
+        XCTAssertEqual(String(cString: dq_kernel_isa()), "scalar")
+        XCTAssertEqual(dq_int8_packed_preferred(), 0)
+        cpu_configure(2, 1)
+        XCTAssertEqual(dq_int8_packed_preferred(), preferred)
     }
 
     /// The documented layout, re-stated in Swift: size, every byte (biased codes, zero padding), and unpack.

@@ -108,8 +108,8 @@ extern "C" {
 #define CG_GELU_MAX_REL_ERROR 2.3e-7
 
 /* Which kernels the dispatching functions use on this CPU: "avx512" (AVX-512 F, 8 x 48 register tile),
- * "avx2" (AVX2 + FMA, 4 x 24 tile) or "scalar". The environment variable DEBERTA_GEMM_ISA=avx2 or =scalar
- * (read once, at the first call) caps the choice. All three compute the same bits. */
+ * "avx2" (AVX2 + FMA, 4 x 24 tile) or "scalar". cpu_configure (CCPUFeatures) with cap 1 or 0
+ * caps the choice. All three compute the same bits. */
 const char *cg_kernel_isa(void);
 
 /* Floats per packed panel for this K: 24·K rounded up to a multiple of 16. */
@@ -144,7 +144,7 @@ void cg_column_range(size_t n, size_t parts, size_t part, size_t *begin, size_t 
  * cg_pack_weights(W, n, k, ...), bias [n] or NULL, residual (epilogue 3 only; else ignored, may be
  * NULL) [m, n] with ldr >= n, y with ldy >= n (element (r, o) at y[r·ldy + o]).
  * Dispatching: the AVX-512 F kernel, else the AVX2+FMA kernel when the CPU has it (probed once, capped by
- * DEBERTA_GEMM_ISA), else the scalar reference (also
+ * the cpu_configure cap), else the scalar reference (also
  * used for K = 0). The scalar reference is slow (one fmaf per multiply-add; a library call on x86-64
  * builds without -mfma): it is the portable fallback and the tests' oracle. */
 void cg_gemm_packed(size_t m, size_t n, size_t k, const float *x, size_t ldx, const float *packed,
@@ -186,7 +186,7 @@ void cg_phi_scalar(const float *x, float *y, size_t count);
 /* Benchmark helper: runs `iterations` rounds of 12 independent FMA chains of the widest vectors this CPU
  * has (16 lanes with AVX-512 F, else 8 with AVX2 + FMA) and returns the flop count performed
  * (2 · lanes · 12 · iterations), or 0 without AVX2+FMA. This is the machine's FMA peak whatever
- * DEBERTA_GEMM_ISA says. */
+ * the cpu_configure cap says. */
 double cg_fma_peak_loop(size_t iterations);
 
 #ifdef __cplusplus

@@ -233,8 +233,8 @@ const char *dq_int8_packed_isa(void);
 /* 1 if int8 weights should be packed at load time and multiplied with dq_gemm_int8_packed: the CPU has
  * one of its VNNI kernels (AVX-512 VNNI or AVX-VNNI; probed once). 0 otherwise: CPUs with AVX2 only (the
  * biased codes would saturate vpmaddubsw's int16 pairs) and other architectures keep the row-major codes
- * in place and dq_gemm_int8 (nothing is copied). The environment variable DEBERTA_INT8_PACKED=0 (read
- * once, at the first call) makes it 0 everywhere, for side-by-side measurements. */
+ * in place and dq_gemm_int8 (nothing is copied). cpu_configure(cap, 0) (CCPUFeatures)
+ * makes it 0 everywhere, for side-by-side measurements. */
 int dq_int8_packed_preferred(void);
 
 /* ---------------------------------------------------------------- q4 / q8 blocks (scheme 2) */
@@ -302,7 +302,7 @@ size_t dq_q4_packed_scales_size(size_t n, size_t k);
 void dq_pack_weights_q4(const uint8_t *wq, const float *ws, size_t n, size_t k, uint8_t *packed, float *pscales);
 
 /* 1 when this CPU runs the packed q4 kernel (AVX-512 F, BW, VL and VNNI, ZMM state saved by the OS) and
- * DEBERTA_Q4_PACKED is not "0"; callers then pack q4 weights and use dq_gemm_q4_packed, else dq_gemm_q4. */
+ * cpu_configure has not turned packed kernels off; callers then pack q4 weights and use dq_gemm_q4_packed, else dq_gemm_q4. */
 int dq_q4_packed_preferred(void);
 
 /* Y[r, o] for r < m, n_begin <= o < n_end: scheme 2 (bit for bit dq_gemm_q4_scalar) with packed weights.

@@ -115,7 +115,7 @@ public struct DebertaConfig: Decodable, Sendable {
         }
         let declared = try c.decodeIfPresent(Int.self, forKey: .num_labels)
         numLabels = declared ?? (labels.isEmpty ? 2 : labels.count)
-        if labels.isEmpty { for i in 0 ..< max(numLabels, 0) { labels[i] = "LABEL_\(i)" } }
+        if labels.isEmpty && numLabels <= DebertaConfig.maxLabels { for i in 0 ..< max(numLabels, 0) { labels[i] = "LABEL_\(i)" } }
         id2label = labels
     }
 
@@ -167,7 +167,10 @@ public struct DebertaConfig: Decodable, Sendable {
         }
     }
 
-    /// Ranges that make the model buildable at all; each violation names the field.
+    static let maxLabels = 1 << 20
+
+    /// Ranges that make the model buildable at all and keep every later computation finite and in bounds;
+    /// each violation names the field.
     public func validate(file: String) throws {
         var problems: [String] = []
         func positive(_ v: Int, _ name: String, max: Int = 1 << 24) {
@@ -191,7 +194,20 @@ public struct DebertaConfig: Decodable, Sendable {
         for term in posAttType where term != "c2p" && term != "p2c" && term != "p2p" {
             problems.append("pos_att_type term '\(term)' is not c2p or p2c")
         }
-        if numLabels < 0 || numLabels > 1 << 20 { problems.append("num_labels = \(numLabels) is out of range") }
+        if numLabels < 0 || numLabels > DebertaConfig.maxLabels { problems.append("num_labels = \(numLabels) is out of range") }
+        if let bad = id2label.keys.filter({ $0 < 0 || $0 >= numLabels }).min() {
+            problems.append("id2label key \(bad) is outside 0..<\(numLabels) (num_labels)")
+        }
+        // make_log_bucket_position divides by log((max_relative_positions - 1) / (buckets / 2)) and by buckets / 2:
+        // both must be non-zero for the relative rows to be finite (RelativePositions.logBucket also guards its result).
+        if relativeAttention && modelType != .deberta && positionBuckets > 0 {
+            let mid = positionBuckets / 2
+            if positionBuckets < 2 {
+                problems.append("position_buckets = \(positionBuckets) must be 0 or at least 2")
+            } else if effectiveMaxRelativePositions - 1 == mid {
+                problems.append("max_relative_positions = \(effectiveMaxRelativePositions) must not be position_buckets / 2 + 1 (the log-bucket base would be 1)")
+            }
+        }
         if !problems.isEmpty {
             throw DebertaError(.configField, file: file, problems.joined(separator: "; "))
         }

@@ -9,18 +9,17 @@ public struct ModelCheckpoint: Sendable {
     public let layout: ModelLayout
 
     /// `path` is a weights file, a sharded index, or a model directory.
-    public static func open(_ path: String) throws -> ModelCheckpoint {
-        Trace.mark("open \(path)")
+    public static func open(_ path: String, trace: Trace = .off) throws -> ModelCheckpoint {
+        trace.mark("open \(path)")
         let files = try ModelFiles.resolve(path)
         let config = try files.config.map { try DebertaConfig.load(path: $0) }
         let store = try TensorStore.open(weights: files.weights)
         let layout = try ModelDetector.detect(names: store.names, config: config, configFile: files.config, weightsFile: files.weights)
         if let config {
-            let expected = ExpectedShapes(config: config, family: layout.family)
+            let schema = WeightSchema(config: config, layout: layout)
             // Quantized weights are checked by their logical [N, K] shape (the codes' shape differs for q4).
             let logical = try QuantizationInfo.read(store)?.shapes ?? [:]
-            let problems = expected.mismatches(
-                store.tensors.map { (TensorNaming.canonical($0.name, layout: layout), logical[$0.name] ?? $0.shape) }, head: layout.head, config: config)
+            let problems = schema.mismatches(store.tensors.map { (TensorNaming.canonical($0.name, layout: layout), logical[$0.name] ?? $0.shape) })
             if !problems.isEmpty {
                 let shown = problems.prefix(8).joined(separator: "; ")
                 let more = problems.count > 8 ? " (and \(problems.count - 8) more)" : ""

@@ -95,6 +95,7 @@ public enum Converter {
             seenCanonical[name] = view.name
         }
         let canonicalByName = Dictionary(uniqueKeysWithValues: zip(canonicalNames, model.store.tensors))
+        let schema = model.config.map { WeightSchema(config: $0, layout: model.layout) }
         for (view, name) in zip(model.store.tensors, canonicalNames) {
             if let target = TensorNaming.tiedTo[name], let kept = canonicalByName[target],
                kept.aliases(view) || (kept.dtype == view.dtype && kept.shape == view.shape && kept.bytes.elementsEqual(view.bytes)) {
@@ -104,8 +105,8 @@ public enum Converter {
             if name != view.name { renamed.append((view.name, name)) }
             let unprefixed = TensorNaming.unprefixed(name)
             if let scheme = quantization, view.dtype.isFloatingPoint, view.shape.count == 2,
-               QuantizationScheme.isQuantizedLinear(unprefixed) || (quantizeEmbeddings && unprefixed == "embeddings.word_embeddings.weight") {
-                outputs += quantized(view, name: name, scheme: scheme.scheme(forWeight: unprefixed), log: log)
+               let stored = schema?.quantization(of: unprefixed, scheme: scheme, embeddings: quantizeEmbeddings) {
+                outputs += quantized(view, name: name, scheme: stored, log: log)
                 info?.shapes[name] = view.shape
                 written[name] = view
                 continue

@@ -42,38 +42,6 @@ public enum QuantizationScheme: String, Sendable, CaseIterable {
     }
 
     public var codeType: DType { self == .int8 ? .i8 : .u8 }
-
-    /// The scheme a given weight is stored in within a store of this scheme: q4 stores keep the MLM head's
-    /// transform dense layer in int8 (mixed precision, as GGUF's Q4_K_M keeps its most sensitive tensors at a
-    /// higher precision; on the trained fixture it lifts q4 top-1 agreement from 94.9% to about 96%). Readers
-    /// tell the two apart by the codes' dtype: I8 is int8, U8 is q4.
-    public func scheme(forWeight unprefixed: String) -> QuantizationScheme {
-        if self == .q4 && (unprefixed == "lm_predictions.lm_head.dense.weight" || unprefixed == "cls.predictions.transform.dense.weight") {
-            return .int8
-        }
-        return self
-    }
-
-    /// Linear weights the converter quantizes (transformers names without the backbone prefix). Biases,
-    /// LayerNorms, the relative and absolute position tables, token types and the conv layer stay f32;
-    /// the word embeddings only with `--quantize-embeddings`.
-    public static func isQuantizedLinear(_ unprefixed: String) -> Bool {
-        guard unprefixed.hasSuffix(".weight") else { return false }
-        let stem = String(unprefixed.dropLast(".weight".count))
-        if stem.hasPrefix("encoder.layer.") {
-            let suffixes = [
-                "attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj",
-                "attention.self.pos_key_proj", "attention.self.pos_query_proj",
-                "attention.self.in_proj", "attention.self.pos_proj", "attention.self.pos_q_proj",
-                "attention.output.dense", "intermediate.dense", "output.dense",
-            ]
-            return suffixes.contains { stem.hasSuffix("." + $0) }
-        }
-        return [
-            "embeddings.embed_proj", "pooler.dense", "classifier", "qa_outputs", "lm_predictions.lm_head.dense",
-            "cls.predictions.transform.dense", "cls.predictions.decoder", "mask_predictions.dense", "mask_predictions.classifier",
-        ].contains(stem)
-    }
 }
 
 /// What a store's `__metadata__["quantization"]` says.

@@ -7,8 +7,8 @@ public final class TextModel: Sendable {
     public let model: DebertaModel
     public let encoder: TextEncoder
 
-    public init(path: String) throws {
-        model = try DebertaModel(path: path)
+    public init(path: String, options: RuntimeOptions = RuntimeOptions()) throws {
+        model = try DebertaModel(path: path, options: options)
         encoder = try TextEncoder.load(files: model.files, config: model.config)
     }
 

@@ -36,7 +36,7 @@ final class PositionProjections: Sendable {
                 return current
             }
             let rows = current.map { min($0.rows.lowerBound, needed.lowerBound) ..< max($0.rows.upperBound, needed.upperBound) } ?? needed
-            Trace.mark("position projections: rows \(rows.lowerBound) ..< \(rows.upperBound)")
+            ComputeContext.current.trace.mark("position projections: rows \(rows.lowerBound) ..< \(rows.upperBound)")
             let input = table.pointer + rows.lowerBound * width
             func project(_ linear: Linear?) -> FloatBuffer? {
                 guard let linear else { return nil }
@@ -46,7 +46,7 @@ final class PositionProjections: Sendable {
             }
             let made = Tables(rows: rows, keys: keyProjections.map(project), queries: queryProjections.map(project))
             current = made
-            Trace.mark("position projections done")
+            ComputeContext.current.trace.mark("position projections done")
             return made
         }
     }

@@ -11,10 +11,20 @@ import Synchronization
 /// until none is left, so a worker that is not running (its core busy with another process) delays nothing,
 /// the caller does its part. One job at a time: a caller that finds the pool busy (concurrent forward calls)
 /// falls back to DispatchQueue.concurrentPerform.
-/// `DEBERTA_SPIN_US` sets the spin time in microseconds (default 100; 0 = block at once). Workers that get
+/// `RuntimeOptions.spinMicroseconds` sets the spin time (default 100 µs; 0 = block at once). Workers that get
 /// preempted often (another process wants the core) stop spinning until that stops.
 final class ComputePool: @unchecked Sendable {
-    static let shared = ComputePool()
+    private static let pools = Mutex<[Double: ComputePool]>([:])
+
+    /// The pool of threads that spin `spinSeconds` (one per spin time: threads of idle pools block).
+    static func shared(spinSeconds: Double) -> ComputePool {
+        pools.withLock { pools in
+            if let pool = pools[spinSeconds] { return pool }
+            let pool = ComputePool(spinSeconds: spinSeconds)
+            pools[spinSeconds] = pool
+            return pool
+        }
+    }
 
     private let busy = Atomic<Bool>(false)
     /// generation (bits 32...) | part count (bits 16..31) | next unclaimed part (bits 0..15)
@@ -33,12 +43,8 @@ final class ComputePool: @unchecked Sendable {
         let wake = DispatchSemaphore(value: 0)
     }
 
-    init() {
-        if let text = ProcessInfo.processInfo.environment["DEBERTA_SPIN_US"], let us = Double(text), us >= 0 {
-            spinSeconds = us * 1e-6
-        } else {
-            spinSeconds = 0.0001
-        }
+    init(spinSeconds: Double) {
+        self.spinSeconds = spinSeconds
     }
 
     /// Runs body(0 ..< count), the caller's thread included; returns when all have finished.

@@ -1,0 +1,30 @@
+import Synchronization
+
+/// The compute resources a model works with: its thread count, the pool of compute threads (shared by the
+/// models with the same thread count and spin time), huge pages, tracing. The model makes its context current
+/// around its work (`run`); the kernels' splitting (`parallel`, `ComputeThreads.count`) and large
+/// allocations read the current one, so no process-wide setting is needed.
+final class ComputeContext: Sendable {
+    let threads: Int
+    let pool: ComputePool
+    let hugePages: Bool
+    let trace: Trace
+
+    @TaskLocal static var current = ComputeContext(RuntimeOptions())
+
+    init(_ options: RuntimeOptions) {
+        threads = options.threads
+        hugePages = options.hugePages
+        trace = options.trace
+        pool = ComputePool.shared(spinSeconds: options.spinMicroseconds * 1e-6)
+    }
+
+    func run<T>(_ body: () throws -> T) rethrows -> T {
+        try ComputeContext.$current.withValue(self) { try body() }
+    }
+}
+
+/// Threads the products split their columns over: the current context's.
+enum ComputeThreads {
+    static var count: Int { ComputeContext.current.threads }
+}

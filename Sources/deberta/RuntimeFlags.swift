@@ -1,0 +1,45 @@
+import ArgumentParser
+import DeBERTa
+
+extension RuntimeOptions.Packing: ExpressibleByArgument {}
+extension RuntimeOptions.Kernels: ExpressibleByArgument {}
+
+/// The runtime flags every command that runs a model shares: one `RuntimeOptions` for the model it loads.
+struct RuntimeFlags: ParsableArguments {
+    @Option(help: "Threads for the matrix products and the attention (1-256).")
+    var threads: Int = 2
+
+    @Option(help: "When weights are repacked for the kernels: load, reuse (when a second call starts) or never.")
+    var packWeights: RuntimeOptions.Packing = .reuse
+
+    @Option(help: "The widest kernels to use: auto, avx512, avx2 or scalar (same results, other speed).")
+    var kernels: RuntimeOptions.Kernels = .auto
+
+    @Flag(inversion: .prefixedNo, help: "Packed int8/q4 kernels where the CPU has AVX-512 VNNI.")
+    var packedQuantizedKernels = true
+
+    @Option(help: "Microseconds idle compute threads spin before they block (0: block at once).")
+    var spinUs: Double = 100
+
+    @Flag(help: "Large buffers on transparent huge pages.")
+    var hugePages = false
+
+    @Flag(help: "Print the milliseconds of each loading and forward step on standard error.")
+    var trace = false
+
+    @Option(help: "Most tokens (batch × length) one forward call may hold.")
+    var maxTokensPerCall: Int = Limits().maxTokensPerCall
+
+    func validate() throws {
+        if threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if !(spinUs >= 0 && spinUs <= 1e6) { throw ValidationError("--spin-us must be between 0 and 1000000") }
+        if maxTokensPerCall < 1 { throw ValidationError("--max-tokens-per-call must be positive") }
+    }
+
+    var options: RuntimeOptions {
+        var limits = Limits()
+        limits.maxTokensPerCall = maxTokensPerCall
+        return RuntimeOptions(threads: threads, packing: packWeights, kernels: kernels, packedQuantizedKernels: packedQuantizedKernels,
+                              spinMicroseconds: spinUs, hugePages: hugePages, trace: trace ? .on : .off, limits: limits)
+    }
+}
