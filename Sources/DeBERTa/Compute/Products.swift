@@ -10,7 +10,7 @@ import Dispatch
 /// compute threads.
 func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
                  bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
-                 residual: UnsafePointer<Float>? = nil, gelu: Bool = false, int8Input: Int8Rows? = nil) {
+                 residual: UnsafePointer<Float>? = nil, gelu: Bool = false, int8Input: QuantizedRows? = nil) {
     switch weight {
     case let .packed(p):
         f32Product(p.operand, x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
@@ -33,75 +33,53 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
         }
         let threads = max(1, min(ComputeThreads.count, n / 16))
         let ranges = (0 ..< threads).map { t in (n * t / threads, n * (t + 1) / threads) }
-        switch q.scheme {
-        case .int8:
-            let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? Int8Rows(x, rows: rows, k: k)
-            let codes = input.codes, scales = input.scales.pointer
-            if q.usesPackedKernel {
-                packedQuantizedProduct(q, rows: rows, n: n, k: k, xq: codes, xs: scales, bias: bias, into: y, finish: finish)
-                return
+        let kernels = q.scheme.kernels
+        // int8: a layer's query/key/value share their quantized input (quantized once).
+        let shared = q.scheme == .int8 ? int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } : nil
+        let input = shared ?? QuantizedRows(x, rows: rows, k: k, kernels: kernels)
+        if q.usesPackedKernel {
+            packedQuantizedProduct(q, rows: rows, n: n, k: k, xq: input.codes, xs: input.scales.pointer, bias: bias, into: y, finish: finish)
+            return
+        }
+        let stride = kernels.activationStride(k), scalesPerRow = kernels.activationScalesPerRow(k)
+        parallel(threads) { t in
+            // Row blocks keep the activation codes of one block in L2 while the weights stream past.
+            for r0 in Swift.stride(from: 0, to: rows, by: quantizedRowBlock) {
+                let m = min(quantizedRowBlock, rows - r0)
+                kernels.gemm(m, n, k, input.codes + r0 * stride, input.scales.pointer + r0 * scalesPerRow, q.codes, q.scales.pointer,
+                             bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
             }
-            let w = q.codes.assumingMemoryBound(to: Int8.self)
-            let run = { (t: Int) in
-                // Row blocks keep the activation codes of one block in L2 while the weights stream past.
-                for r0 in stride(from: 0, to: rows, by: quantizedRowBlock) {
-                    let m = min(quantizedRowBlock, rows - r0)
-                    dq_gemm_int8(m, n, k, codes + r0 * k, scales + r0, w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
-                }
-                finish(ranges[t].0, ranges[t].1)
-            }
-            parallel(threads, run)
-        case .q4:
-            let kp = Int(dq_q4_padded_k(k))
-            let codeStorage = Activations((rows * kp + 3) / 4, zeroed: false)
-            let scaleStorage = Activations(rows * kp / 32, zeroed: false)
-            let codes = UnsafeMutableRawPointer(codeStorage.pointer).bindMemory(to: Int8.self, capacity: rows * kp)
-            let scales = scaleStorage.pointer
-            parallelRows(rows) { r0, m in
-                dq_quantize_activations_q8_blocks(x + r0 * k, m, k, k, codes + r0 * kp, scales + r0 * (kp / 32))
-            }
-            if q.usesPackedKernel {
-                packedQuantizedProduct(q, rows: rows, n: n, k: k, xq: codes, xs: scales, bias: bias, into: y, finish: finish)
-                return
-            }
-            let w = q.codes.assumingMemoryBound(to: UInt8.self)
-            let run = { (t: Int) in
-                for r0 in stride(from: 0, to: rows, by: quantizedRowBlock) {
-                    let m = min(quantizedRowBlock, rows - r0)
-                    dq_gemm_q4(m, n, k, codes + r0 * kp, scales + r0 * (kp / 32), w, q.scales.pointer, bias, y + r0 * n, n, ranges[t].0, ranges[t].1)
-                }
-                finish(ranges[t].0, ranges[t].1)
-            }
-            parallel(threads, run)
+            finish(ranges[t].0, ranges[t].1)
         }
         return
     }
 }
 
-/// Activations quantized for the int8 products (scheme 1 of cquantkernels.h: per-row scales, int8 codes),
-/// computed once when several products read the same input (query, key and value of a layer).
-final class Int8Rows {
+/// Activations quantized for a quantized product (int8: per-row scales; q4: Q8_0 blocks of 32), kept when
+/// several int8 products read the same input (query, key and value of a layer) so it is quantized once.
+final class QuantizedRows {
     let rows: Int, k: Int
     private let storage: Activations
     let scales: Activations
     let codes: UnsafeMutablePointer<Int8>
 
-    init(_ x: UnsafePointer<Float>, rows: Int, k: Int) {
+    init(_ x: UnsafePointer<Float>, rows: Int, k: Int, kernels: QuantizedKernels = .int8) {
         self.rows = rows
         self.k = k
-        storage = Activations((rows * k + 3) / 4, zeroed: false)
-        scales = Activations(rows, zeroed: false)
-        let codes = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int8.self, capacity: rows * k)
+        let stride = kernels.activationStride(k), perRow = kernels.activationScalesPerRow(k)
+        storage = Activations((rows * stride + 3) / 4, zeroed: false)
+        scales = Activations(rows * perRow, zeroed: false)
+        let codes = UnsafeMutableRawPointer(storage.pointer).bindMemory(to: Int8.self, capacity: rows * stride)
         self.codes = codes
         let s = scales.pointer
-        parallelRows(rows) { r0, m in dq_quantize_activations_int8(x + r0 * k, m, k, k, codes + r0 * k, s + r0) }
+        parallelRows(rows) { r0, m in kernels.quantizeActivations(x + r0 * k, m, k, k, codes + r0 * stride, s + r0 * perRow) }
     }
 }
 
 /// y[rows, out] = act(x[rows, in] · Wᵀ + b (+ residual)); exact GELU and the residual fuse into the
 /// packed f32 product.
 func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>,
-                 activation: Activation = .linear, residual: UnsafePointer<Float>? = nil, int8Input: Int8Rows? = nil) {
+                 activation: Activation = .linear, residual: UnsafePointer<Float>? = nil, int8Input: QuantizedRows? = nil) {
     let fusedGelu = activation == .gelu
     applyMatrix(layer.weight, x, rows: rows, k: layer.inFeatures, n: layer.outFeatures, bias: layer.bias?.pointer,
                 into: y, residual: residual, gelu: fusedGelu && residual == nil, int8Input: int8Input)
@@ -162,12 +140,10 @@ private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: 
     let strip = Int(DQ_INT8_PANEL * DQ_INT8_STRIP), chunk = 32 * strip
     let parts = max(1, min(ComputeThreads.count, (n + strip - 1) / strip))
     let packed = q.packedCodes, packedScales = q.packedScales
+    let kernels = q.scheme.kernels
     func product(_ codes: UnsafePointer<UInt8>, _ pscales: UnsafePointer<Float>?, columns: Int, _ begin: Int, _ end: Int,
                  ws: UnsafePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
-        switch q.scheme {
-        case .int8: dq_gemm_int8_packed(rows, columns, k, xq, xs, codes, ws, bias, y, n, begin, end)
-        case .q4: dq_gemm_q4_packed(rows, columns, k, xq, xs, codes, pscales, bias, y, n, begin, end)
-        }
+        kernels.gemmPacked(rows, columns, k, xq, xs, codes, kernels.packedScalesArePacked ? pscales! : ws, bias, y, n, begin, end)
     }
     if let packed {
         withExtendedLifetime(packed.1) {
@@ -182,9 +158,9 @@ private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: 
         return
     }
     let width = min(chunk, n)
-    let codeBytes = q.scheme == .int8 ? dq_int8_packed_size(width, k) : dq_q4_packed_size(width, k)
+    let codeBytes = kernels.packedSize(width, k)
     let codeFloats = (codeBytes + 63) / 64 * 16
-    let scaleFloats = q.scheme == .q4 ? (dq_q4_packed_scales_size(width, k) + 15) / 16 * 16 : 0
+    let scaleFloats = (kernels.packedScalesSize(width, k) + 15) / 16 * 16
     let scratch = Activations(parts * (codeFloats + scaleFloats), zeroed: false)
     parallel(parts) { part in
         var begin = 0, end = 0
@@ -192,7 +168,7 @@ private func packedQuantizedProduct(_ q: QuantizedMatrix, rows: Int, n: Int, k: 
         guard begin < end else { return }
         let base = scratch.pointer + part * (codeFloats + scaleFloats)
         let codes = UnsafeMutableRawPointer(base).assumingMemoryBound(to: UInt8.self)
-        let pscales = q.scheme == .q4 ? base + codeFloats : nil
+        let pscales = kernels.packedScalesArePacked ? base + codeFloats : nil
         for c0 in stride(from: begin, to: end, by: chunk) {
             let c1 = min(end, c0 + chunk)
             q.packRows(c0, c1, codes: codes, scales: pscales)

@@ -196,7 +196,7 @@ public enum Converter {
     /// reference quantizers; the relative RMS error of the dequantized values is logged.
     static func quantized(_ view: TensorView, name: String, scheme: QuantizationScheme, log: QuantizationLog) -> [OutputTensor] {
         let n = view.shape[0], k = view.shape[1]
-        let (codeShape, scaleShape) = scheme.storedShapes(n: n, k: k)
+        let stored = scheme.storedShapes(n: n, k: k), codeShape = stored.codes, scaleShape = stored.scales
         // Both outputs come from one quantization, done when the codes are written (the codes come first in
         // the layout: their size is the larger multiple of 64 more often than not, but order is not assumed).
         final class Shared: @unchecked Sendable { var scales: [Float]?; var codes: [UInt8]? }
@@ -209,13 +209,9 @@ public enum Converter {
             var back = [Float](repeating: 0, count: n * k)
             codes.withUnsafeMutableBytes { c in
                 scales.withUnsafeMutableBufferPointer { s in
-                    switch scheme {
-                    case .int8:
-                        dq_quantize_weights_int8(w, n, k, c.baseAddress!.assumingMemoryBound(to: Int8.self), s.baseAddress!)
-                        dq_dequantize_weights_int8(c.baseAddress!.assumingMemoryBound(to: Int8.self), s.baseAddress!, n, k, &back)
-                    case .q4:
-                        dq_quantize_weights_q4(w, n, k, c.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!)
-                        dq_dequantize_weights_q4(c.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!, n, k, &back)
+                    back.withUnsafeMutableBufferPointer { b in
+                        scheme.kernels.quantizeWeights(w, n, k, c.baseAddress!, s.baseAddress!)
+                        scheme.kernels.dequantizeWeights(c.baseAddress!, s.baseAddress!, n, k, b.baseAddress!)
                     }
                 }
             }

@@ -89,7 +89,7 @@ struct DisentangledAttention: Sendable {
         let q = Activations(N * A, zeroed: false), k = Activations(N * A, zeroed: false), v = Activations(N * A, zeroed: false)
         // int8 weights: the shared input is quantized once for the three products.
         let shared = query == keyValue && [self.query, key, value].allSatisfy { $0.weight.isInt8 }
-            ? Int8Rows(query, rows: N, k: self.query.inFeatures) : nil
+            ? QuantizedRows(query, rows: N, k: self.query.inFeatures) : nil
         applyLinear(self.query, query, rows: N, into: q.pointer, int8Input: shared)
         applyLinear(key, keyValue, rows: N, into: k.pointer, int8Input: shared)
         applyLinear(value, keyValue, rows: N, into: v.pointer, int8Input: shared)

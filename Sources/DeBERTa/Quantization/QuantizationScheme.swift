@@ -31,14 +31,17 @@ public enum QuantizationScheme: String, Sendable, CaseIterable {
         }
     }
 
-    /// Stored (codes, scales) shapes for a logical [n, k] weight.
-    public func storedShapes(n: Int, k: Int) -> (codes: [Int], scales: [Int]) {
-        switch self {
-        case .int8: return ([n, k], [n])
-        case .q4:
-            let kp = Int(dq_q4_padded_k(k))
-            return ([n, kp / 2], [n, kp / 32])
-        }
+    /// Stored shapes of a logical [n, k] weight.
+    public struct StoredShapes: Sendable, Equatable {
+        public var codes: [Int]
+        public var scales: [Int]
+    }
+
+    /// Stored codes and scales shapes for a logical [n, k] weight: int8 codes [n, k] and scales [n]; q4 codes
+    /// [n, Kp/2] and scales [n, Kp/32].
+    public func storedShapes(n: Int, k: Int) -> StoredShapes {
+        let kernels = self.kernels
+        return StoredShapes(codes: [n, kernels.rowBytes(k)], scales: self == .int8 ? [n] : [n, kernels.scalesPerRow(k)])
     }
 
     public var codeType: DType { self == .int8 ? .i8 : .u8 }

@@ -5,7 +5,7 @@ import CQuantKernels
 import Dispatch
 
 extension MatrixWeight {
-    /// int8-quantized (scheme 1): products take `Int8Rows` inputs.
+    /// int8-quantized (scheme 1): products take `QuantizedRows` inputs.
     var isInt8: Bool {
         if case let .quantized(q) = self { return q.scheme == .int8 }
         return false
@@ -61,10 +61,7 @@ extension MatrixWeight {
             }
             for r in 0 ..< n {
                 let row = codes + r * rowBytes, rowScales = scales + r * perRow, dst = out + r * width
-                switch q.scheme {
-                case .int8: dq_dequantize_weights_int8(row.assumingMemoryBound(to: Int8.self), rowScales, 1, width, dst)
-                case .q4: dq_dequantize_weights_q4(row.assumingMemoryBound(to: UInt8.self), rowScales, 1, width, dst)
-                }
+                q.scheme.kernels.dequantizeWeights(row, rowScales, 1, width, dst)
             }
         }
     }

@@ -26,27 +26,20 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     /// q4 codes likewise for dq_gemm_q4_packed where the CPU has AVX-512 VNNI (dq_q4_packed_preferred;
     /// `RuntimeOptions.packedQuantizedKernels` false turns it off; elsewhere dq_gemm_q4 reads the stored codes).
     public var usesPackedKernel: Bool {
-        scheme == .int8 ? QuantizedMatrix.packInt8 : QuantizedMatrix.packQ4
+        scheme.kernels.packedPreferred()
     }
-    static var packInt8: Bool { dq_int8_packed_preferred() != 0 }
-    static var packQ4: Bool { dq_q4_packed_preferred() != 0 }
+    static var packInt8: Bool { QuantizedKernels.int8.packedPreferred() }
+    static var packQ4: Bool { QuantizedKernels.q4.packedPreferred() }
 
     /// Bytes of the packed codes (the packed q4 scales follow them in the same memory).
     var packedCodeBytes: Int {
-        scheme == .int8 ? dq_int8_packed_size(rows, cols) : dq_q4_packed_size(rows, cols)
+        scheme.kernels.packedSize(rows, cols)
     }
 
     /// Packs rows [o0, o1) of the stored codes (and, for q4, scales) into `codes` / `scales` (a whole packed
     /// matrix of o1 - o0 rows: o0 must be a multiple of 16).
     func packRows(_ o0: Int, _ o1: Int, codes packed: UnsafeMutablePointer<UInt8>, scales packedScales: UnsafeMutablePointer<Float>?) {
-        switch scheme {
-        case .int8:
-            dq_pack_weights_int8(codes.assumingMemoryBound(to: Int8.self) + o0 * cols, o1 - o0, cols, packed)
-        case .q4:
-            let kp = Int(dq_q4_padded_k(cols))
-            dq_pack_weights_q4(codes.assumingMemoryBound(to: UInt8.self) + o0 * kp / 2, scales.pointer + o0 * (kp / 32),
-                               o1 - o0, cols, packed, packedScales)
-        }
+        scheme.kernels.pack(codes + o0 * rowBytes, scales.pointer + o0 * scalesPerRow, o1 - o0, cols, packed, packedScales)
     }
     private let packedCopy = Mutex<LargeMemory?>(nil)
     private let owner: AnyObject?
@@ -107,13 +100,13 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
         packedCopy.withLock { current in
             guard current == nil else { return }
             let rows = rows, cols = cols, codeBytes = packedCodeBytes
-            let scaleFloats = scheme == .q4 ? dq_q4_packed_scales_size(rows, cols) : 0
+            let kernels = scheme.kernels
+            let scaleFloats = kernels.packedScalesSize(rows, cols)
             let memory = LargeMemory(max(codeBytes + scaleFloats * 4, 64))
             let packed = memory.pointer.bindMemory(to: UInt8.self, capacity: max(codeBytes, 64))
-            let packedScales = scheme == .q4 ? (memory.pointer + codeBytes).bindMemory(to: Float.self, capacity: scaleFloats) : nil
+            let packedScales = kernels.packedScalesArePacked ? (memory.pointer + codeBytes).bindMemory(to: Float.self, capacity: scaleFloats) : nil
             let panel = 16
-            let panelBytes = scheme == .int8 ? dq_int8_packed_size(panel, cols) : dq_q4_packed_size(panel, cols)
-            let panelScales = scheme == .q4 ? dq_q4_packed_scales_size(panel, cols) : 0
+            let panelBytes = kernels.packedSize(panel, cols), panelScales = kernels.packedScalesSize(panel, cols)
             parallelPanels(rows: rows, panel: panel) { o0, o1 in
                 self.packRows(o0, o1, codes: packed + o0 / panel * panelBytes, scales: packedScales.map { $0 + o0 / panel * panelScales })
             }
@@ -125,6 +118,6 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     deinit { allocated?.deallocate() }
 
     /// Bytes of codes per row and scales per row.
-    public var rowBytes: Int { scheme == .int8 ? cols : scheme.storedShapes(n: 1, k: cols).codes[1] }
-    public var scalesPerRow: Int { scheme == .int8 ? 1 : scheme.storedShapes(n: 1, k: cols).scales[1] }
+    public var rowBytes: Int { scheme.kernels.rowBytes(cols) }
+    public var scalesPerRow: Int { scheme.kernels.scalesPerRow(cols) }
 }
