@@ -13,8 +13,16 @@ struct Convert: ParsableCommand {
     @Argument(help: "The model directory to write (created if missing).")
     var destination: String
 
+    /// What `--dtype` accepts: a float type, or a quantization scheme.
+    enum OutputType: String, CaseIterable, ExpressibleByArgument {
+        case f32, f16, bf16, int8, q4
+        init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+        var scheme: QuantizationScheme? { QuantizationScheme(rawValue: rawValue) }
+        var floatType: DType? { scheme == nil ? DType(rawValue: rawValue.uppercased()) : nil }
+    }
+
     @Option(help: "Output: f32, f16 or bf16 (default: unchanged), or int8 / q4 to quantize every linear weight (other tensors f32).")
-    var dtype: String?
+    var dtype: OutputType?
 
     @Flag(help: "With int8/q4: quantize the word-embedding table too.")
     var quantizeEmbeddings = false
@@ -23,18 +31,14 @@ struct Convert: ParsableCommand {
     var verbose = false
 
     func validate() throws {
-        if let dtype, !["f32", "f16", "bf16", "int8", "q4"].contains(dtype.lowercased()) {
-            throw ValidationError("--dtype must be f32, f16, bf16, int8 or q4, not '\(dtype)'")
-        }
-        if quantizeEmbeddings && !["int8", "q4"].contains(dtype?.lowercased() ?? "") {
+        if quantizeEmbeddings && dtype?.scheme == nil {
             throw ValidationError("--quantize-embeddings goes with --dtype int8 or q4")
         }
     }
 
     func run() throws {
         try InputFile.checkModel(source)
-        let scheme = dtype.flatMap { QuantizationScheme(rawValue: $0.lowercased()) }
-        let target = scheme == nil ? dtype.flatMap { DType(rawValue: $0.uppercased()) } : nil
+        let scheme = dtype?.scheme, target = dtype?.floatType
         let report = try Converter.convert(source: source, destination: destination, dtype: target,
                                            quantization: scheme, quantizeEmbeddings: quantizeEmbeddings, stage: Convert.testPause)
         print("converted \(source) -> \(report.destination)")

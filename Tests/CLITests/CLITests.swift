@@ -100,7 +100,7 @@ final class ConvertCommandTests: XCTestCase {
     func testBadDtypeIsAValidationError() throws {
         let r = try deberta(["convert", "Fixtures/models/v1-mlm", "/tmp/never", "--dtype", "f8"])
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("--dtype must be f32, f16, bf16, int8 or q4"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("'f8'") && r.stderr.contains("'f32', 'f16', 'bf16', 'int8'"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/never"))
     }
 }

@@ -2,7 +2,7 @@ import CKernels
 import Checkpoint
 
 /// transformers' ACT2FN names this runtime implements.
-public enum Activation: String, Sendable {
+enum Activation: String, Sendable {
     case gelu, geluNew = "gelu_new", geluPytorchTanh = "gelu_pytorch_tanh", geluFast = "gelu_fast"
     case quickGelu = "quick_gelu", relu, tanh, silu, swish, sigmoid, mish, linear
 

@@ -134,11 +134,11 @@ struct DisentangledAttention: Sendable {
 
 /// Relative positions of DeBERTa's disentangled attention: transformers' `build_relative_position` and
 /// `make_log_bucket_position` (modeling_deberta_v2.py), v1's `build_relative_position` (modeling_deberta.py).
-public enum RelativePositions {
+enum RelativePositions {
     /// `make_log_bucket_position`, computed in float32 as torch does with its default dtype: distances under
     /// `buckets/2` are kept, longer ones are log-compressed. The config check keeps buckets ≥ 4 (mid ≥ 2) and
     /// max_relative_positions ≥ 2, so every value here is finite.
-    public static func logBucket(_ relative: Int, buckets: Int, maxPosition: Int) -> Int {
+    static func logBucket(_ relative: Int, buckets: Int, maxPosition: Int) -> Int {
         let mid = buckets / 2
         let sign = relative > 0 ? 1 : (relative < 0 ? -1 : 0)
         let absPos = (relative < mid && relative > -mid) ? mid - 1 : abs(relative)
@@ -155,7 +155,7 @@ public enum RelativePositions {
     /// deberta-v2: clamp(bucket(i−j) + S, 0, 2S−1) over rel_embeddings[0 ..< 2S]. deberta (v1): the table is
     /// rel_embeddings[maxRel−span ..< maxRel+span] with span = min(t, maxRel), index clamp(i−j + span, 0,
     /// 2span−1), given here as a row of the full table.
-    public static func rowsByDistance(length t: Int, family: ModelFamily, config: DebertaConfig) -> [Int32] {
+    static func rowsByDistance(length t: Int, family: ModelFamily, config: DebertaConfig) -> [Int32] {
         let maxRel = config.effectiveMaxRelativePositions
         var out = [Int32](repeating: 0, count: max(2 * t - 1, 1))
         guard t > 0 else { return out }
@@ -174,7 +174,7 @@ public enum RelativePositions {
     }
 
     /// The full [t, t] table (row for every (i, j)); for tests and tools, the runtime keeps rows by distance.
-    public static func indices(length t: Int, family: ModelFamily, config: DebertaConfig) -> [Int32] {
+    static func indices(length t: Int, family: ModelFamily, config: DebertaConfig) -> [Int32] {
         let byDistance = rowsByDistance(length: t, family: family, config: config)
         var out = [Int32](repeating: 0, count: t * t)
         for i in 0 ..< t {

@@ -3,16 +3,16 @@ import Glibc
 
 /// Contiguous f32 values a kernel can read: the mapped bytes themselves when the tensor is stored as
 /// aligned little-endian f32, otherwise a converted copy made once at load time.
-public final class FloatBuffer: @unchecked Sendable {
-    public let pointer: UnsafePointer<Float>
-    public let count: Int
+final class FloatBuffer: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    let count: Int
     /// The mapped bytes this buffer reads in place, if it does.
-    public let region: ByteRegion?
+    let region: ByteRegion?
     private let owner: AnyObject?
     private let allocated: UnsafeMutablePointer<Float>?
 
     /// A view of a tensor as f32, in place when possible.
-    public init(_ view: TensorView) {
+    init(_ view: TensorView) {
         count = view.elementCount
         if view.dtype == .f32, let base = view.bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Float>.alignment == 0 {
             pointer = base.assumingMemoryBound(to: Float.self)
@@ -31,7 +31,7 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 
     /// Owned values computed at load time (position projections, split weights).
-    public init(values: [Float]) {
+    init(values: [Float]) {
         count = values.count
         region = nil
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(values.count, 1))
@@ -43,7 +43,7 @@ public final class FloatBuffer: @unchecked Sendable {
 
     /// An owned buffer filled by `fill`.
     /// `fill` gets zeroed memory, or, with `zeroed: false`, memory it must write in full.
-    public init(count: Int, zeroed: Bool = true, fill: (UnsafeMutablePointer<Float>) -> Void) {
+    init(count: Int, zeroed: Bool = true, fill: (UnsafeMutablePointer<Float>) -> Void) {
         self.count = count
         region = nil
         let p = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
@@ -56,6 +56,6 @@ public final class FloatBuffer: @unchecked Sendable {
 
     deinit { allocated?.deallocate() }
 
-    public subscript(i: Int) -> Float { pointer[i] }
-    public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+    subscript(i: Int) -> Float { pointer[i] }
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
 }

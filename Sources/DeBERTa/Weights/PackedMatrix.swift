@@ -8,9 +8,9 @@ import Synchronization
 /// the same bits. The model packs its weights once a second call shows it is being reused
 /// (DebertaModel.prepareForRepeatedCalls): a one-shot command pays neither for packing nor for the page
 /// faults of a second copy of the weights, which took 100-220 ms of a 0.6 s first output (f32 v3-base).
-public final class PackedMatrix: Sendable, PackableWeight {
-    public let rows: Int
-    public let cols: Int
+final class PackedMatrix: Sendable, PackableWeight {
+    let rows: Int
+    let cols: Int
 
     /// What a product reads; holding it keeps that memory alive for the product's duration.
     enum Operand: @unchecked Sendable {

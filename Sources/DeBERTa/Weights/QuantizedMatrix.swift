@@ -10,22 +10,22 @@ protocol PackableWeight: Sendable {
 
 /// Quantized codes and scales of an [rows, cols] matrix (QuantizationScheme), used in place from the
 /// mapped file when aligned, otherwise copied once at load.
-public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
-    public let scheme: QuantizationScheme
-    public let rows: Int
+final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
+    let scheme: QuantizationScheme
+    let rows: Int
     /// Logical K (q4 rows are stored padded to a multiple of 32).
-    public let cols: Int
-    public let codes: UnsafeRawPointer
-    public let scales: FloatBuffer
+    let cols: Int
+    let codes: UnsafeRawPointer
+    let scales: FloatBuffer
     /// The mapped bytes of the codes, if used in place.
-    public let region: ByteRegion?
+    let region: ByteRegion?
     /// int8 codes are repacked into dq_gemm_int8_packed's layout (a second, owned copy) by `pack()` when
     /// this CPU has its AVX-512 VNNI kernel (dq_int8_packed_preferred; `RuntimeOptions.packedQuantizedKernels` false turns it off);
     /// until then products pack each thread's columns per call into a scratch buffer. Elsewhere (AVX2,
     /// AVX-VNNI, arm64) the stored codes are used in place by dq_gemm_int8.
     /// q4 codes likewise for dq_gemm_q4_packed where the CPU has AVX-512 VNNI (dq_q4_packed_preferred;
     /// `RuntimeOptions.packedQuantizedKernels` false turns it off; elsewhere dq_gemm_q4 reads the stored codes).
-    public var usesPackedKernel: Bool {
+    var usesPackedKernel: Bool {
         scheme.kernels.packedPreferred()
     }
     static var packInt8: Bool { QuantizedKernels.int8.packedPreferred() }
@@ -118,6 +118,6 @@ public final class QuantizedMatrix: @unchecked Sendable, PackableWeight {
     deinit { allocated?.deallocate() }
 
     /// Bytes of codes per row and scales per row.
-    public var rowBytes: Int { scheme.kernels.rowBytes(cols) }
-    public var scalesPerRow: Int { scheme.kernels.scalesPerRow(cols) }
+    var rowBytes: Int { scheme.kernels.rowBytes(cols) }
+    var scalesPerRow: Int { scheme.kernels.scalesPerRow(cols) }
 }
