@@ -26,8 +26,10 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        try InputFile.checkModel(model)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model, options: runtime.options)
+        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }

@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Checkpoint
 import DeBERTa
@@ -36,9 +37,10 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
+        try InputFile.checkModel(source)
         let scheme = dtype?.scheme, target = dtype?.floatType
         let report = try Converter.convert(source: source, destination: destination, dtype: target,
-                                           quantization: scheme, quantizeEmbeddings: quantizeEmbeddings)
+                                           quantization: scheme, quantizeEmbeddings: quantizeEmbeddings, stage: Convert.testPause)
         print("converted \(source) -> \(report.destination)")
         print("  \(report.weightsFile): \(grouped(report.tensorsWritten)) tensors, \(grouped(report.bytesWritten)) bytes of data (\(scheme?.rawValue ?? target?.shortName ?? "dtype unchanged"))")
         if let scheme {
@@ -64,4 +66,22 @@ struct Convert: ParsableCommand {
         if let arch = report.architectureFilledIn { print("  config.json: architectures set to [\(arch)] (inferred)") }
         if !report.copiedFiles.isEmpty { print("  copied \(report.copiedFiles.joined(separator: ", "))") }
     }
+
+    /// Test hook, read only by this executable: DEBERTA_TEST_CONVERT_PAUSE=created|written|swap makes convert
+    /// print "paused STAGE TEMPORARY" on standard error at that stage and sleep 60 s (the CLI tests send
+    /// SIGINT/SIGTERM then and check that DST is unchanged and no temporary is left).
+    static let testPause: (@Sendable (Converter.Stage) -> Void)? = {
+        guard let wanted = ProcessInfo.processInfo.environment["DEBERTA_TEST_CONVERT_PAUSE"] else { return nil }
+        return { stage in
+            let (name, dir): (String, String)
+            switch stage {
+            case let .temporaryCreated(d): (name, dir) = ("created", d)
+            case let .weightsWritten(d): (name, dir) = ("written", d)
+            case let .beforeSwap(d): (name, dir) = ("swap", d)
+            }
+            guard name == wanted else { return }
+            printError("paused \(name) \(dir)")
+            sleep(60)
+        }
+    }()
 }

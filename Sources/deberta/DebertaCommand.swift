@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @main
 struct DebertaCommand: ParsableCommand {
@@ -7,4 +12,18 @@ struct DebertaCommand: ParsableCommand {
         abstract: "Convert, inspect and run DeBERTa checkpoints on the CPU.",
         subcommands: [Inspect.self, Convert.self, Run.self, Verify.self, Bench.self, Tokenize.self, FillMask.self, Classify.self, ZeroShot.self, NER.self, QA.self, Embed.self]
     )
+
+    /// Signals first (before any thread exists), then parse and run; every error is printed by
+    /// `Terminal.report` (escaped, one line) and ends the process with its status.
+    static func main() {
+        Signals.install()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            fflush(nil)
+            terminate(Terminal.report(error))
+        }
+        terminate(0)
+    }
 }

@@ -18,18 +18,6 @@ func padded(_ s: String, _ width: Int) -> String {
     s.count >= width ? s : s + String(repeating: " ", count: width - s.count)
 }
 
-/// Writes to standard error (diagnostics and progress never mix with results on standard output).
-func printError(_ text: String) {
-    var stderr = StandardErrorStream()
-    print(text, to: &stderr)
-}
-
-struct StandardErrorStream: TextOutputStream {
-    mutating func write(_ string: String) {
-        FileOutput.writeStandardError(string)
-    }
-}
-
 func scientific(_ x: Double) -> String {
     if x.isInfinite { return "inf" }
     if x.isNaN { return "nan" }

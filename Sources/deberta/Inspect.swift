@@ -13,6 +13,7 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
+        try InputFile.checkModel(path)
         let model = try InspectedCheckpoint.open(path)
         let store = model.store
         if json {

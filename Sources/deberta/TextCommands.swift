@@ -11,11 +11,14 @@ struct TextOptions: ParsableArguments {
     @Flag(help: "Print one JSON object per input instead of a table.")
     var json = false
 
-    @Option(help: "Batch mode: read one JSON object per line from this file (fields depend on the command).")
+    @Option(help: "Batch mode: read one JSON object per line from this file, or - for standard input (fields depend on the command).")
     var input: String?
 
-    @Option(help: "Batch mode: write one JSON object per line here (default: standard output).")
+    @Option(help: "Batch mode: write one JSON object per line here (default, or -: standard output).")
     var output: String?
+
+    @Option(help: "Batch mode: stop (exit 1 naming the file and line) or skip (write {\"error\", \"error_type\", \"line\"} for that line and go on).")
+    var onError: OnError = .stop
 
     @Option(help: "Inputs per forward call in batch mode (grouped by length).")
     var batchSize: Int = 16
@@ -28,69 +31,11 @@ struct TextOptions: ParsableArguments {
     }
 
     func load() throws -> TextModel {
+        try InputFile.checkModel(model)
+        if let input, input != "-" { try InputFile.check(input, dashAllowed: true) }
+        if let output { try FileOutput.check(output) }
         return try TextModel(path: model, options: runtime.options)
     }
-}
-
-/// Batch mode: JSONL in, JSONL out in the input's order, inputs grouped by length into forward calls,
-/// a progress bar on standard error when it is a terminal.
-func runBatch(_ options: TextOptions, required: [String],
-              process: ([JSONValue]) throws -> [JSONValue]) throws {
-    guard let inputPath = options.input else { return }
-    let bytes = try readSmallFile(inputPath, limit: 1 << 30)
-    var items: [JSONValue] = []
-    for (n, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
-        if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
-        let value: JSONValue
-        do { value = try Array(line).withUnsafeBytes { try JSONParser.parse($0) } } catch {
-            throw DebertaError(.invalidInput, file: inputPath, "line \(n + 1) is not JSON: \(error)")
-        }
-        for key in required where value[key]?.stringValue == nil {
-            throw DebertaError(.invalidInput, file: inputPath, "line \(n + 1) has no string field \"\(key)\"")
-        }
-        items.append(value)
-    }
-    let order = items.indices.sorted { (items[$0]["text"]?.stringValue ?? items[$0]["context"]?.stringValue ?? "").count
-        < (items[$1]["text"]?.stringValue ?? items[$1]["context"]?.stringValue ?? "").count }
-    var results = [JSONValue?](repeating: nil, count: items.count)
-    let progress = Progress(total: items.count)
-    var done = 0
-    for start in stride(from: 0, to: order.count, by: options.batchSize) {
-        let chunk = Array(order[start ..< min(start + options.batchSize, order.count)])
-        let out = try process(chunk.map { items[$0] })
-        for (i, r) in zip(chunk, out) { results[i] = r }
-        done += chunk.count
-        progress.update(done)
-    }
-    progress.finish()
-    let text = results.map { ($0 ?? .null).serialized() }.joined(separator: "\n") + (results.isEmpty ? "" : "\n")
-    if let outputPath = options.output {
-        try AtomicFile.write(path: outputPath, contents: Array(text.utf8))
-    } else {
-        print(text, terminator: "")
-    }
-}
-
-/// items/s and ETA on standard error, only when it is a terminal.
-final class Progress {
-    let total: Int
-    let start = Date()
-    let enabled = isatty(2) != 0
-
-    init(total: Int) { self.total = total }
-
-    func update(_ done: Int) {
-        guard enabled, total > 0 else { return }
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = elapsed > 0 ? Double(done) / elapsed : 0
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        let width = 30
-        let filled = width * done / total
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-        FileOutput.writeStandardError("\r[\(bar)] \(done)/\(total)  \(fixed(rate, 1)) items/s  ETA \(Int(eta.rounded()))s ")
-    }
-
-    func finish() { if enabled { FileOutput.writeStandardError("\n") } }
 }
 
 func jsonString(_ s: String) -> JSONValue { .string(s) }
@@ -125,7 +70,7 @@ struct Tokenize: ParsableCommand {
         }
         var inputs = texts
         if inputs.isEmpty {
-            while let line = readLine(strippingNewline: true) { inputs.append(line) }
+            inputs = try LineReader(path: "-").allLines()
         }
         for text in inputs {
             let r = try result(text, pair)
@@ -364,7 +309,8 @@ struct Embed: ParsableCommand {
         }
         for (text, v) in zip(texts, try model.embed(texts, pooling: mode)) {
             if options.json { print(render(text, v).serialized()); continue }
-            print("\(text)\n  [\(v.count)] " + v.prefix(8).map { fixed(Double($0), 4) }.joined(separator: " ") + (v.count > 8 ? " ..." : ""))
+            print(text)
+            print("  [\(v.count)] " + v.prefix(8).map { fixed(Double($0), 4) }.joined(separator: " ") + (v.count > 8 ? " ..." : ""))
         }
     }
 }

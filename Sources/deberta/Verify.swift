@@ -24,7 +24,10 @@ struct Verify: ParsableCommand {
     @OptionGroup(title: "Runtime") var runtime: RuntimeFlags
 
     func run() throws {
+        try InputFile.checkModel(model)
+        try InputFile.check(reference)
         let loaded = try DebertaModel(path: model, options: runtime.options)
+        try IOLimits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons
         print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", f32"))")

@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// `deberta convert`: a checkpoint in → a model directory out (config.json, tokenizer files and one
-/// aligned `model.safetensors` under transformers' names), written so that a failure leaves nothing.
+/// aligned `model.safetensors` under transformers' names), built beside the destination and swapped in
+/// at the end, so that a failure leaves the destination exactly as it was.
 public enum Converter {
     public struct Report: Sendable {
         public var destination: String
@@ -43,8 +44,20 @@ public enum Converter {
     /// Float dtypes the converter writes (quantized formats come later).
     public static let outputFloatTypes: [DType] = [.f32, .f16, .bf16]
 
+    /// Points of a conversion a caller may watch (the CLI's test hook pauses at one of them); each names
+    /// the temporary directory.
+    public enum Stage: Sendable {
+        /// The temporary directory beside DST exists and is empty.
+        case temporaryCreated(String)
+        /// `model.safetensors` is complete in it.
+        case weightsWritten(String)
+        /// Every file is in it; DST is swapped next.
+        case beforeSwap(String)
+    }
+
     public static func convert(source: String, destination: String, dtype target: DType?,
-                               quantization: QuantizationScheme? = nil, quantizeEmbeddings: Bool = false) throws -> Report {
+                               quantization: QuantizationScheme? = nil, quantizeEmbeddings: Bool = false,
+                               stage: ((Stage) -> Void)? = nil) throws -> Report {
         if let target, !outputFloatTypes.contains(target) {
             throw DebertaError(.invalidInput, file: destination, "cannot convert to \(target.shortName); choose f32, f16 or bf16")
         }
@@ -143,34 +156,40 @@ public enum Converter {
         ]
         if let info { metadata.append((QuantizationScheme.metadataKey, info.metadataJSON())) }
 
-        // Write: destination directory (created if missing), each file through a temporary name.
-        let createdDirectory = try prepareDirectory(destination)
-        var finished: [String] = []
+        // Write: the new model directory is built beside DST (a temporary sibling) and swapped in at the end,
+        // so a failure or an interrupt leaves DST exactly as it was.
+        let target = try Destination(destination)
+        let weightsPath = target.path + "/model.safetensors"
+        var copied: [String] = []
         do {
-            let weightsPath = destination + "/model.safetensors"
-            try SafeTensorsWriter.write(outputs, metadata: metadata, to: weightsPath)
-            finished.append(weightsPath)
-            let configOut = destination + "/config.json"
-            try AtomicFile.write(path: configOut, contents: Array(configText.utf8))
-            finished.append(configOut)
-            var copied: [String] = []
+            stage?(.temporaryCreated(target.temporary))
+            try SafeTensorsWriter.write(outputs, metadata: metadata, to: target.temporary + "/model.safetensors")
+            stage?(.weightsWritten(target.temporary))
+            try AtomicFile.write(path: target.temporary + "/config.json", contents: Array(configText.utf8))
             for file in model.files.tokenizerFiles {
                 let name = String(file.split(separator: "/").last ?? "")
-                let out = destination + "/" + name
-                try AtomicFile.write(path: out, contents: try readSmallFile(file, limit: 1 << 30))
-                finished.append(out)
+                try AtomicFile.write(path: target.temporary + "/" + name, contents: try readSmallFile(file, limit: 1 << 30))
                 copied.append(name)
             }
-            return Report(
-                destination: destination, weightsFile: weightsPath, tensorsWritten: outputs.count,
-                bytesWritten: outputs.reduce(0) { $0 + $1.byteCount }, parameters: outputs.reduce(0) { $0 + (elementCount($1.shape) ?? 0) },
-                droppedTies: droppedTies, renamed: renamed, castFrom: castFrom, copiedFiles: copied,
-                architectureFilledIn: architectureFilledIn, quantized: log.entries, sourceBytes: model.store.byteCount)
+            try target.keepOtherFiles()
+            stage?(.beforeSwap(target.temporary))
+            try target.swap()
+        } catch var error as DebertaError {
+            target.abandon()
+            // Name the file as it would be in DST, not in the temporary directory.
+            if error.file.hasPrefix(target.temporary + "/") {
+                error.file = target.path + error.file.dropFirst(target.temporary.count)
+            }
+            throw error
         } catch {
-            for f in finished { unlink(f) }
-            if createdDirectory { rmdir(destination) }
+            target.abandon()
             throw error
         }
+        return Report(
+            destination: destination, weightsFile: weightsPath, tensorsWritten: outputs.count,
+            bytesWritten: outputs.reduce(0) { $0 + $1.byteCount }, parameters: outputs.reduce(0) { $0 + (elementCount($1.shape) ?? 0) },
+            droppedTies: droppedTies, renamed: renamed, castFrom: castFrom, copiedFiles: copied,
+            architectureFilledIn: architectureFilledIn, quantized: log.entries, sourceBytes: model.store.byteCount)
     }
 
     /// A float matrix [n, k] as codes (`name`) and scales (`name_scale`), quantized with the C kernels'
@@ -219,21 +238,6 @@ public enum Converter {
         ]
     }
 
-    /// Creates `path` when missing; returns whether it did. Refuses a path that is a file.
-    static func prepareDirectory(_ path: String) throws -> Bool {
-        var st = stat()
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw DebertaError(.io, file: path, "exists and is not a directory; DST must be a model directory")
-            }
-            return false
-        }
-        guard mkdir(path, 0o755) == 0 else {
-            throw DebertaError(.io, file: path, "cannot create the directory: \(String(cString: strerror(errno)))")
-        }
-        return true
-    }
-
     /// A float tensor converted element by element (exact when widening f16/bf16 → f32; round to
     /// nearest even when narrowing).
     static func cast(_ view: TensorView, to dtype: DType, name: String) -> OutputTensor {
@@ -250,5 +254,151 @@ public enum Converter {
                 preconditionFailure("cast target \(dtype) is checked by convert()")
             }
         }
+    }
+}
+
+/// The model directory a conversion writes. The new directory is built as a temporary sibling of DST
+/// (registered with `TemporaryFiles`, so an interrupt removes it) and swapped in at the end: renamed into
+/// place when DST is new, exchanged with it atomically (renameat2 RENAME_EXCHANGE; elsewhere: the old one
+/// renamed aside, the new one in, the old one back on failure) when DST exists, then the old one removed.
+/// Files of an existing DST are kept (hard links into the new directory) unless the new one replaces them
+/// (`isModelFile`: safetensors weights and indexes, config, tokenizer files).
+final class Destination {
+    let path: String
+    let temporary: String
+    let existed: Bool
+    private let directory: String
+    private let base: String
+    private let token: TemporaryFiles.Token
+
+    init(_ destination: String) throws {
+        var p = destination
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        guard !p.isEmpty else { throw DebertaError(.invalidInput, file: destination, "DST is empty; name the model directory to write") }
+        let (dir, base) = Destination.split(p)
+        guard p != "/", base != ".", base != ".." else {
+            throw DebertaError(.io, file: destination, "name the model directory itself (not '/', '.' or '..'): convert replaces DST as a whole")
+        }
+        path = p
+        directory = dir
+        self.base = base
+        var st = stat()
+        var mode: mode_t = 0o755
+        if lstat(p, &st) == 0 {
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                existed = true
+                mode = st.st_mode & 0o7777
+                let cPath = Array(p.utf8CString)
+                for name in TemporaryFiles.directoryEntries(cPath) {
+                    var entry = stat()
+                    let full = Array(p.utf8) + [UInt8(ascii: "/")] + name
+                    if lstat(full.map { CChar(bitPattern: $0) } + [0], &entry) == 0, (entry.st_mode & S_IFMT) == S_IFDIR {
+                        throw DebertaError(.io, file: p, "holds the subdirectory '\(String(decoding: name, as: UTF8.self))'; convert replaces DST as a whole, so it must be a model directory of files only (or a new path)")
+                    }
+                }
+            case S_IFLNK:
+                throw DebertaError(.io, file: p, "is a symbolic link; convert replaces DST as a whole and never replaces a link (give the directory it points to, or a new path)")
+            default:
+                throw DebertaError(.io, file: p, "exists and is not a directory; DST must be a model directory")
+            }
+        } else if errno == ENOENT {
+            existed = false
+            var parent = stat()
+            guard stat(dir.isEmpty ? "." : dir, &parent) == 0, (parent.st_mode & S_IFMT) == S_IFDIR else {
+                throw DebertaError(.io, file: p, "cannot create the directory: its parent directory does not exist")
+            }
+        } else {
+            throw DebertaError(.io, file: p, "cannot use as DST: \(String(cString: strerror(errno)))")
+        }
+        let tmp = dir + "." + base + ".deberta-tmp-\(getpid())-" + String(UInt64.random(in: 0 ... UInt64.max), radix: 36)
+        let initialMode: mode_t = existed ? 0o700 : 0o755
+        let (made, token) = TemporaryFiles.create(tmp, directory: true) { mkdir(tmp, initialMode) }
+        guard made == 0 else {
+            let reason = String(cString: strerror(errno))
+            TemporaryFiles.forget(token)
+            throw DebertaError(.io, file: p, "cannot create the temporary directory \(tmp) beside it: \(reason)")
+        }
+        if existed { chmod(tmp, mode) }  // the old directory's permissions; a new one has the umask's
+        temporary = tmp
+        self.token = token
+    }
+
+    /// (directory with a trailing slash or "", last component).
+    static func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[...slash]), String(path[path.index(after: slash)...]))
+    }
+
+    /// Whether a file of the old DST is replaced rather than kept: what the new directory writes, and what
+    /// would be read instead of it (safetensors weights and indexes, which take precedence over the new
+    /// model.safetensors or make the weights ambiguous; tokenizer files). PyTorch weights are kept (the new
+    /// model.safetensors is preferred over them), and so is everything else (README.md, references, ...).
+    static func isModelFile(_ name: String) -> Bool {
+        if name == "config.json" || ModelFiles.tokenizerFileNames.contains(name) { return true }
+        if name.hasSuffix(".safetensors.index.json") { return true }
+        if name.hasSuffix(".safetensors") && !name.hasPrefix("reference") { return true }
+        // a temporary of an earlier, killed write
+        return name.hasPrefix(".") && name.contains(".tmp-")
+    }
+
+    /// Hard-links the old DST's other files into the new directory.
+    func keepOtherFiles() throws {
+        guard existed else { return }
+        for name in TemporaryFiles.directoryEntries(Array(path.utf8CString)) {
+            let text = String(decoding: name, as: UTF8.self)
+            if Destination.isModelFile(text) { continue }
+            let from = (Array(path.utf8) + [UInt8(ascii: "/")] + name).map { CChar(bitPattern: $0) } + [0]
+            let to = (Array(temporary.utf8) + [UInt8(ascii: "/")] + name).map { CChar(bitPattern: $0) } + [0]
+            var st = stat()
+            if lstat(to, &st) == 0 { continue }
+            guard linkat(AT_FDCWD, from, AT_FDCWD, to, 0) == 0 else {
+                throw DebertaError(.io, file: path, "cannot keep its file '\(text)' in the new directory: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// glibc's renameat2 (2.28+), looked up at run time.
+    private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>?, Int32, UnsafePointer<CChar>?, UInt32) -> Int32
+    private static let renameat2: RenameAt2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2")
+        .map { unsafeBitCast($0, to: RenameAt2.self) }
+    private static let renameExchange: UInt32 = 2
+
+    /// Puts the new directory at DST (see the type's comment); under the temporaries' lock, so a signal
+    /// handler sees either the old DST and the temporary, or the new DST.
+    func swap() throws {
+        try TemporaryFiles.commit(token) {
+            guard existed else {
+                guard rename(temporary, path) == 0 else {
+                    throw DebertaError(.io, file: path, "cannot rename \(temporary) to it: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            var current = stat()
+            guard lstat(path, &current) == 0, (current.st_mode & S_IFMT) == S_IFDIR else {
+                throw DebertaError(.io, file: path, "changed while the conversion ran (it is no longer a directory); nothing was replaced")
+            }
+            if let exchange = Destination.renameat2, exchange(AT_FDCWD, temporary, AT_FDCWD, path, Destination.renameExchange) == 0 {
+                TemporaryFiles.removeTree(temporary)  // now the old model
+                return
+            }
+            let aside = directory + "." + base + ".deberta-old-\(getpid())-" + String(UInt64.random(in: 0 ... UInt64.max), radix: 36)
+            guard rename(path, aside) == 0 else {
+                throw DebertaError(.io, file: path, "cannot move the old directory aside to \(aside): \(String(cString: strerror(errno)))")
+            }
+            guard rename(temporary, path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                if rename(aside, path) != 0 {
+                    throw DebertaError(.io, file: path, "cannot rename \(temporary) to it (\(reason)), and the old directory could not be put back: it is at \(aside)")
+                }
+                throw DebertaError(.io, file: path, "cannot rename \(temporary) to it: \(reason); the old directory is unchanged")
+            }
+            TemporaryFiles.removeTree(aside)
+        }
+    }
+
+    /// Removes the temporary directory (nothing, once swapped).
+    func abandon() {
+        TemporaryFiles.remove(token)
     }
 }
