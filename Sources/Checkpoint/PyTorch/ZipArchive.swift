@@ -305,6 +305,9 @@ struct ZipArchive {
             }
             return r
         }
+        guard entry.uncompressedSize >= size, !exact || entry.uncompressedSize == size else {
+            throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' declares \(entry.uncompressedSize) bytes uncompressed, expected \(exact ? "" : "at least ")\(size)")
+        }
         return try inflate(entry, size: size, what: what)
     }
 
