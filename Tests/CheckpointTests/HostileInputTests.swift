@@ -235,6 +235,15 @@ final class HostileInputTests: XCTestCase {
             try withExtendedLifetime(storage) { try PickleMachine(storage.bytes, file: "o.bin", what: "data.pkl", form: .zip, maxObjects: 10_000).run() }
         }
         XCTAssertNoThrow(try withExtendedLifetime(storage) { try PickleMachine(storage.bytes, file: "o.bin", what: "data.pkl", form: .zip, maxObjects: 10_002).run() })
+        // Items stored into one list count too: EMPTY_LIST, then NONE APPEND repeated.
+        var q = PickleBuilder()
+        q.op(0x5D)
+        for _ in 0 ..< 10_000 { q.op(0x4E, 0x61) }
+        q.stop()
+        let list = ByteStorage.copy(q.bytes)
+        assertError(.malformedFile, file: "l.bin", mentioning: "more than 5000 objects") {
+            try withExtendedLifetime(list) { try PickleMachine(list.bytes, file: "l.bin", what: "data.pkl", form: .zip, maxObjects: 5_000).run() }
+        }
     }
 
     func testTensorWithTooManyDimensionsIsRefused() {

@@ -230,19 +230,21 @@ final class PickleMachine {
         return items
     }
 
-    /// Objects built so far (tuples, lists, dicts, storages, tensors), bounded by
-    /// `CheckpointLimits.maxPickleObjects`: each costs memory beyond the opcode byte that made it.
+    /// Objects built so far (tuples, lists, dicts, storages, tensors) plus the items stored in them,
+    /// bounded by `CheckpointLimits.maxPickleObjects`: each costs memory beyond the opcode byte that made it.
     private var objects = 0
 
-    private func built() throws {
-        objects += 1
+    private func charge(_ n: Int, at: Int? = nil) throws {
+        objects += n
         guard objects <= maxObjects else {
-            throw fail("builds more than \(maxObjects) objects, the limit for a state dict's pickle")
+            throw fail("builds more than \(maxObjects) objects, the limit for a state dict's pickle", at: at)
         }
     }
 
+    private func built(items: Int = 0) throws { try charge(1 + items) }
+
     private func newTuple(_ items: [PValue]) throws -> PValue {
-        try built()
+        try built(items: items.count)
         tuples.append(items)
         return .tuple(tuples.count - 1)
     }
@@ -254,7 +256,7 @@ final class PickleMachine {
     }
 
     private func newList(_ items: [PValue]) throws -> PValue {
-        try built()
+        try built(items: items.count)
         lists.append(items)
         return .list(lists.count - 1)
     }
@@ -522,6 +524,7 @@ final class PickleMachine {
     private func setItems(_ target: PValue, _ items: [PValue], _ opname: String, at: Int) throws {
         guard case let .dict(d) = target else { throw fail("\(opname) on \(target.withArticle), not a dict", at: at) }
         guard items.count % 2 == 0 else { throw fail("\(opname) with an odd number of items (\(items.count))", at: at) }
+        try charge(items.count, at: at)
         var i = 0
         while i < items.count {
             switch items[i] {
@@ -535,6 +538,7 @@ final class PickleMachine {
 
     private func append(_ target: PValue, _ items: [PValue], _ opname: String, at: Int) throws {
         guard case let .list(l) = target else { throw fail("\(opname) on \(target.withArticle), not a list", at: at) }
+        try charge(items.count, at: at)
         lists[l].append(contentsOf: items)
     }
 
