@@ -277,6 +277,16 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
+    func testShapesWhoseNonZeroDimensionsOverflowAreRefused() {
+        XCTAssertNil(elementCount([1 << 40, 0, 1 << 40]))
+        XCTAssertEqual(elementCount([1 << 40, 0, 3]), 0)
+        XCTAssertEqual(elementCount([2, 3]), 6)
+        let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[\(1 << 40),0,\(1 << 40)],\"data_offsets\":[0,0]}}"
+        assertError(.tensor, file: "z.safetensors", mentioning: "overflows") {
+            try SafeTensorsReader.read(ByteRegion(storage: ByteStorage.copy(safetensorsBytes(header: header, data: []))), file: "z.safetensors")
+        }
+    }
+
     func testJSONValueCountIsBounded() throws {
         let text = Array(("[" + Array(repeating: "0", count: 1_000).joined(separator: ",") + "]").utf8)
         XCTAssertThrowsError(try text.withUnsafeBytes { try JSONParser.parse($0, maxValues: 1_000) }) { error in

@@ -51,7 +51,7 @@ public struct JSONParser {
     /// Values (of any kind, nested ones included) in one document: each costs tens of bytes of memory,
     /// so a 100 MB file of `0,0,0,...` must not become gigabytes. Real files are far below: a 250,000-piece
     /// tokenizer.json has under a million values, a safetensors header of 10,000 tensors under 100,000.
-    public static let maxValues = 8_000_000
+    public static let maxValues = 4_000_000
 
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
