@@ -2,10 +2,10 @@
 // chosen by DEBERTA_FUZZ_TARGET. Built only with DEBERTA_FUZZ=1 and -sanitize=fuzzer,address, in its own
 // build folder; never part of Tools/test. A target may throw any DebertaError: only crashes, hangs,
 // leaks of memory safety (ASan) and broken invariants (the JSON round trip) are findings.
-@testable import Checkpoint
+import Checkpoint
 import DeBERTa
 import Foundation
-@testable import Tokenizers
+import Tokenizers
 
 #if canImport(Glibc)
 import Glibc
@@ -70,37 +70,10 @@ func scratchFile(_ name: String, _ bytes: ArraySlice<UInt8>) -> String {
 }
 
 func run(_ target: FuzzTarget, _ bytes: [UInt8]) throws {
-    let region = ByteRegion(storage: ByteStorage.copy(bytes))
+    if try CheckpointParsers.exercise(target.rawValue, bytes) { return }
     switch target {
-    case .safetensors:
-        let parsed = try SafeTensorsReader.read(region, file: "fuzz.safetensors")
-        for t in parsed.tensors { _ = t.floats().count }
-    case .pickle:
-        // The first byte picks the persistent-id form; the rest is the pickle.
-        let form: PickleMachine.PersistentIDForm = bytes.first.map { $0 & 1 == 0 } ?? true ? .zip : .legacy
-        let machine = PickleMachine(UnsafeRawBufferPointer(rebasing: region.bytes.dropFirst(min(1, bytes.count))),
-                                    file: "fuzz.pkl", what: "data.pkl", form: form)
-        let value = try withExtendedLifetime(region) { try machine.run() }
-        if case let .dict(d) = value { _ = machine.dictEntries(d).count }
-    case .zip:
-        let zip = try ZipArchive(region, file: "fuzz.bin")
-        for e in zip.entries where e.uncompressedSize <= 1 << 20 {
-            _ = try? zip.contents(e, size: e.uncompressedSize, exact: true, what: e.name)
-        }
-        let sd = try TorchCheckpoint.loadZip(region, file: "fuzz.bin")
-        for t in sd.tensors { _ = t.floats().count }
-    case .legacy:
-        let sd = try TorchCheckpoint.load(region, file: "fuzz.bin")
-        for t in sd.tensors { _ = t.floats().count }
-    case .shardIndex:
-        let index = try TensorStore.parseShardIndex(region.bytes, file: "fuzz.index.json")
-        precondition(index.shards.count == index.tensorsByShard.count)
-    case .json:
-        let value = try JSONParser.parse(region.bytes)
-        // Invariant: what we write parses back to the same value.
-        let again = try JSONParser.parse(value.serialized())
-        precondition(again == value, "JSON round trip changed the value")
-        _ = value.serialized(pretty: true)
+    case .safetensors, .pickle, .zip, .legacy, .shardIndex, .json:
+        break // CheckpointParsers
     case .spm:
         let t = try SentencePieceTokenizer(modelData: bytes, name: "fuzz.model")
         _ = t.encode(sampleText)
