@@ -146,9 +146,11 @@ final class HostileInputTests: XCTestCase {
     }
 
     func testIndexNaming200000ShardsIsRefusedQuickly() throws {
+        // A 9 MB index: parsed once and refused (the quadratic code took hours); the time bound is loose
+        // for a debug build on a loaded machine.
         let (dir, path) = try writeTemporary("model.safetensors.index.json", index(shards: 200_000))
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        assertError(.limit, file: path, mentioning: "more than \(CheckpointLimits.maxShards) shard files", within: 5) {
+        assertError(.limit, file: path, mentioning: "more than \(CheckpointLimits.maxShards) shard files", within: 30) {
             try TensorStore.open(weights: path)
         }
         XCTAssertEqual(try directoryEntries(dir), ["model.safetensors.index.json"])

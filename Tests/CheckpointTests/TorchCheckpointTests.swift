@@ -397,7 +397,10 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(try load(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3, 4, 5]))])).tensors.first?.floats(), [1, 2, 3, 4])
         // A deflated record must inflate to exactly numel × size.
         assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3, 4, 5]))], deflate: true), ["inflates to more than"])
-        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3]))], deflate: true), ["inflates to 12 bytes, expected 16"])
+        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3]))], deflate: true), ["declares 12 bytes uncompressed, expected at least 16"])
+        // ... even when the central directory declares the right size.
+        let short = [ZipItem(name: "archive/data.pkl", data: pickle), ZipItem(name: "archive/data/0", data: [], deflated: (deflateRaw(f32Bytes([1, 2, 3])), 16))]
+        assertRefused(makeZip(short), ["inflates to 12 bytes, expected 16"])
         // Missing record.
         assertRefused(torchZip(pickle, storages: []), ["no 'archive/data/0' entry"])
         // The same key declared with two sizes.
