@@ -116,3 +116,19 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Coverage-guided fuzzing (Tools/fuzz): only with DEBERTA_FUZZ=1, built in .build-fuzz with
+// -sanitize=fuzzer,address. The fuzz build leaves out the command-line tools (and so needs no
+// package dependencies).
+if Context.environment["DEBERTA_FUZZ"] == "1" {
+    let tools: Set<String> = ["deberta", "tokenizer-bench", "quant-bench", "gemm-bench"]
+    package.dependencies = []
+    package.products.removeAll { tools.contains($0.name) }
+    package.targets.removeAll { tools.contains($0.name) || $0.type == .test }
+    package.targets.append(.executableTarget(
+        name: "deberta-fuzz",
+        dependencies: ["Checkpoint", "Tokenizers", "DeBERTa"],
+        path: "Fuzz/Sources/deberta-fuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+    ))
+}

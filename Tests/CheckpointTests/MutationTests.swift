@@ -58,7 +58,7 @@ final class MutationTests: XCTestCase {
             let mapped = try ByteStorage.map(path: file)
             let original = withExtendedLifetime(mapped) { Array(mapped.bytes) }
             var buffer: UnsafeMutableRawBufferPointer!
-            let storage = ByteStorage.allocate(count: original.count) { dst in
+            let storage = try ByteStorage.allocate(count: original.count) { dst in
                 original.withUnsafeBytes { dst.copyMemory(from: $0) }
                 buffer = dst
             }

@@ -6,19 +6,19 @@ import XCTest
 
 // MARK: - Helpers: bytes, deflate, a tiny zip writer, a pickle builder
 
-private func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-private func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-private func le64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-private func f32Bytes(_ xs: [Float]) -> [UInt8] { xs.flatMap { le32($0.bitPattern) } }
-private func f16Bytes(_ xs: [Float]) -> [UInt8] { xs.flatMap { le16(Float16($0).bitPattern) } }
-private func i64Bytes(_ xs: [Int64]) -> [UInt8] { xs.flatMap { le64(UInt64(bitPattern: $0)) } }
+func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+func le64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+func f32Bytes(_ xs: [Float]) -> [UInt8] { xs.flatMap { le32($0.bitPattern) } }
+func f16Bytes(_ xs: [Float]) -> [UInt8] { xs.flatMap { le16(Float16($0).bitPattern) } }
+func i64Bytes(_ xs: [Int64]) -> [UInt8] { xs.flatMap { le64(UInt64(bitPattern: $0)) } }
 
-private func crc32Of(_ bytes: [UInt8]) -> UInt32 {
+func crc32Of(_ bytes: [UInt8]) -> UInt32 {
     bytes.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
 }
 
 /// Raw deflate (no zlib header), as zip method 8 stores it.
-private func deflateRaw(_ input: [UInt8], level: Int32 = 9) -> [UInt8] {
+func deflateRaw(_ input: [UInt8], level: Int32 = 9) -> [UInt8] {
     var s = z_stream()
     precondition(deflateInit2_(&s, level, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK)
     defer { deflateEnd(&s) }
@@ -36,38 +36,42 @@ private func deflateRaw(_ input: [UInt8], level: Int32 = 9) -> [UInt8] {
     return Array(out[0 ..< Int(s.total_out)])
 }
 
-private struct ZipItem {
+struct ZipItem {
     var name: String
     var data: [UInt8]
     var deflate = false
+    /// An already deflated payload and the size it inflates to (data is then ignored).
+    var deflated: (payload: [UInt8], size: Int)? = nil
 }
 
 /// Writes a zip: stored entries aligned to 64 bytes with an "FB" padding extra field (as torch does),
 /// deflated entries compressed with zlib; optionally in zip64 form (sizes in the zip64 extra field,
 /// zip64 end-of-central-directory record and locator).
-private func makeZip(_ items: [ZipItem], zip64: Bool = false) -> [UInt8] {
+func makeZip(_ items: [ZipItem], zip64: Bool = false) -> [UInt8] {
     var out: [UInt8] = []
     var central: [UInt8] = []
     for item in items {
         let name = Array(item.name.utf8)
-        let payload = item.deflate ? deflateRaw(item.data) : item.data
-        let method: UInt16 = item.deflate ? 8 : 0
-        let crc = crc32Of(item.data)
+        let payload = item.deflated?.payload ?? (item.deflate ? deflateRaw(item.data) : item.data)
+        let isDeflated = item.deflate || item.deflated != nil
+        let size = item.deflated?.size ?? item.data.count
+        let method: UInt16 = isDeflated ? 8 : 0
+        let crc = item.deflated == nil ? crc32Of(item.data) : 0
         let offset = out.count
         var extra: [UInt8] = []
-        if !item.deflate {
+        if !isDeflated {
             let start = offset + 30 + name.count + 4
             let pad = (64 - start % 64) % 64
             extra = le16(0x4246) + le16(UInt16(pad)) + [UInt8](repeating: 0x5A, count: pad)
         }
         out += le32(0x0403_4B50) + le16(zip64 ? 45 : 20) + le16(0) + le16(method) + le16(0) + le16(0x21)
-        out += le32(crc) + le32(UInt32(payload.count)) + le32(UInt32(item.data.count))
+        out += le32(crc) + le32(UInt32(payload.count)) + le32(UInt32(truncatingIfNeeded: size))
         out += le16(UInt16(name.count)) + le16(UInt16(extra.count)) + name + extra + payload
 
         var cdExtra: [UInt8] = []
-        var comp = UInt32(payload.count), uncomp = UInt32(item.data.count), local = UInt32(offset)
-        if zip64 {
-            cdExtra = le16(1) + le16(24) + le64(UInt64(item.data.count)) + le64(UInt64(payload.count)) + le64(UInt64(offset))
+        var comp = UInt32(payload.count), uncomp = UInt32(truncatingIfNeeded: size), local = UInt32(offset)
+        if zip64 || size >= 0xFFFF_FFFF {
+            cdExtra = le16(1) + le16(24) + le64(UInt64(size)) + le64(UInt64(payload.count)) + le64(UInt64(offset))
             comp = 0xFFFF_FFFF; uncomp = 0xFFFF_FFFF; local = 0xFFFF_FFFF
         }
         central += le32(0x0201_4B50) + le16(zip64 ? 45 : 20) + le16(zip64 ? 45 : 20) + le16(0) + le16(method)
@@ -91,7 +95,7 @@ private func makeZip(_ items: [ZipItem], zip64: Bool = false) -> [UInt8] {
 }
 
 /// Hand-written pickle byte sequences, opcode by opcode.
-private struct PickleBuilder {
+struct PickleBuilder {
     var bytes: [UInt8] = [0x80, 0x02]
 
     mutating func op(_ b: UInt8...) { bytes += b }
@@ -123,7 +127,7 @@ private struct PickleBuilder {
     mutating func stop() { op(0x2E) }
 }
 
-private func contiguousStrides(_ shape: [Int]) -> [Int] {
+func contiguousStrides(_ shape: [Int]) -> [Int] {
     var s = [Int](repeating: 1, count: shape.count)
     var acc = 1
     for i in stride(from: shape.count - 1, through: 0, by: -1) { s[i] = acc; acc *= shape[i] }
@@ -132,7 +136,7 @@ private func contiguousStrides(_ shape: [Int]) -> [Int] {
 
 /// A torch-style state dict pickle: OrderedDict() REDUCE, MARK key value ... SETITEMS, optional BUILD
 /// of the `_metadata` attribute, STOP.
-private func stateDictPickle(metadata: Bool = true, _ items: [(String, (inout PickleBuilder) -> Void)]) -> [UInt8] {
+func stateDictPickle(metadata: Bool = true, _ items: [(String, (inout PickleBuilder) -> Void)]) -> [UInt8] {
     var p = PickleBuilder()
     p.emptyOrderedDict()
     p.op(0x71, 0) // BINPUT 0
@@ -152,7 +156,7 @@ private func stateDictPickle(metadata: Bool = true, _ items: [(String, (inout Pi
     return p.bytes
 }
 
-private func torchZip(_ pickle: [UInt8], storages: [(String, [UInt8])], deflate: Bool = false, top: String = "archive",
+func torchZip(_ pickle: [UInt8], storages: [(String, [UInt8])], deflate: Bool = false, top: String = "archive",
                       byteorder: String? = "little", extra: [ZipItem] = [], zip64: Bool = false) -> [UInt8] {
     var items = [ZipItem(name: "\(top)/data.pkl", data: pickle, deflate: deflate)]
     if let byteorder { items.append(ZipItem(name: "\(top)/byteorder", data: Array(byteorder.utf8), deflate: deflate)) }
@@ -393,7 +397,10 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(try load(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3, 4, 5]))])).tensors.first?.floats(), [1, 2, 3, 4])
         // A deflated record must inflate to exactly numel × size.
         assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3, 4, 5]))], deflate: true), ["inflates to more than"])
-        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3]))], deflate: true), ["inflates to 12 bytes, expected 16"])
+        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2, 3]))], deflate: true), ["declares 12 bytes uncompressed, expected at least 16"])
+        // ... even when the central directory declares the right size.
+        let short = [ZipItem(name: "archive/data.pkl", data: pickle), ZipItem(name: "archive/data/0", data: [], deflated: (deflateRaw(f32Bytes([1, 2, 3])), 16))]
+        assertRefused(makeZip(short), ["inflates to 12 bytes, expected 16"])
         // Missing record.
         assertRefused(torchZip(pickle, storages: []), ["no 'archive/data/0' entry"])
         // The same key declared with two sizes.
@@ -428,7 +435,7 @@ final class TorchCheckpointTests: XCTestCase {
     func testForgedHugeStorageBehindTinyDeflatedEntryIsRefusedBeforeAllocating() {
         // The pickle claims a 4 GiB storage; its deflated record is a few bytes: refused up front.
         let pickle = stateDictPickle([("w", { $0.tensor("FloatStorage", key: "0", numel: 1 << 30, shape: [1 << 30]) })])
-        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2]))], deflate: true), ["cannot inflate"])
+        assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2]))], deflate: true), ["cannot inflate", "zip bomb"])
         // Same with a stored record: the record is smaller than the storage.
         assertRefused(torchZip(pickle, storages: [("0", f32Bytes([1, 2]))]), ["expected at least"])
     }

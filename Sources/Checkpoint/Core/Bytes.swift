@@ -98,48 +98,96 @@ public final class ByteStorage: @unchecked Sendable {
     /// Cleared when the kernel or file system does not take RWF_NOWAIT (then plain reads).
     nonisolated(unsafe) private static var noWaitReads = true
 
-    /// Maps `path` read-only. An empty file maps to an empty buffer.
+    /// Maps `path` read-only. An empty file maps to an empty buffer. Only regular files are read: the
+    /// path is opened with O_NONBLOCK (a FIFO without a writer would otherwise block the open forever)
+    /// and refused unless fstat says it is a regular file (FIFOs, sockets, devices, directories).
     public static func map(path: String) throws -> ByteStorage {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw DebertaError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
-        }
+        let fd = try openRegularFile(path)
         var keepOpen = false
         defer { if !keepOpen { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw DebertaError(.malformedFile, file: path, "cannot stat: \(String(cString: strerror(errno)))")
-        }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            throw DebertaError(.io, file: path, "is a directory, not a file")
+            throw DebertaError(.io, file: path, "cannot stat: \(String(cString: strerror(errno)))")
         }
         let size = Int(st.st_size)
         if size == 0 {
             return ByteStorage(bytes: UnsafeRawBufferPointer(start: nil, count: 0), release: nil)
         }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw DebertaError(.malformedFile, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+            throw DebertaError(.io, file: path, "cannot map \(size) bytes: \(String(cString: strerror(errno)))")
         }
         let raw = UnsafeRawBufferPointer(start: UnsafeRawPointer(p), count: size)
         keepOpen = true
         return ByteStorage(bytes: raw, isMapped: true, descriptor: fd) { munmap(p, size) }
     }
 
-    /// A zero-filled, 64-byte aligned buffer of `count` bytes that `fill` writes once.
-    public static func allocate(count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows -> ByteStorage {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
-        p.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1))
+    /// Opens `path` read-only and returns the descriptor only when it is a regular file; anything else
+    /// (directory, FIFO, socket, character or block device) is refused with a message naming the kind.
+    /// O_NONBLOCK keeps the open of a FIFO from waiting for a writer; it is cleared again afterwards.
+    public static func openRegularFile(_ path: String) throws -> Int32 {
+        // stat first for the message (opening a socket fails with ENXIO); fstat below decides.
+        var before = stat()
+        if stat(path, &before) == 0, let kind = nonRegularKind(before.st_mode) {
+            throw DebertaError(.io, file: path, "is \(kind), not a regular file; only regular files are read")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else {
+            throw DebertaError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw DebertaError(.io, file: path, "cannot stat: \(reason)")
+        }
+        if let kind = nonRegularKind(st.st_mode) {
+            close(fd)
+            throw DebertaError(.io, file: path, "is \(kind), not a regular file; only regular files are read")
+        }
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+        return fd
+    }
+
+    /// "a directory", "a FIFO (named pipe)", ... for a mode that is not a regular file; nil for one.
+    public static func nonRegularKind(_ mode: mode_t) -> String? {
+        switch mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFLNK: return "a symbolic link"
+        default: return "a special file"
+        }
+    }
+
+    /// A zero-filled, 64-byte aligned buffer of `count` bytes that `fill` writes once. The size usually
+    /// comes from a file, so it is checked against the memory this process may still use
+    /// (`MemoryBudget`) and a failed allocation is an error naming `file` and `what`, never a trap.
+    public static func allocate(count: Int, file: String = "", what: String = "buffer",
+                                _ fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws -> ByteStorage {
+        guard count >= 0 else {
+            throw DebertaError(.malformedFile, file: file, "\(what): negative size \(count)")
+        }
+        try MemoryBudget.check(count, file: file, what: what)
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, max(count, 1)) == 0, let p = raw else {
+            throw DebertaError(.limit, file: file, "\(what): cannot allocate \(count) bytes (out of memory)")
+        }
+        memset(p, 0, max(count, 1))
         let buffer = UnsafeMutableRawBufferPointer(start: p, count: count)
-        do { try fill(buffer) } catch { p.deallocate(); throw error }
-        return ByteStorage(bytes: UnsafeRawBufferPointer(buffer)) { p.deallocate() }
+        do { try fill(buffer) } catch { free(p); throw error }
+        return ByteStorage(bytes: UnsafeRawBufferPointer(buffer)) { free(p) }
     }
 
     /// A private copy of `bytes` (tests and small in-memory files).
     public static func copy(_ bytes: some Collection<UInt8>) -> ByteStorage {
         let array = Array(bytes)
-        return allocate(count: array.count) { dst in
-            array.withUnsafeBytes { src in dst.copyMemory(from: src) }
-        }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(array.count, 1), alignment: 64)
+        array.withUnsafeBytes { src in if let b = src.baseAddress { p.copyMemory(from: b, byteCount: src.count) } }
+        return ByteStorage(bytes: UnsafeRawBufferPointer(start: p, count: array.count)) { p.deallocate() }
     }
 
     public var count: Int { bytes.count }

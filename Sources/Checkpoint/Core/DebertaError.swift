@@ -104,12 +104,19 @@ func checkedMul(_ a: Int, _ b: Int) -> Int? {
     return o ? nil : r
 }
 
-/// The product of a shape's dimensions, nil when a dimension is negative or the product overflows.
+/// The product of a shape's dimensions, nil when a dimension is negative or the product overflows,
+/// also when only the product of its non-zero dimensions does ([2^40, 0, 2^40] holds no elements, but
+/// code multiplying two of its dimensions would trap).
 public func elementCount(_ shape: [Int]) -> Int? {
     var n = 1
+    var nonZero = 1
     for d in shape {
         guard d >= 0, let m = checkedMul(n, d) else { return nil }
         n = m
+        if d > 0 {
+            guard let p = checkedMul(nonZero, d) else { return nil }
+            nonZero = p
+        }
     }
     return n
 }

@@ -48,15 +48,24 @@ public struct JSONParseError: Error, CustomStringConvertible, Sendable {
 
 public struct JSONParser {
     public static let maxDepth = 128
+    /// Values (of any kind, nested ones included) in one document: each costs tens of bytes of memory,
+    /// so a 100 MB file of `0,0,0,...` must not become gigabytes. Real files are far below: a 250,000-piece
+    /// tokenizer.json has under a million values, a safetensors header of 10,000 tensors under 100,000.
+    public static let maxValues = 4_000_000
 
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
+    private var values = 0
+    private let valueLimit: Int
 
-    private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    private init(_ bytes: UnsafeRawBufferPointer, maxValues: Int) {
+        self.bytes = bytes
+        self.valueLimit = maxValues
+    }
 
     /// Parses exactly one JSON value surrounded by optional whitespace.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
-        var p = JSONParser(bytes)
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxValues: Int = JSONParser.maxValues) throws -> JSONValue {
+        var p = JSONParser(bytes, maxValues: maxValues)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
         p.skipWhitespace()
@@ -82,6 +91,8 @@ public struct JSONParser {
 
     private mutating func value(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth < JSONParser.maxDepth else { throw fail("nesting deeper than \(JSONParser.maxDepth)") }
+        values += 1
+        guard values <= valueLimit else { throw fail("more than \(valueLimit) values in one document") }
         guard i < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[i] {
         case UInt8(ascii: "{"): return try object(depth: depth)

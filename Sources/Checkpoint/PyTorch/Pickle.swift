@@ -182,7 +182,12 @@ final class PickleMachine {
     /// Where the machine stopped (just after STOP).
     var position: Int { r.position }
 
-    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, file: String, what: String, form: PersistentIDForm) {
+    /// At most this many objects (`CheckpointLimits.maxPickleObjects`; tests lower it).
+    let maxObjects: Int
+
+    init(_ bytes: UnsafeRawBufferPointer, position: Int = 0, file: String, what: String, form: PersistentIDForm,
+         maxObjects: Int = CheckpointLimits.maxPickleObjects) {
+        self.maxObjects = maxObjects
         self.r = ByteReader(bytes, file: file, what: what, position: position)
         self.file = file
         self.what = what
@@ -225,14 +230,35 @@ final class PickleMachine {
         return items
     }
 
-    private func newTuple(_ items: [PValue]) -> PValue {
+    /// Objects built so far (tuples, lists, dicts, storages, tensors) plus the items stored in them,
+    /// bounded by `CheckpointLimits.maxPickleObjects`: each costs memory beyond the opcode byte that made it.
+    private var objects = 0
+
+    private func charge(_ n: Int, at: Int? = nil) throws {
+        objects += n
+        guard objects <= maxObjects else {
+            throw fail("builds more than \(maxObjects) objects, the limit for a state dict's pickle", at: at)
+        }
+    }
+
+    private func built(items: Int = 0) throws { try charge(1 + items) }
+
+    private func newTuple(_ items: [PValue]) throws -> PValue {
+        try built(items: items.count)
         tuples.append(items)
         return .tuple(tuples.count - 1)
     }
 
-    private func newDict() -> PValue {
+    private func newDict() throws -> PValue {
+        try built()
         dicts.append(PDict())
         return .dict(dicts.count - 1)
+    }
+
+    private func newList(_ items: [PValue]) throws -> PValue {
+        try built(items: items.count)
+        lists.append(items)
+        return .list(lists.count - 1)
     }
 
     // MARK: reading
@@ -240,6 +266,15 @@ final class PickleMachine {
     private func length(_ n: UInt64, _ opname: String) throws -> Int {
         guard let i = Int(exactly: n), i <= r.remaining else {
             throw fail("\(opname) declares \(n) bytes but only \(r.remaining) remain; the pickle is truncated or forged")
+        }
+        return i
+    }
+
+    /// A string's length: within the bytes that remain and the string limit.
+    private func stringLength(_ n: UInt64, _ opname: String) throws -> Int {
+        let i = try length(n, opname)
+        guard i <= CheckpointLimits.maxPickleString else {
+            throw fail("\(opname) string of \(i) bytes is longer than the limit of \(CheckpointLimits.maxPickleString)")
         }
         return i
     }
@@ -292,10 +327,10 @@ final class PickleMachine {
     /// Runs until STOP and returns the pickled object.
     func run() throws -> PValue {
         var ops = 0
-        let maxOps = r.bytes.count
+        let maxOps = min(r.bytes.count, CheckpointLimits.maxPickleOpcodes)
         while true {
             ops += 1
-            guard ops <= maxOps else { throw fail("more opcodes than bytes") }
+            guard ops <= maxOps else { throw fail("runs more than \(maxOps) opcodes without STOP (the limit is \(CheckpointLimits.maxPickleOpcodes), and never more than its bytes)") }
             let at = r.position
             let op = try r.u8()
             switch op {
@@ -341,28 +376,27 @@ final class PickleMachine {
                 try memoGet(k, "GET")
 
             // containers
-            case 0x29: try push(newTuple([]))
-            case 0x5D: lists.append([]); try push(.list(lists.count - 1))
-            case 0x7D: try push(newDict())
+            case 0x29: try push(try newTuple([]))
+            case 0x5D: try push(try newList([]))
+            case 0x7D: try push(try newDict())
             case 0x28: // MARK
                 guard marks.count < Self.maxMarks else { throw fail("more than \(Self.maxMarks) nested MARKs", at: at) }
                 marks.append(stack.count)
-            case 0x74: try push(newTuple(try popMark("TUPLE")))
+            case 0x74: try push(try newTuple(try popMark("TUPLE")))
             case 0x85:
                 let a = try pop("TUPLE1")
-                try push(newTuple([a]))
+                try push(try newTuple([a]))
             case 0x86:
                 let b = try pop("TUPLE2"), a = try pop("TUPLE2")
-                try push(newTuple([a, b]))
+                try push(try newTuple([a, b]))
             case 0x87:
                 let c = try pop("TUPLE3"), b = try pop("TUPLE3"), a = try pop("TUPLE3")
-                try push(newTuple([a, b, c]))
+                try push(try newTuple([a, b, c]))
             case 0x6C: // LIST
-                lists.append(try popMark("LIST"))
-                try push(.list(lists.count - 1))
+                try push(try newList(try popMark("LIST")))
             case 0x64: // DICT
                 let items = try popMark("DICT")
-                let d = newDict()
+                let d = try newDict()
                 try setItems(d, items, "DICT", at: at)
                 try push(d)
             case 0x73: // SETITEM
@@ -399,18 +433,18 @@ final class PickleMachine {
 
             // strings and bytes
             case 0x58: // BINUNICODE
-                let n = try length(UInt64(try r.le(UInt32.self)), "BINUNICODE")
+                let n = try stringLength(UInt64(try r.le(UInt32.self)), "BINUNICODE")
                 try push(.string(try utf8(try r.take(n), "BINUNICODE")))
             case 0x8C: // SHORT_BINUNICODE
                 let n = Int(try r.u8())
                 try push(.string(try utf8(try r.take(n), "SHORT_BINUNICODE")))
             case 0x8D: // BINUNICODE8
-                let n = try length(try r.le(UInt64.self), "BINUNICODE8")
+                let n = try stringLength(try r.le(UInt64.self), "BINUNICODE8")
                 try push(.string(try utf8(try r.take(n), "BINUNICODE8")))
             case 0x54: // BINSTRING (signed length)
                 let n32 = try r.le(Int32.self)
                 guard n32 >= 0 else { throw fail("BINSTRING with negative length \(n32)", at: at) }
-                let n = try length(UInt64(n32), "BINSTRING")
+                let n = try stringLength(UInt64(n32), "BINSTRING")
                 try push(.string(legacyString(try r.take(n))))
             case 0x55: // SHORT_BINSTRING
                 let n = Int(try r.u8())
@@ -445,7 +479,7 @@ final class PickleMachine {
                 guard case .global(.orderedDict) = cls, case let .tuple(t) = args, tuples[t].isEmpty else {
                     throw fail("refuses NEWOBJ of \(cls.kind): only collections.OrderedDict() may be created", at: at)
                 }
-                try push(newDict())
+                try push(try newDict())
             case 0x62: // BUILD
                 let state = try pop("BUILD")
                 let target = try top("BUILD")
@@ -490,6 +524,7 @@ final class PickleMachine {
     private func setItems(_ target: PValue, _ items: [PValue], _ opname: String, at: Int) throws {
         guard case let .dict(d) = target else { throw fail("\(opname) on \(target.withArticle), not a dict", at: at) }
         guard items.count % 2 == 0 else { throw fail("\(opname) with an odd number of items (\(items.count))", at: at) }
+        try charge(items.count, at: at)
         var i = 0
         while i < items.count {
             switch items[i] {
@@ -503,6 +538,7 @@ final class PickleMachine {
 
     private func append(_ target: PValue, _ items: [PValue], _ opname: String, at: Int) throws {
         guard case let .list(l) = target else { throw fail("\(opname) on \(target.withArticle), not a list", at: at) }
+        try charge(items.count, at: at)
         lists[l].append(contentsOf: items)
     }
 
@@ -519,7 +555,7 @@ final class PickleMachine {
         switch g {
         case .orderedDict:
             guard a.isEmpty else { throw fail("collections.OrderedDict called with \(a.count) arguments, expected none", at: at) }
-            return newDict()
+            return try newDict()
         case .rebuildFromTypeV2:
             // _rebuild_from_type_v2(func, new_type, args, state)
             guard a.count == 4 else { throw fail("\(g.qualifiedName) called with \(a.count) arguments, expected 4", at: at) }
@@ -577,6 +613,10 @@ final class PickleMachine {
         guard case let .int(offset) = a[1] else { throw fail("\(g.qualifiedName): storage offset is \(a[1].withArticle), expected an int", at: at) }
         let shape = try ints(a[2], "size", g, at: at)
         let stride = try ints(a[3], "stride", g, at: at)
+        guard shape.count <= CheckpointLimits.maxTensorDimensions, stride.count <= CheckpointLimits.maxTensorDimensions else {
+            throw fail("\(g.qualifiedName): a tensor of \(max(shape.count, stride.count)) dimensions is over the limit of \(CheckpointLimits.maxTensorDimensions)", at: at)
+        }
+        try built()
         tensors.append(TensorRecord(storage: s, dtype: dtype, offset: offset, shape: shape, stride: stride))
         return .tensor(tensors.count - 1)
     }
@@ -635,6 +675,7 @@ final class PickleMachine {
                 throw fail("storage '\(key)' has a view of type \(p[5].kind), expected None or a tuple", at: at)
             }
         }
+        try built()
         storages.append(StorageRef(key: key, dtype: dtype, untyped: untyped, rootBytes: rootBytes, viewByteOffset: viewOffset, viewBytes: viewBytes))
         return .storage(storages.count - 1)
     }

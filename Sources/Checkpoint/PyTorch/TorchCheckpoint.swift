@@ -20,7 +20,7 @@ public struct TorchStateDict: Sendable {
 public enum TorchCheckpoint {
     static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
     static let legacyProtocolVersion = 1001
-    static let maxPickleBytes = 1 << 30
+    static let maxPickleBytes = CheckpointLimits.maxPickleBytes
     /// A non-contiguous view larger than its storage (a stride-0 expand) is still materialized up to this size.
     static let smallMaterialization = 16 << 20
     static let resaveAdvice = "re-save it with a current torch (`torch.save(torch.load(path), path2)`) or convert it with `deberta convert`"
@@ -94,9 +94,21 @@ public enum TorchCheckpoint {
         guard pkl.uncompressedSize <= maxPickleBytes else {
             throw DebertaError(.malformedFile, file: file, "declares a data.pkl of \(pkl.uncompressedSize) bytes, more than the 1 GiB limit for a state dict's pickle")
         }
+        var inflated = pkl.isStored ? 0 : pkl.uncompressedSize
+        try checkInflatedTotal(inflated, archiveBytes: region.count, file: file)
         let pklRegion = try zip.contents(pkl, size: pkl.uncompressedSize, exact: true, what: "data.pkl")
         let machine = PickleMachine(pklRegion.bytes, file: file, what: "data.pkl", form: .zip)
         let object = try withExtendedLifetime(pklRegion) { try machine.run() }
+
+        // Every deflated storage the pickle declares, at the size it declares, before inflating any:
+        // the total must fit the stated limits (a 5 MB file must not inflate to 5 GiB).
+        var declaredBytes: [String: Int] = [:]
+        for s in machine.storages { declaredBytes[s.key] = max(declaredBytes[s.key] ?? 0, s.rootBytes) }
+        for (key, bytes) in declaredBytes {
+            guard let e = zip.entry(named: "\(root)/data/\(key)"), !e.isStored else { continue }
+            inflated = checkedAdd(inflated, bytes) ?? Int.max
+        }
+        try checkInflatedTotal(inflated, archiveBytes: region.count, file: file)
 
         let resolver = StorageResolver(file: file, bigEndian: bigEndian) { key, bytes in
             let name = "\(root)/data/\(key)"
@@ -108,6 +120,22 @@ public enum TorchCheckpoint {
             return try zip.contents(e, size: bytes, exact: false, what: "storage '\(key)'")
         }
         return try collect(object, machine: machine, resolver: resolver, file: file, format: "pytorch-zip")
+    }
+
+    /// Throws `.limit` when deflated entries would inflate to more than the stated limits: 16 GiB, 32 ×
+    /// the archive's size + 64 MiB, and half the memory this process may still use.
+    static func checkInflatedTotal(_ total: Int, archiveBytes: Int, file: String, available: Int? = nil) throws {
+        guard total > 0 else { return }
+        let byRatio = checkedAdd(checkedMul(archiveBytes, CheckpointLimits.maxInflateRatio) ?? Int.max, CheckpointLimits.inflateSlack) ?? Int.max
+        let memory = available ?? MemoryBudget.available()
+        let byMemory = memory / 2
+        let limit = min(CheckpointLimits.maxInflatedBytes, byRatio, byMemory)
+        guard total <= limit else {
+            let why = limit == byMemory ? "half the \(memory) bytes of memory available"
+                : limit == byRatio ? "\(CheckpointLimits.maxInflateRatio) × the archive's \(archiveBytes) bytes + 64 MiB"
+                : "the \(CheckpointLimits.maxInflatedBytes >> 30) GiB limit for deflated storages"
+            throw DebertaError(.limit, file: file, "deflated zip entries would inflate to \(total) bytes, more than \(limit) (\(why)); refusing it as a zip bomb (torch writes storages uncompressed: re-save with torch.save)")
+        }
     }
 
     static func trimmed(_ s: String) -> String {
@@ -302,7 +330,7 @@ final class StorageResolver {
                 region = s
             } else {
                 let source = region
-                let storage = ByteStorage.allocate(count: source.count) { dst in
+                let storage = try ByteStorage.allocate(count: source.count, file: file, what: "byte-swapping storage '\(ref.key)' for tensor '\(name)'") { dst in
                     let src = source.bytes
                     let n = source.count / elementSize
                     guard n > 0, let s = src.baseAddress, let d = dst.baseAddress else { return }
@@ -391,7 +419,7 @@ final class StorageResolver {
             throw fail(name, "strided views would need more than \(budget) bytes of copies in total (twice the checkpoint's storage data plus 64 MiB); refusing")
         }
         materializedBytes = total
-        let storage = ByteStorage.allocate(count: byteCount) { dst in
+        let storage = try ByteStorage.allocate(count: byteCount, file: file, what: "copying strided tensor '\(name)'") { dst in
             guard let src = base.bytes.baseAddress, let out = dst.baseAddress else { return }
             Self.gather(src: src, dst: out, elementSize: elementSize, shape: t.shape, strides: strides, offset: t.offset)
         }

@@ -119,6 +119,9 @@ struct ZipArchive {
         guard !multiDisk else {
             throw DebertaError(.unsupported, file: file, "is a multi-disk (split) zip archive, which is not supported; join the parts into one file")
         }
+        guard entryCount <= CheckpointLimits.maxZipEntries else {
+            throw DebertaError(.limit, file: file, "declares \(entryCount) zip entries, more than the limit of \(CheckpointLimits.maxZipEntries) for a checkpoint archive")
+        }
         guard let cdEnd = checkedAdd(cdOffset, cdSize), cdEnd <= size else {
             throw DebertaError(.malformedFile, file: file, "has a central directory (offset \(cdOffset), \(cdSize) bytes) that extends past the end of the file (\(size) bytes); the file is truncated or corrupt")
         }
@@ -302,6 +305,9 @@ struct ZipArchive {
             }
             return r
         }
+        guard entry.uncompressedSize >= size, !exact || entry.uncompressedSize == size else {
+            throw DebertaError(.malformedFile, file: file, "\(what): deflated zip entry '\(entry.name)' declares \(entry.uncompressedSize) bytes uncompressed, expected \(exact ? "" : "at least ")\(size)")
+        }
         return try inflate(entry, size: size, what: what)
     }
 
@@ -319,7 +325,7 @@ struct ZipArchive {
         if size > 64 << 20, size / 16 > raw.count {
             try runInflate(raw.bytes, into: nil, size: size, entry: entry, what: what)
         }
-        let storage = try ByteStorage.allocate(count: size) { buffer in
+        let storage = try ByteStorage.allocate(count: size, file: file, what: "\(what): inflating zip entry '\(entry.name)'") { buffer in
             try runInflate(raw.bytes, into: buffer, size: size, entry: entry, what: what)
         }
         return ByteRegion(storage: storage)

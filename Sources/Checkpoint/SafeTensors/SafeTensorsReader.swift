@@ -67,6 +67,9 @@ public enum SafeTensorsReader {
             guard let shapeValues = value["shape"]?.arrayValue else {
                 throw DebertaError(.tensor, file: file, tensor: name, "missing or non-array 'shape'")
             }
+            guard shapeValues.count <= CheckpointLimits.maxTensorDimensions else {
+                throw DebertaError(.limit, file: file, tensor: name, "shape has \(shapeValues.count) dimensions, more than the limit of \(CheckpointLimits.maxTensorDimensions)")
+            }
             var shape: [Int] = []
             for d in shapeValues {
                 guard let v = d.intValue, v >= 0 else {

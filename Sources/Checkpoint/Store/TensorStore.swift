@@ -100,22 +100,32 @@ public final class TensorStore: Sendable {
         return .unknown("its first bytes match no known format")
     }
 
-    /// A sharded checkpoint: `{"metadata": {...}, "weight_map": {tensor: file}}`, shards beside the index.
-    static func openSharded(index path: String) throws -> TensorStore {
-        let storage = try ByteStorage.map(path: path)
-        guard storage.count <= 64 << 20 else {
-            throw DebertaError(.limit, file: path, "index file is \(storage.count) bytes; an index over 64 MiB is not plausible")
+    /// What a sharded index says: the shard files in order of first mention and, per shard, the tensor
+    /// names the weight_map places in it. Linear in the index's size; at most
+    /// `CheckpointLimits.maxShards` shards and `maxIndexEntries` entries.
+    public struct ShardIndex: Sendable {
+        public var shards: [String]
+        public var tensorsByShard: [String: [String]]
+        public var entryCount: Int
+    }
+
+    /// Parses the JSON of a `*.index.json` (`file` names it in errors).
+    public static func parseShardIndex(_ bytes: UnsafeRawBufferPointer, file path: String) throws -> ShardIndex {
+        guard bytes.count <= CheckpointLimits.maxIndexBytes else {
+            throw DebertaError(.limit, file: path, "index file is \(bytes.count) bytes; an index over \(CheckpointLimits.maxIndexBytes >> 20) MiB is not plausible")
         }
         let json: JSONValue
-        do { json = try JSONParser.parse(storage.bytes) } catch {
+        do { json = try JSONParser.parse(bytes) } catch {
             throw DebertaError(.malformedFile, file: path, "index is not valid JSON: \(error)")
         }
         guard let map = json["weight_map"]?.objectValue else {
             throw DebertaError(.malformedFile, file: path, "index has no \"weight_map\" object")
         }
-        let directory = parentDirectory(of: path)
-        var shardOrder: [String] = []
-        var expected: [String: String] = [:]
+        guard map.count <= CheckpointLimits.maxIndexEntries else {
+            throw DebertaError(.limit, file: path, "weight_map has \(map.count) entries, more than the limit of \(CheckpointLimits.maxIndexEntries)")
+        }
+        var shards: [String] = []
+        var byShard: [String: [String]] = [:]
         for (tensor, value) in map {
             guard let file = value.stringValue else {
                 throw DebertaError(.tensor, file: path, tensor: tensor, "weight_map value is not a file name")
@@ -123,16 +133,32 @@ public final class TensorStore: Sendable {
             guard isPlainFileName(file) else {
                 throw DebertaError(.tensor, file: path, tensor: tensor, "shard name '\(file)' must be a plain file name beside the index")
             }
-            if !shardOrder.contains(file) { shardOrder.append(file) }
-            expected[tensor] = file
+            if byShard[file] == nil {
+                guard shards.count < CheckpointLimits.maxShards else {
+                    throw DebertaError(.limit, file: path, "weight_map names more than \(CheckpointLimits.maxShards) shard files, the limit for one index")
+                }
+                shards.append(file)
+            }
+            byShard[file, default: []].append(tensor)
         }
-        guard !shardOrder.isEmpty else { throw DebertaError(.malformedFile, file: path, "weight_map is empty") }
+        guard !shards.isEmpty else { throw DebertaError(.malformedFile, file: path, "weight_map is empty") }
+        return ShardIndex(shards: shards, tensorsByShard: byShard, entryCount: map.count)
+    }
+
+    /// A sharded checkpoint: `{"metadata": {...}, "weight_map": {tensor: file}}`, shards beside the index.
+    static func openSharded(index path: String) throws -> TensorStore {
+        let storage = try ByteStorage.map(path: path)
+        let index = try parseShardIndex(storage.bytes, file: path)
+        var expected: [String: String] = [:]
+        expected.reserveCapacity(index.entryCount)
+        for (shard, names) in index.tensorsByShard { for name in names { expected[name] = shard } }
+        let directory = parentDirectory(of: path)
         var tensors: [TensorView] = []
         var files: [String] = []
         var metadata: [(String, String)] = []
         var skipped: [String] = []
         var shardFormat: CheckpointFormat?
-        for shard in shardOrder {
+        for shard in index.shards {
             let shardPath = directory + shard
             let (format, shardTensors, shardMetadata, shardSkipped) = try readSingle(shardPath)
             if let f = shardFormat, f != format {
@@ -148,7 +174,7 @@ public final class TensorStore: Sendable {
                 }
             }
             let present = Set(shardTensors.map(\.name))
-            for (name, file) in expected where file == shard && !present.contains(name) {
+            for name in index.tensorsByShard[shard] ?? [] where !present.contains(name) {
                 throw DebertaError(.tensor, file: shardPath, tensor: name, "listed in the weight_map of \(path) but missing from the shard")
             }
             if metadata.isEmpty { metadata = shardMetadata }
