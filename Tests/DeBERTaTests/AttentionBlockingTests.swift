@@ -2,9 +2,10 @@ import CKernels
 import XCTest
 
 /// The row-blocked distance head (`dk_attention_head_distance_generic`, the AVX2/scalar path of
-/// `dk_attention_head_distance`) against the full-matrix computation it replaced: `dk_attention_head_generic`
-/// on the [t×t] index table built from the by-distance rows (what `dk_attention_head_distance` ran before).
-/// Outputs must be equal to the bit, on every shape.
+/// `dk_attention_head_distance`: blocks of 64 queries, relative rows read from by_distance) against the
+/// full-matrix computation it replaced: `dk_attention_head_generic` ([t×t] scores in one block) on the [t×t]
+/// index table built from the by-distance rows, what `dk_attention_head_distance` ran before. Outputs must be
+/// equal to the bit, on every shape.
 final class AttentionBlockingTests: XCTestCase {
     private struct Noise {
         var state: UInt64

@@ -98,7 +98,8 @@ void dk_attention_head_distance_generic(size_t t, size_t d, const float *q, size
                                         size_t span, const int32_t *by_distance, const uint8_t *key_mask,
                                         float scale, float *out, size_t ldo, float *scratch);
 
-/* The portable head (AVX2/FMA products or scalar, index gathers, P·V summed in double), any rel table. */
+/* The portable head (AVX2/FMA products or scalar, index gathers, P·V summed in double), any rel table:
+ * the full [t×t] score matrix in one block (the row-blocked distance head's reference). */
 void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
