@@ -77,9 +77,9 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
 /* out[i][c] = Σ_j p[i][j] · v[j][c] with the sums in double: the context feeds the next quantized or
  * f32 product, and sums over up to thousands of keys lose several ulps in f32. */
 __attribute__((target("avx2,fma")))
-static void probs_times_values_avx2(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
-                                    float *out, size_t ldo) {
-    for (size_t i = 0; i < t; i++) {
+static void probs_times_values_avx2(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v,
+                                    size_t ldv, float *out, size_t ldo) {
+    for (size_t i = 0; i < m; i++) {
         const float *pi = p + i * ldp;
         size_t c = 0;
         for (; c + 8 <= d; c += 8) {
@@ -117,52 +117,118 @@ void dk_gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a
     gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc);
 }
 
+/* m query rows of P · V over t keys. */
+static void probs_times_values_scalar(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v,
+                                      size_t ldv, float *out, size_t ldo) {
+    for (size_t i = 0; i < m; i++) {
+        for (size_t c = 0; c < d; c++) {
+            double acc = 0;
+            for (size_t j = 0; j < t; j++) acc += (double)p[i * ldp + j] * (double)v[j * ldv + c];
+            out[i * ldo + c] = (float)acc;
+        }
+    }
+}
+
+static void probs_times_values(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                               float *out, size_t ldo) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) { probs_times_values_avx2(m, t, d, p, ldp, v, ldv, out, ldo); return; }
+#endif
+    probs_times_values_scalar(m, t, d, p, ldp, v, ldv, out, ldo);
+}
+
+void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                                  float *out, size_t ldo) {
+    probs_times_values_scalar(t, t, d, p, ldp, v, ldv, out, ldo);
+}
+
+void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
+                           float *out, size_t ldo) {
+    probs_times_values(t, t, d, p, ldp, v, ldv, out, ldo);
+}
+
 /* dst[c][r] = src[r][c] for an [rows × cols] source with leading dimension lds; dst has ld = rows. */
 static void transpose(const float *src, size_t rows, size_t cols, size_t lds, float *dst) {
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * lds + c];
 }
 
-/* The AVX2/scalar head: kᵀ, pkᵀ, pqᵀ [d×t], [d×span] each, scores [t×t], c2p and p2c [t×span] each. */
-static size_t generic_scratch(size_t t, size_t d, size_t span) {
-    return d * t + 2 * d * span + t * t + 2 * t * span;
+/* Query rows per block of the distance head: a multiple of 4, gemm_nn_avx2's row tile, so every row
+ * takes the same tile code as in the full [t×t] product and gets the same bits. 64 rows of scores stay
+ * within L2 up to t ≈ 4000 keys. */
+#define DISTANCE_BLOCK 64
+
+static size_t distance_block(size_t t) { return t < DISTANCE_BLOCK ? t : DISTANCE_BLOCK; }
+
+/* The AVX2/scalar head with blocks of b queries: kᵀ [d×t], pkᵀ and pqᵀ [d×span], p2c [t×span], and per
+ * block its scores [b×t] and c2p rows [b×span]. */
+static size_t blocked_scratch(size_t t, size_t d, size_t span, size_t b) {
+    return d * t + 2 * d * span + t * span + b * t + b * span;
+}
+
+/* The terms that do not depend on the queries (kᵀ, pkᵀ, pqᵀ, p2c) once, then per block of b queries its
+ * scores against every key, its c2p rows, the masked softmax and its output rows. The relative row of query
+ * i and key j is rel[i * rel_row + j * rel_col] (a [t×t] table: t, 1; by distance from by_distance + t - 1:
+ * 1, -1). Each row goes through the same products and the same row code whatever b is (b = t: the full
+ * [t×t] matrix), so the output does not depend on b to the bit. */
+static void blocked_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
+                         size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span, const int32_t *rel,
+                         ptrdiff_t rel_row, ptrdiff_t rel_col, const uint8_t *key_mask, float scale, float *out,
+                         size_t ldo, float *scratch, size_t b) {
+    float *kt = scratch;
+    float *pkt = kt + d * t;
+    float *pqt = pkt + d * span;
+    float *p2c = pqt + d * span;
+    float *scores = p2c + t * span;
+    float *c2p = scores + b * t;
+    transpose(k, t, d, ldk, kt);
+    if (pk) transpose(pk, span, d, ldp, pkt);
+    if (pq) {
+        transpose(pq, span, d, ldp, pqt);
+        dk_gemm_nn(t, span, d, scale, k, ldk, pqt, span, p2c, span);
+    }
+    for (size_t i0 = 0; i0 < t; i0 += b) {
+        const size_t mb = t - i0 < b ? t - i0 : b;
+        dk_gemm_nn(mb, t, d, scale, q + i0 * ldq, ldq, kt, t, scores, t);
+        if (pk) dk_gemm_nn(mb, span, d, scale, q + i0 * ldq, ldq, pkt, span, c2p, span);
+        for (size_t r = 0; r < mb; r++)
+            dk_attention_probability_row(scores + r * t, t, 1.0f, pk ? c2p + r * span : NULL, pq ? p2c : NULL, span,
+                                         rel + (ptrdiff_t)(i0 + r) * rel_row, rel_col, key_mask);
+        probs_times_values(mb, t, d, scores, t, v, ldv, out + i0 * ldo, ldo);
+    }
 }
 
 void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                                float *scratch) {
-    float *kt = scratch;
-    float *pkt = kt + d * t;
-    float *pqt = pkt + d * span;
-    float *scores = pqt + d * span;
-    float *c2p = scores + t * t;
-    float *p2c = c2p + t * span;
-    transpose(k, t, d, ldk, kt);
-    dk_gemm_nn(t, t, d, scale, q, ldq, kt, t, scores, t);
-    if (pk) {
-        transpose(pk, span, d, ldp, pkt);
-        dk_gemm_nn(t, span, d, scale, q, ldq, pkt, span, c2p, span);
-    }
-    if (pq) {
-        transpose(pq, span, d, ldp, pqt);
-        dk_gemm_nn(t, span, d, scale, k, ldk, pqt, span, p2c, span);
-    }
-    dk_attention_probabilities(scores, t, t, 1.0f, pk ? c2p : NULL, pq ? p2c : NULL, span, rel, key_mask);
-    dk_probs_times_values(t, d, scores, t, v, ldv, out, ldo);
+    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, (ptrdiff_t)t, 1, key_mask, scale, out, ldo,
+                 scratch, t);
+}
+
+size_t dk_attention_distance_generic_scratch(size_t t, size_t d, size_t span) {
+    return blocked_scratch(t, d, span, distance_block(t));
+}
+
+void dk_attention_head_distance_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                        size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                        float scale, float *out, size_t ldo, float *scratch) {
+    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance + t - 1, 1, -1, key_mask, scale, out,
+                 ldo, scratch, distance_block(t));
 }
 
 size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
-    /* enough for every entry point on any CPU: the generic head plus a [t×t] index table, or the
-     * AVX-512 head plus a by-distance table */
-    size_t generic = generic_scratch(t, d, span) + t * t;
+    /* enough for every entry point on any CPU: the full-matrix head plus a [t×t] index table (more than the
+     * row-blocked head), or the AVX-512 head plus a by-distance table */
+    size_t generic = blocked_scratch(t, d, span, t) + t * t;
     size_t fast = dk_attention_scratch_avx512(t, d, span) + 2 * t;
     return generic > fast ? generic : fast;
 }
 
 size_t dk_attention_distance_scratch(size_t t, size_t d, size_t span) {
     if (dk_has_avx512()) return dk_attention_scratch_avx512(t, d, span);
-    return generic_scratch(t, d, span) + t * t;
+    return dk_attention_distance_generic_scratch(t, d, span);
 }
 
 const char *dk_attention_isa(void) {
@@ -182,10 +248,8 @@ void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, 
                                  ldo, scratch);
         return;
     }
-    int32_t *rel = (int32_t *)(scratch + generic_scratch(t, d, span));
-    for (size_t i = 0; i < t; i++)
-        for (size_t j = 0; j < t; j++) rel[i * t + j] = by_distance[i + t - 1 - j];
-    dk_attention_head_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, key_mask, scale, out, ldo, scratch);
+    dk_attention_head_distance_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale,
+                                       out, ldo, scratch);
 }
 
 void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
@@ -205,25 +269,6 @@ void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const flo
         return;
     }
     dk_attention_head_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, key_mask, scale, out, ldo, scratch);
-}
-
-void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
-                                  float *out, size_t ldo) {
-    for (size_t i = 0; i < t; i++) {
-        for (size_t c = 0; c < d; c++) {
-            double acc = 0;
-            for (size_t j = 0; j < t; j++) acc += (double)p[i * ldp + j] * (double)v[j * ldv + c];
-            out[i * ldo + c] = (float)acc;
-        }
-    }
-}
-
-void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
-                           float *out, size_t ldo) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) { probs_times_values_avx2(t, d, p, ldp, v, ldv, out, ldo); return; }
-#endif
-    dk_probs_times_values_scalar(t, d, p, ldp, v, ldv, out, ldo);
 }
 
 int dk_exp_avx512(const float *x, float *y, size_t n) {

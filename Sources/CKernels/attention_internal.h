@@ -13,4 +13,11 @@ void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t ldq, co
                               const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
                               size_t ldo, float *scratch);
 void dk_exp_avx512_rows(const float *x, float *y, size_t n);
+
+/* One query row of dk_attention_probabilities (kernels.c): key j's relative row is rel_row[j * rel_step];
+ * c2p_row is the query's c2p row (NULL: no c2p term). The full-matrix and the row-blocked heads both use
+ * it, so a row gets the same bits in either. */
+void dk_attention_probability_row(float *row, size_t t, float content_scale, const float *c2p_row,
+                                  const float *p2c, size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step,
+                                  const uint8_t *key_mask);
 #endif

@@ -1,4 +1,5 @@
 #include "ckernels.h"
+#include "attention_internal.h"
 #include <math.h>
 #include <float.h>
 
@@ -121,38 +122,43 @@ void dk_layer_norm_scalar(float *x, size_t rows, size_t n, size_t ld, const floa
     }
 }
 
+/* rel_row[j * rel_step]: a row of a [t×t] table (step 1), or a by-distance table read backwards (step -1). */
+void dk_attention_probability_row(float *row, size_t t, float content_scale, const float *c2p_row,
+                                  const float *p2c, size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step,
+                                  const uint8_t *key_mask) {
+    float max = -FLT_MAX;
+    int any = 0;
+    for (size_t j = 0; j < t; j++) {
+        if (!key_mask[j]) continue;
+        float s = row[j] * content_scale;
+        int32_t k = rel_row[(ptrdiff_t)j * rel_step];
+        if (c2p_row) s += c2p_row[(size_t)k];
+        if (p2c) s += p2c[j * ld_pos + (size_t)k];
+        row[j] = s;
+        if (s > max) max = s;
+        any = 1;
+    }
+    if (!any) {
+        for (size_t j = 0; j < t; j++) row[j] = 0;
+        return;
+    }
+    double sum = 0;
+    for (size_t j = 0; j < t; j++) {
+        if (!key_mask[j]) { row[j] = 0; continue; }
+        float e = expf(row[j] - max);
+        row[j] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < t; j++) row[j] *= inv;
+}
+
 void dk_attention_probabilities(float *scores, size_t t, size_t ld_scores, float content_scale,
                                 const float *c2p, const float *p2c, size_t ld_pos, const int32_t *rel,
                                 const uint8_t *key_mask) {
-    for (size_t i = 0; i < t; i++) {
-        float *row = scores + i * ld_scores;
-        const int32_t *rel_row = rel + i * t;
-        float max = -FLT_MAX;
-        int any = 0;
-        for (size_t j = 0; j < t; j++) {
-            if (!key_mask[j]) continue;
-            float s = row[j] * content_scale;
-            int32_t k = rel_row[j];
-            if (c2p) s += c2p[i * ld_pos + (size_t)k];
-            if (p2c) s += p2c[j * ld_pos + (size_t)k];
-            row[j] = s;
-            if (s > max) max = s;
-            any = 1;
-        }
-        if (!any) {
-            for (size_t j = 0; j < t; j++) row[j] = 0;
-            continue;
-        }
-        double sum = 0;
-        for (size_t j = 0; j < t; j++) {
-            if (!key_mask[j]) { row[j] = 0; continue; }
-            float e = expf(row[j] - max);
-            row[j] = e;
-            sum += e;
-        }
-        float inv = (float)(1.0 / sum);
-        for (size_t j = 0; j < t; j++) row[j] *= inv;
-    }
+    for (size_t i = 0; i < t; i++)
+        dk_attention_probability_row(scores + i * ld_scores, t, content_scale, c2p ? c2p + i * ld_pos : NULL, p2c,
+                                     ld_pos, rel + i * t, 1, key_mask);
 }
 
 void dk_softmax_rows(float *x, size_t rows, size_t n, size_t ld) {

@@ -75,10 +75,12 @@ void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const flo
                        float *scratch);
 
 /* The same head with the index given by distance: rel[i][j] = by_distance[i - j + t - 1] (2t - 1 entries),
- * as both DeBERTa families index the relative table. AVX-512 when the CPU has it (zmm products only over
- * the relative rows each block of queries or keys reaches, the c2p/p2c terms picked by in-register
- * permutations instead of gathers, a vectorized exp, P·V summed in double as the generic head does),
- * else the generic head.
+ * as both DeBERTa families index the relative table. Queries are processed in blocks of rows (16 with
+ * AVX-512, 64 otherwise), so no [t×t] matrix or index table exists and the scratch is linear in t:
+ * O(t·(d + span)). AVX-512 when the CPU has it (zmm products only over the relative rows each block of
+ * queries or keys reaches, the c2p/p2c terms picked by in-register permutations instead of gathers, a
+ * vectorized exp, P·V summed in double as the generic head does), else
+ * dk_attention_head_distance_generic.
  * Scratch: dk_attention_distance_scratch floats (the CPU's path only) or dk_attention_scratch. */
 size_t dk_attention_distance_scratch(size_t t, size_t d, size_t span);
 void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
@@ -86,7 +88,18 @@ void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, 
                                 const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
                                 size_t ldo, float *scratch);
 
-/* The portable head (AVX2/FMA products or scalar, index gathers, P·V summed in double), any rel table. */
+/* The AVX2/scalar distance head on any CPU (the tests call it on AVX-512 machines too): blocks of 64
+ * queries, each row computed by the same code as in dk_attention_head_generic, so the output equals
+ * dk_attention_head_generic's on the [t×t] table of by_distance to the bit.
+ * Scratch: dk_attention_distance_generic_scratch floats, d·t + 2·d·span + t·span + 64·(t + span). */
+size_t dk_attention_distance_generic_scratch(size_t t, size_t d, size_t span);
+void dk_attention_head_distance_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                        size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                        float scale, float *out, size_t ldo, float *scratch);
+
+/* The portable head (AVX2/FMA products or scalar, index gathers, P·V summed in double), any rel table:
+ * the full [t×t] score matrix in one block (the row-blocked distance head's reference). */
 void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,

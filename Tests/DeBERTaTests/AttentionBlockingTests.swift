@@ -1,0 +1,155 @@
+import CKernels
+import XCTest
+
+/// The row-blocked distance head (`dk_attention_head_distance_generic`, the AVX2/scalar path of
+/// `dk_attention_head_distance`: blocks of 64 queries, relative rows read from by_distance) against the
+/// full-matrix computation it replaced: `dk_attention_head_generic` ([t×t] scores in one block) on the [t×t]
+/// index table built from the by-distance rows, what `dk_attention_head_distance` ran before. Outputs must be
+/// equal to the bit, on every shape.
+final class AttentionBlockingTests: XCTestCase {
+    private struct Noise {
+        var state: UInt64
+        /// xorshift, uniform in [-magnitude, magnitude)
+        mutating func next(_ n: Int, _ magnitude: Float) -> [Float] {
+            (0 ..< n).map { _ in
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * magnitude
+            }
+        }
+        mutating func index(_ bound: Int) -> Int {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return Int(state >> 33) % bound
+        }
+    }
+
+    private enum Rows { case bucketed, random }
+
+    /// 2t - 1 relative rows in [0, span): log-bucketed by distance as DeBERTa-v3 (buckets = span / 2, shifted to
+    /// start at 0 and clamped), or arbitrary rows (allowed by the kernel contract).
+    private func byDistance(t: Int, span: Int, _ kind: Rows, _ noise: inout Noise) -> [Int32] {
+        (0 ..< 2 * t - 1).map { x in
+            switch kind {
+            case .random: return Int32(noise.index(span))
+            case .bucketed:
+                let buckets = max(span / 2, 1), r = x - (t - 1)
+                let mid = max(buckets / 2, 1)
+                var b = r
+                if abs(r) > mid {
+                    let logPos = Int((log(Double(abs(r)) / Double(mid)) / log(Double(4 * buckets) / Double(mid))
+                        * Double(mid - 1)).rounded(.up)) + mid
+                    b = r > 0 ? logPos : -logPos
+                }
+                return Int32(min(max(b + buckets, 0), span - 1))
+            }
+        }
+    }
+
+    private enum MaskKind: CaseIterable { case all, holes, padded, none }
+
+    private func mask(t: Int, _ kind: MaskKind) -> [UInt8] {
+        (0 ..< t).map { j in
+            switch kind {
+            case .all: return 1
+            case .holes: return j % 5 == 2 ? 0 : 1
+            case .padded: return j < (t + 1) / 2 ? 1 : 0
+            case .none: return 0
+            }
+        }
+    }
+
+    /// Runs the blocked head and the full-matrix reference on one shape; returns the number of differing outputs.
+    private func compare(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
+                         seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        var noise = Noise(state: 0x9E37_79B9_7F4A_7C15 ^ (seed &* 0x1000_0000_01B3))
+        let ld = d + 3  // rows wider than the head, as the model's [N, heads · d] activations
+        let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
+        let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
+        let g = byDistance(t: t, span: span, rows, &noise)
+        let m = mask(t: t, kind)
+        let scale = 1 / Float(d * 3).squareRoot()
+        var table = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
+
+        var expected = [Float](repeating: .nan, count: t * ld), blocked = expected
+        var scratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
+        dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table, m, scale, &expected, ld, &scratch)
+        // NaN scratch: every value the kernel reads must have been written first.
+        var blockedScratch = [Float](repeating: .nan, count: dk_attention_distance_generic_scratch(t, d, span))
+        dk_attention_head_distance_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &blocked, ld,
+                                           &blockedScratch)
+        let label = "t=\(t) d=\(d) span=\(span) \(rows) mask=\(kind) c2p=\(c2p) p2c=\(p2c)"
+        let differing = zip(expected, blocked).filter { $0.bitPattern != $1.bitPattern }.count
+        XCTAssertEqual(differing, 0, "\(label): \(differing) of \(t * ld) outputs differ", file: file, line: line)
+        for i in 0 ..< t { for c in 0 ..< d where !blocked[i * ld + c].isFinite {
+            XCTFail("\(label): output [\(i), \(c)] = \(blocked[i * ld + c])", file: file, line: line); return
+        } }
+        for i in 0 ..< t { for c in d ..< ld where !blocked[i * ld + c].isNaN {
+            XCTFail("\(label): wrote [\(i), \(c)] past the head", file: file, line: line); return
+        } }
+        // Where this CPU runs the generic path, the public entry point is the blocked head.
+        if String(cString: dk_attention_isa()) != "avx512" {
+            var viaDistance = [Float](repeating: .nan, count: t * ld)
+            var distanceScratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
+            dk_attention_head_distance(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &viaDistance, ld,
+                                       &distanceScratch)
+            XCTAssertEqual(viaDistance.map(\.bitPattern), blocked.map(\.bitPattern), "\(label) dk_attention_head_distance",
+                           file: file, line: line)
+        }
+    }
+
+    /// Lengths around the block (64) and the product tiles (4 rows, 16 columns), every mask kind.
+    func testBlockedHeadIsBitIdenticalAtOddLengths() {
+        var seed: UInt64 = 1
+        for t in [1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 127, 128, 129, 257] {
+            for kind in MaskKind.allCases {
+                let span = [1, 2, 7, 16, 33][(t + Int(seed)) % 5]
+                compare(t: t, d: 8, span: span, rows: t % 2 == 0 ? .bucketed : .random, mask: kind, c2p: true, p2c: true,
+                        seed: seed)
+                seed += 1
+            }
+        }
+    }
+
+    /// Spans from 1 to 512 (v3-base reaches 512 rows), head sizes that are and are not multiples of 8 and 16.
+    func testBlockedHeadIsBitIdenticalAcrossSpans() {
+        var seed: UInt64 = 100
+        for span in [1, 2, 3, 15, 16, 17, 31, 64, 100, 255, 256, 257, 511, 512] {
+            for (t, d) in [(17, 5), (65, 16), (130, 64)] {
+                compare(t: t, d: d, span: span, rows: span % 3 == 0 ? .random : .bucketed,
+                        mask: span % 2 == 0 ? .holes : .padded, c2p: true, p2c: true, seed: seed)
+                seed += 1
+            }
+        }
+    }
+
+    /// Every combination of the c2p and p2c terms, including none (content scores only).
+    func testBlockedHeadIsBitIdenticalWithAndWithoutPositionTerms() {
+        var seed: UInt64 = 500
+        for (c2p, p2c) in [(true, true), (true, false), (false, true), (false, false)] {
+            for (t, d, span) in [(1, 8, 4), (16, 3, 9), (63, 32, 64), (64, 17, 5), (65, 64, 128), (200, 24, 512)] {
+                for kind in [MaskKind.all, .holes, .none] {
+                    compare(t: t, d: d, span: span, rows: .bucketed, mask: kind, c2p: c2p, p2c: p2c, seed: seed)
+                    seed += 1
+                }
+            }
+        }
+    }
+
+    /// A long sequence: 16 blocks of 64 queries and a partial one.
+    func testBlockedHeadIsBitIdenticalAt1000Tokens() {
+        compare(t: 1000, d: 32, span: 512, rows: .bucketed, mask: .holes, c2p: true, p2c: true, seed: 900)
+        compare(t: 1000, d: 8, span: 64, rows: .random, mask: .padded, c2p: true, p2c: false, seed: 901)
+    }
+
+    /// The scratch of the distance head is linear in t on every path (no [t×t] scores or index table):
+    /// at 20,000 tokens of a v3-base head (d = 64, span = 512) well under 100 MB.
+    func testDistanceScratchIsLinearInLength() {
+        for (d, span) in [(8, 64), (64, 512)] {
+            for entry in [dk_attention_distance_scratch, dk_attention_distance_generic_scratch] {
+                let small = entry(10_000, d, span), large = entry(20_000, d, span)
+                XCTAssertLessThanOrEqual(Double(large), 2.01 * Double(small), "d=\(d) span=\(span)")
+                XCTAssertLessThan(large * MemoryLayout<Float>.size, 100 << 20, "d=\(d) span=\(span): \(large) floats")
+            }
+        }
+    }
+}
