@@ -37,15 +37,10 @@ final class PipelineFixtureTests: XCTestCase {
         }
     }
 
-    /// Whether our tokenization equals the recorded one (`input_ids`, and `offsets` of the non-special tokens when recorded).
+    /// Whether our tokenization gives the recorded ids. (Offsets are then compared through the outputs that
+    /// carry them: ner and qa use transformers' offset convention, see `tokenizeWithPipelineOffsets`.)
     func agrees(_ ours: (ids: [Int], offsets: [[Int]?]), _ recorded: JSONValue) -> Bool {
-        guard ours.ids == recorded["input_ids"]?.arrayValue?.compactMap(\.intValue) else { return false }
-        guard let offsets = recorded["offsets"]?.arrayValue else { return true }
-        for (o, r) in zip(ours.offsets, offsets) {
-            guard let o else { continue }
-            if o != r.arrayValue?.compactMap(\.intValue) { return false }
-        }
-        return true
+        ours.ids == recorded["input_ids"]?.arrayValue?.compactMap(\.intValue)
     }
 
     /// nil when equal: strings and structure exactly, numbers within 1e-5 × max(1, |expected|).

@@ -50,7 +50,7 @@ extension TextModel {
             throw DebertaError(.invalidInput, file: "", "the stride (\(docStride)) is larger than the window (\(maxSeqLen) tokens)")
         }
         let q = encoder.tokenize(question)
-        let c = encoder.tokenize(context)
+        let c = encoder.tokenizeWithPipelineOffsets(context)
         let room = maxSeqLen - 3 - q.ids.count
         guard room > 0 else { throw DebertaError(.limit, file: "", "the question alone (\(q.ids.count) tokens) fills the window of \(maxSeqLen) tokens") }
         let ranges = c.ids.isEmpty ? [0 ..< 0] : try TextEncoder.windows(count: c.ids.count, size: room, stride: docStride)

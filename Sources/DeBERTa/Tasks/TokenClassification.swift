@@ -34,7 +34,7 @@ extension TextModel {
     }
 
     func entities(of text: String, aggregation: Aggregation, stride: Int?) throws -> [Entity] {
-        let tokens = encoder.tokenize(text)
+        let tokens = encoder.tokenizeWithPipelineOffsets(text)
         var windows: [EncodedInput] = []
         var starts: [Int] = []
         if let limit = maxLength, tokens.ids.count + 2 > limit {

@@ -62,3 +62,27 @@ extension TextEncoder {
         return out
     }
 }
+
+extension TextEncoder {
+    /// `tokenize` with transformers' offsets for SentencePiece pieces: its Metaspace tokenizer maps a piece's
+    /// leading U+2581 to the space before the piece (so "▁of" after "[MASK] " starts at the space) and the
+    /// dummy prefix of a text's first word to that word's first character. Byte-level BPE offsets are kept.
+    public func tokenizeWithPipelineOffsets(_ text: String) -> Encoding {
+        var e = tokenize(text)
+        guard !(tokenizer is ByteLevelBPETokenizer) else { return e }
+        let scalars = Array(text.unicodeScalars)
+        var previousEnd = 0
+        for i in e.offsets.indices {
+            let span = e.offsets[i]
+            defer { previousEnd = max(previousEnd, e.offsets[i].upperBound) }
+            guard e.tokens[i].hasPrefix("\u{2581}") else { continue }
+            let s = span.lowerBound
+            if s > 0, s - 1 >= previousEnd, scalars[s - 1] == " " {
+                e.offsets[i] = (s - 1) ..< max(span.upperBound, s)
+            } else if span.isEmpty, s < scalars.count {
+                e.offsets[i] = s ..< s + 1
+            }
+        }
+        return e
+    }
+}
