@@ -39,8 +39,12 @@ final class PipelineFixtureTests: XCTestCase {
 
     /// Whether our tokenization gives the recorded ids. (Offsets are then compared through the outputs that
     /// carry them: ner and qa use transformers' offset convention, see `tokenizeWithPipelineOffsets`.)
+    /// `deberta tokenize` truncates for a model with absolute positions: then our tokens before the final
+    /// [SEP] must be the recorded text's first tokens (ner runs such texts in windows).
     func agrees(_ ours: (ids: [Int], offsets: [[Int]?]), _ recorded: JSONValue) -> Bool {
-        ours.ids == recorded["input_ids"]?.arrayValue?.compactMap(\.intValue)
+        guard let ids = recorded["input_ids"]?.arrayValue?.compactMap(\.intValue) else { return false }
+        if ours.ids.count < ids.count { return Array(ours.ids.dropLast()) == Array(ids.prefix(ours.ids.count - 1)) }
+        return ours.ids == ids
     }
 
     /// nil when equal: strings and structure exactly, numbers within 1e-5 × max(1, |expected|).
@@ -125,15 +129,18 @@ final class PipelineFixtureTests: XCTestCase {
     }
 
     func testClassifyZeroShotAndEmbedMatchTransformers() throws { try check("v2-conv-seqcls", minimumCompared: 51) }
-    func testClassifyV1MatchesTransformers() throws { try check("v1-seqcls-noarch", minimumCompared: 16) }
+    func testClassifyV1MatchesTransformers() throws { try check("v1-seqcls-noarch", minimumCompared: 21) }
     func testFillMaskAndEmbedMatchTransformers() throws {
-        try check("v3-mlm", minimumCompared: 15)
-        try check("v3-mlm-trained", minimumCompared: 15)
+        try check("v3-mlm", minimumCompared: 17)
+        try check("v3-mlm-trained", minimumCompared: 17)
     }
-    func testFillMaskV1MatchesTransformers() throws { try check("v1-mlm", minimumCompared: 7) }
+    func testFillMaskV1MatchesTransformers() throws {
+        // transformers 5.24 keeps the space before a v1 [MASK] (4.x stripped it): most mask texts differ.
+        try check("v1-mlm", minimumCompared: 3)
+    }
     func testNERMatchesTransformers() throws {
-        try check("v2-sep-c2p-tokcls", minimumCompared: 35)
+        try check("v2-sep-c2p-tokcls", minimumCompared: 39)
         try check("v2-tokcls-relative", minimumCompared: 40)
     }
-    func testQAMatchesThe4xAlgorithm() throws { try check("v2-qa-sharded", minimumCompared: 8) }
+    func testQAMatchesThe4xAlgorithm() throws { try check("v2-qa-sharded", minimumCompared: 9) }
 }

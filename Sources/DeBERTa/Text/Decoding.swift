@@ -14,7 +14,8 @@ extension TextEncoder {
                 if skipSpecialTokens { continue }
                 if let name = names[id] { tokens.append(name); continue }
             }
-            tokens.append(tokenizer.token(of: id) ?? "")
+            // Ids past the tokenizer's vocabulary (a model's padded rows) decode to nothing, as in transformers.
+            if let token = tokenizer.token(of: id) { tokens.append(token) }
         }
         return tokensToString(tokens)
     }
