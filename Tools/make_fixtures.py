@@ -3153,6 +3153,13 @@ def task_tokenizers(root: Path) -> None:
         log(f"  models/{name}: vocab.json + merges.txt (300 ids)")
 
 
+# Pipeline outputs (Tools/fixtures/pipelines.py): after every model fixture they read.
+from fixtures import pipelines as pipeline_fixtures  # noqa: E402
+
+PIPELINE_FIXTURES: "OrderedDict[str, callable]" = OrderedDict([("pipelines", pipeline_fixtures.record)])
+GROUPS["pipelines"] = PIPELINE_FIXTURES
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture root (default: Fixtures/)")

@@ -106,8 +106,8 @@ final class TextCommandTests: XCTestCase {
         let lines = out.split(separator: "\n")
         XCTAssertEqual(lines.count, 2)
         for line in lines {
-            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            XCTAssertEqual((object["embedding"] as? [Double])?.count, 32)
+            let vector = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [Double])
+            XCTAssertEqual(vector.count, 32)
         }
         try assertSnapshot(try run(["embed", mlm, "hello"]), named: "embed")
     }
@@ -123,10 +123,17 @@ final class TextCommandTests: XCTestCase {
         for (line, text) in zip(lines, texts) {
             let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             XCTAssertEqual(object["text"] as? String, text)
+            XCTAssertEqual(object["decoder"] as? String, "emd")
+            XCTAssertNotNil(object["result"] as? [[String: Any]])
         }
         // The same predictions as one-at-a-time runs (batching and padding change nothing).
         let single = try run(["fill-mask", mlm, texts[5], "--json", "--top-k", "1"])
-        XCTAssertEqual(single.trimmingCharacters(in: .whitespacesAndNewlines), String(lines[5]))
+        let line = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lines[5].utf8)) as? [String: Any])
+        let batched = try XCTUnwrap(line["result"] as? [[String: Any]])
+        let alone = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(single.utf8)) as? [[String: Any]])
+        XCTAssertEqual(batched.map { $0["token"] as? Int }, alone.map { $0["token"] as? Int })
+        XCTAssertEqual(batched.map { $0["sequence"] as? String }, alone.map { $0["sequence"] as? String })
+        for (x, y) in zip(batched, alone) { XCTAssertEqual(x["score"] as? Double ?? 0, y["score"] as? Double ?? 1, accuracy: 1e-6) }
     }
 
     func testBadInputs() throws {
@@ -154,7 +161,18 @@ final class TextCommandTests: XCTestCase {
         XCTAssertTrue(wrongHead.stderr.contains("sequence-classification"), wrongHead.stderr)
         // A batch file with a bad line names the file and the line.
         try "{\"text\": \"ok [MASK]\"}\nnot json\n".write(toFile: dir + "/in.jsonl", atomically: true, encoding: .utf8)
-        let tooLong = try deberta(["fill-mask", mlm, String(repeating: "the river bank ", count: 20) + "[MASK]"])
+        // A relative-position model takes the whole text; past the EMD's positions the MLM head answers, with a warning.
+        let long = try deberta(["fill-mask", mlm, String(repeating: "the river bank ", count: 20) + "[MASK]", "--json"])
+        XCTAssertEqual(long.status, 0, long.stderr)
+        XCTAssertTrue(long.stderr.contains("using the MLM head"), long.stderr)
+        let emdTooLong = try deberta(["fill-mask", mlm, String(repeating: "the river bank ", count: 20) + "[MASK]", "--decoder", "emd"])
+        XCTAssertEqual(emdTooLong.status, 1)
+        XCTAssertTrue(emdTooLong.stderr.contains("Enhanced Mask Decoder takes at most"), emdTooLong.stderr)
+        // An absolute-position model truncates with a warning; a [MASK] past its limit is an error.
+        let cut = try deberta(["fill-mask", "Fixtures/models/v1-mlm", "[MASK] " + String(repeating: "the river bank ", count: 20), "--json"])
+        XCTAssertEqual(cut.status, 0, cut.stderr)
+        XCTAssertTrue(cut.stderr.contains("truncated to 64: dropped"), cut.stderr)
+        let tooLong = try deberta(["fill-mask", "Fixtures/models/v1-mlm", String(repeating: "the river bank ", count: 20) + "[MASK]"])
         XCTAssertEqual(tooLong.status, 1)
         XCTAssertTrue(tooLong.stderr.contains("beyond the model's maximum"), tooLong.stderr)
         let badBatch = try deberta(["fill-mask", mlm, "--input", dir + "/in.jsonl"])
@@ -182,8 +200,9 @@ final class TaskCommandTests: XCTestCase {
         try assertSnapshot(multi, named: "zero-shot-multi-json")
         // Single-label scores sum to 1; multi-label scores are independent probabilities.
         let single = try run(["zero-shot", "Fixtures/models/v2-conv-seqcls", "The children played.", "--labels", "sports,politics", "--json"])
-        let labels = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(single.utf8)) as? [String: Any])?["labels"] as? [[String: Any]])
-        XCTAssertEqual(labels.compactMap { $0["score"] as? Double }.reduce(0, +), 1, accuracy: 1e-5)
+        let value = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(single.utf8)) as? [String: Any])
+        XCTAssertEqual(Set(value["labels"] as? [String] ?? []), ["sports", "politics"])
+        XCTAssertEqual((value["scores"] as? [Double])?.reduce(0, +) ?? 0, 1, accuracy: 1e-5)
         let bad = try deberta(["zero-shot", "Fixtures/models/v1-seqcls-noarch", "x", "--labels", "a,b"])
         XCTAssertEqual(bad.status, 1)
         XCTAssertTrue(bad.stderr.contains("no entailment label"), bad.stderr)
@@ -196,12 +215,18 @@ final class TaskCommandTests: XCTestCase {
         try assertSnapshot(out, named: "ner-json")
         // Offsets slice the original text.
         let text = Array("Anna lives in Paris near the river.".unicodeScalars)
-        let entities = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["entities"] as? [[String: Any]])
+        let entities = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])
         XCTAssertFalse(entities.isEmpty)
         for e in entities {
             let start = try XCTUnwrap(e["start"] as? Int), end = try XCTUnwrap(e["end"] as? Int)
             XCTAssertLessThan(start, end)
-            XCTAssertEqual(String(String.UnicodeScalarView(text[start ..< end])), e["text"] as? String)
+            // transformers' spans of "▁" pieces hold the space before the word; `word` is the decoded tokens.
+            XCTAssertEqual(String(String.UnicodeScalarView(text[start ..< end])).trimmingCharacters(in: .whitespaces), e["word"] as? String)
+        }
+        // The five aggregation strategies: per-token entries carry entity and index, groups entity_group.
+        for strategy in ["none", "simple", "first", "average", "max"] {
+            let value = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try run(["ner", "Fixtures/models/v2-sep-c2p-tokcls", "Anna lives in Paris near the river.", "--json", "--aggregation", strategy]).utf8)) as? [[String: Any]])
+            for e in value { XCTAssertEqual(Set(e.keys), strategy == "none" ? ["entity", "score", "index", "word", "start", "end"] : ["entity_group", "score", "word", "start", "end"]) }
         }
     }
 
@@ -226,7 +251,14 @@ final class TaskCommandTests: XCTestCase {
             .write(toFile: dir + "/qa.jsonl", atomically: true, encoding: .utf8)
         let batch = try run(["qa", "Fixtures/models/v2-qa-sharded", "--input", dir + "/qa.jsonl"])
         XCTAssertEqual(batch.split(separator: "\n").count, 2)
-        XCTAssertEqual(String(batch.split(separator: "\n")[0]), out.trimmingCharacters(in: .whitespacesAndNewlines))
+        let first = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(batch.split(separator: "\n")[0].utf8)) as? [String: Any])
+        XCTAssertEqual(first["question"] as? String, "Where is the market?")
+        XCTAssertEqual(try JSONSerialization.data(withJSONObject: try XCTUnwrap(first["result"]), options: [.sortedKeys]),
+                       try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]))
+        // A stride that does not fit the window is an error, not clamped.
+        let badStride = try deberta(["qa", "Fixtures/models/v2-qa-sharded", "--question", "Where?", "--context", long, "--stride", "500"])
+        XCTAssertEqual(badStride.status, 1)
+        XCTAssertTrue(badStride.stderr.contains("stride"), badStride.stderr)
     }
 
     func testV1FillMaskWithBPE() throws {
