@@ -71,15 +71,17 @@ let package = Package(
             name: "tokenizer-bench",
             dependencies: ["Tokenizers"]
         ),
+        // clocks, median and a seeded generator for the micro-benchmarks
+        .target(name: "BenchSupport"),
         // quantized-kernel micro-benchmark: int8 / q4 products vs an f32 loop and sgemm, 1 thread
         .executableTarget(
             name: "quant-bench",
-            dependencies: ["CQuantKernels", "COpenBLAS"]
+            dependencies: ["CQuantKernels", "COpenBLAS", "BenchSupport"]
         ),
         // packed f32 GEMM micro-benchmark: CGemm vs cblas_sgemm vs the FMA peak, 1 and 2 threads
         .executableTarget(
             name: "gemm-bench",
-            dependencies: ["CGemm", "COpenBLAS"]
+            dependencies: ["CGemm", "COpenBLAS", "BenchSupport"]
         ),
         // helpers the test targets share: repository root, temporary directories, a seeded generator,
         // error-kind assertions

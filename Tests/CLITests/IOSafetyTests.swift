@@ -165,6 +165,11 @@ final class InputKindTests: XCTestCase {
             for command in [["inspect", model], ["tokenize", model, "--text", "hi"], ["run", model, "--inputs", mlmReference, "--output", model + "/out"],
                             ["convert", model, model + "-converted"]] {
                 let r = try runDeberta(command, timeout: 20)
+                if command[0] == "tokenize" && file == "model.safetensors" {
+                    // tokenize reads only the tokenizer files (and config.json): the weights are never opened.
+                    XCTAssertEqual(r.status, 0, r.stderr)
+                    continue
+                }
                 assertRefused(r, [model + "/" + file, "FIFO"])
             }
             XCTAssertFalse(FileManager.default.fileExists(atPath: model + "/out"))
@@ -502,13 +507,13 @@ final class BatchModeTests: XCTestCase {
                 XCTAssertFalse((object["error"] as? String ?? "").isEmpty)
             } else {
                 XCTAssertNil(object["error"], "\(object)")
-                XCTAssertNotNil(object["masks"], "\(object)")
+                XCTAssertNotNil(object["result"], "\(object)")
             }
         }
         XCTAssertTrue((out[5]["error"] as? String ?? "").contains("no [MASK]"))
         // Each good line's result equals a batch of that line alone.
         let single = try runDeberta(["fill-mask", mlmFixture, "a [MASK] and a [MASK].", "--json"])
-        XCTAssertEqual(try JSONSerialization.jsonObject(with: single.stdout) as? NSDictionary, out[4] as NSDictionary)
+        XCTAssertEqual(try JSONSerialization.jsonObject(with: single.stdout) as? NSArray, out[4]["result"] as? NSArray)
     }
 
     func testLongLineIsRefusedWhileReading() throws {

@@ -60,7 +60,9 @@ public final class SentencePieceTokenizer: SubwordTokenizer {
             let e = errno
             throw DebertaError(.io, file: path, e == ENOENT ? "\(what) not found" : "cannot read the \(what): \(String(cString: strerror(e)))")
         }
-        guard st.st_mode & S_IFMT == S_IFREG else { throw DebertaError(.io, file: path, "the \(what) is not a regular file") }
+        if let kind = ByteStorage.nonRegularKind(st.st_mode) {
+            throw DebertaError(.io, file: path, "the \(what) is \(kind), not a regular file; only regular files are read")
+        }
         guard st.st_size <= maxFileSize else {
             throw DebertaError(.limit, file: path, "the \(what) is \(st.st_size) bytes, more than the \(maxFileSize) accepted")
         }
