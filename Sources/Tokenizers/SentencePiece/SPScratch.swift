@@ -57,11 +57,17 @@ final class SPScratch: @unchecked Sendable {
         outEnd.deallocate()
     }
 
+    /// The capacity, doubled until it holds `n`.
+    private static func grown(_ capacity: Int, toHold n: Int) -> Int {
+        var cap = max(capacity, 1)
+        while cap < n { cap *= 2 }
+        return cap
+    }
+
     /// Makes room for `n` output tokens.
     func reserveOutput(_ n: Int) {
         if n <= outCapacity { return }
-        var cap = outCapacity
-        while cap < n { cap *= 2 }
+        let cap = SPScratch.grown(outCapacity, toHold: n)
         outID.deallocate(); outBegin.deallocate(); outEnd.deallocate()
         outID = .allocate(capacity: cap)
         outBegin = .allocate(capacity: cap)
@@ -72,8 +78,7 @@ final class SPScratch: @unchecked Sendable {
     /// Makes room for `needed` normalized bytes, keeping the first `used`.
     @inline(never)
     func growNormalized(to needed: Int, keeping used: Int) {
-        var cap = normCapacity
-        while cap < needed { cap *= 2 }
+        let cap = SPScratch.grown(normCapacity, toHold: needed)
         let n = UnsafeMutablePointer<UInt8>.allocate(capacity: cap)
         let m = UnsafeMutablePointer<Int32>.allocate(capacity: cap + 1)
         n.update(from: norm, count: used)
@@ -88,23 +93,17 @@ final class SPScratch: @unchecked Sendable {
     /// Makes room for a Viterbi table over `n` normalized bytes.
     func reserveViterbi(_ n: Int) {
         if n <= bestCapacity { return }
-        var cap = bestCapacity
-        while cap < n { cap *= 2 }
-        best.deallocate()
-        path.deallocate()
-        best = .allocate(capacity: cap + 1)
-        path = .allocate(capacity: cap)
-        bestCapacity = cap
+        let cap = SPScratch.grown(bestCapacity, toHold: n)
+        best.deallocate(); path.deallocate()
+        (best, path, bestCapacity) = (.allocate(capacity: cap + 1), .allocate(capacity: cap), cap)
     }
 
     /// Makes room for a byte-to-scalar table over `n` input bytes.
     func reserveScalars(_ n: Int) {
         if n <= scalarsCapacity { return }
-        var cap = scalarsCapacity
-        while cap < n { cap *= 2 }
+        let cap = SPScratch.grown(scalarsCapacity, toHold: n)
         scalars.deallocate()
-        scalars = .allocate(capacity: cap + 1)
-        scalarsCapacity = cap
+        (scalars, scalarsCapacity) = (.allocate(capacity: cap + 1), cap)
     }
 }
 
