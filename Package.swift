@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CheckpointTests",
-            dependencies: ["Checkpoint", "CZlib"]
+            dependencies: ["TestSupport", "Checkpoint", "CZlib"]
         ),
         .testTarget(
             name: "DeBERTaTests",
@@ -100,11 +100,11 @@ let package = Package(
         ),
         .testTarget(
             name: "TokenizersTests",
-            dependencies: ["Tokenizers", "Checkpoint"]
+            dependencies: ["TestSupport", "Tokenizers", "Checkpoint"]
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["Checkpoint", "DeBERTa", "CProtobufC"],
+            dependencies: ["TestSupport", "Checkpoint", "DeBERTa", "CProtobufC"],
             exclude: ["Snapshots"]
         ),
         .testTarget(

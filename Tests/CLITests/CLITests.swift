@@ -1,6 +1,7 @@
 import CProtobufC
 import Foundation
 import XCTest
+@_exported import TestSupport
 
 /// Runs the built `deberta` executable, as a user would.
 struct CommandResult {
@@ -9,14 +10,6 @@ struct CommandResult {
     var stderr: String
 }
 
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
 
 /// The products folder holds the test bundle and the `deberta` executable side by side.
 let debertaExecutable: String = {
@@ -46,11 +39,7 @@ func deberta(_ arguments: [String], environment: [String: String] = [:]) throws 
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
 }
 
-func temporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("deberta-cli-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+func temporaryDirectory() throws -> String { try TestSupport.temporaryDirectory(prefix: "deberta-cli") }
 
 let modelNames = ["v3-mlm", "v2-conv-seqcls", "v2-sep-c2p-tokcls", "v2-qa-sharded", "v2-mc-bin-sharded", "v1-mlm", "v1-seqcls-noarch", "v3-rtd"]
 

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@_exported import TestSupport
 @testable import Checkpoint
 
 /// Builds a safetensors file from a header text and a data buffer, exactly as given (no fixing up).
@@ -229,25 +230,11 @@ final class JSONParserTests: XCTestCase {
 
 // MARK: - Helpers shared by the tests of this target
 
-func temporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("deberta-tests-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 func directoryEntries(_ path: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: path).sorted()
 }
 
-/// The repository root, found from this file's path.
-let repositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
 
 final class JSONKeyIdentityTests: XCTestCase {
     func testCanonicallyEquivalentKeysAreDistinct() throws {

@@ -1,20 +1,13 @@
 import Checkpoint
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tokenizers
 
 // MARK: - helpers
 
-private let bpeRepositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
 
-private let bpeFixtures = bpeRepositoryRoot + "/Fixtures/tokenizers/bpe/"
+private let bpeFixtures = repositoryRoot + "/Fixtures/tokenizers/bpe/"
 
 private func bpeTemporaryDirectory() throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("bpe-tests-\(UUID().uuidString)").path
@@ -656,7 +649,7 @@ final class BPETests: XCTestCase {
     func testLongTextEqualsItsPreTokensEncodedAlone() throws {
         guard FileManager.default.fileExists(atPath: bpeFixtures + "tokenizer.json") else { throw XCTSkip("no fixture") }
         let tok = try ByteLevelBPETokenizer(vocabFile: bpeFixtures + "vocab.json", mergesFile: bpeFixtures + "merges.txt")
-        let strings = try XCTUnwrap(readJSONFile(bpeRepositoryRoot + "/Fixtures/tokenizers/strings.json").arrayValue).compactMap(\.stringValue)
+        let strings = try XCTUnwrap(readJSONFile(repositoryRoot + "/Fixtures/tokenizers/strings.json").arrayValue).compactMap(\.stringValue)
         let text = (strings + strings).joined(separator: "\n")
         XCTAssertGreaterThan(text.utf8.count, ByteLevelBPETokenizer.cacheThreshold)
         let whole = tok.encode(text)

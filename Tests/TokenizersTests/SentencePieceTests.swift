@@ -1,18 +1,11 @@
 import Checkpoint
 import Foundation
+import TestSupport
 import XCTest
 @testable import Tokenizers
 
-private let spRepositoryRoot: String = {
-    var url = URL(fileURLWithPath: #filePath)
-    while url.path != "/" {
-        url.deleteLastPathComponent()
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
-    }
-    return FileManager.default.currentDirectoryPath
-}()
 
-private let spFixtures = spRepositoryRoot + "/Fixtures/tokenizers/"
+private let spFixtures = repositoryRoot + "/Fixtures/tokenizers/"
 
 /// One row of a fixture `expected.json` (sentencepiece: `pieces`; tokenizers: `tokens`).
 private struct SPExpectedRow: Decodable {
