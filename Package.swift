@@ -11,6 +11,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // the server (deberta serve): HTTP on SwiftNIO, lifecycle, logs and Prometheus metrics
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // the server tests' HTTP client
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries. Debian packages: zlib1g-dev, libprotobuf-c-dev (Tools/test installs them).
@@ -58,11 +66,25 @@ let package = Package(
             name: "DeBERTa",
             dependencies: ["Checkpoint", "Tokenizers", "CCPUFeatures", "CKernels", "CGemm", "CQuantKernels"]
         ),
+        // deberta serve: Text Embeddings Inference's HTTP API over the task layer, with a batcher that
+        // forms forward calls across requests
+        .target(
+            name: "Serving",
+            dependencies: [
+                "Checkpoint", "DeBERTa", "Tokenizers",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [.copy("openapi.json")]
+        ),
         // the command-line tool: thin, parse -> library -> print
         .executableTarget(
             name: "deberta",
             dependencies: [
-                "Checkpoint", "DeBERTa",
+                "Checkpoint", "DeBERTa", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -112,6 +134,13 @@ let package = Package(
             dependencies: ["TestSupport", "CQuantKernels", "CCPUFeatures"]
         ),
         .testTarget(
+            name: "ServingTests",
+            dependencies: [
+                "TestSupport", "Checkpoint", "DeBERTa", "Serving",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .testTarget(
             name: "GemmTests",
             dependencies: ["TestSupport", "CGemm"]
         ),
@@ -123,7 +152,7 @@ let package = Package(
 // -sanitize=fuzzer,address. The fuzz build leaves out the command-line tools (and so needs no
 // package dependencies).
 if Context.environment["DEBERTA_FUZZ"] == "1" {
-    let tools: Set<String> = ["deberta", "tokenizer-bench", "quant-bench", "gemm-bench"]
+    let tools: Set<String> = ["deberta", "Serving", "tokenizer-bench", "quant-bench", "gemm-bench"]
     package.dependencies = []
     package.products.removeAll { tools.contains($0.name) }
     package.targets.removeAll { tools.contains($0.name) || $0.type == .test }

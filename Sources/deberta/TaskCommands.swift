@@ -7,10 +7,8 @@ import Foundation
 // mode writes one JSON object per line: the input line's own fields plus `result`, that same value.
 
 func jsonString(_ s: String) -> JSONValue { .string(s) }
-/// A score with every digit of its shortest round-trip form (fixed decimals would hide small scores).
-func jsonScore(_ x: Double) -> JSONValue { x.isFinite ? .number(x, isInteger: false, text: "\(x)") : .null }
-func jsonFloat(_ x: Float) -> JSONValue { x.isFinite ? .number(Double(x), isInteger: false, text: "\(x)") : .null }
-func jsonSpan(_ r: Range<Int>?) -> JSONValue { r.map { .array([.int($0.lowerBound), .int($0.upperBound)]) } ?? .null }
+func jsonScore(_ x: Double) -> JSONValue { PipelineJSON.score(x) }
+func jsonSpan(_ r: Range<Int>?) -> JSONValue { PipelineJSON.span(r) }
 
 /// A batch line's fields with `result` set to the task's value.
 func withResult(_ item: JSONValue, _ result: JSONValue) -> JSONValue {
@@ -95,15 +93,7 @@ struct FillMask: ParsableCommand {
         if text == nil && options.input == nil { throw ValidationError("give a text with [MASK], or --input FILE.jsonl") }
     }
 
-    /// transformers' value: a list of {score, token, token_str, sequence}; a list of such lists for several masks.
-    static func value(_ r: FillMaskResult) -> JSONValue {
-        let lists: [JSONValue] = r.masks.map { m in
-            .array(m.predictions.map { p in
-                .object([("score", jsonScore(p.score)), ("token", .int(p.id)), ("token_str", .string(p.tokenStr)), ("sequence", .string(p.sequence))])
-            })
-        }
-        return lists.count == 1 ? lists[0] : .array(lists)
-    }
+    static func value(_ r: FillMaskResult) -> JSONValue { PipelineJSON.fillMask(r) }
 
     func run() throws {
         let model = try options.load()
@@ -145,9 +135,7 @@ struct Classify: ParsableCommand {
         if let f = functionToApply, ClassificationFunction(rawValue: f) == nil { throw ValidationError("--function-to-apply must be softmax, sigmoid or none") }
     }
 
-    static func value(_ scores: [LabelScore]) -> JSONValue {
-        .array(scores.map { .object([("label", .string($0.label)), ("score", jsonScore($0.score))]) })
-    }
+    static func value(_ scores: [LabelScore]) -> JSONValue { PipelineJSON.labelScores(scores) }
 
     func run() throws {
         let model = try options.load()
@@ -183,9 +171,7 @@ struct ZeroShot: ParsableCommand {
         }
     }
 
-    static func value(_ r: ZeroShotResult) -> JSONValue {
-        .object([("sequence", .string(r.sequence)), ("labels", .array(r.labels.map(jsonString))), ("scores", .array(r.scores.map(jsonScore)))])
-    }
+    static func value(_ r: ZeroShotResult) -> JSONValue { PipelineJSON.zeroShot(r) }
 
     func run() throws {
         let model = try options.load()
@@ -222,15 +208,7 @@ struct NER: ParsableCommand {
         if let s = stride, s < 0 { throw ValidationError("--stride must be ≥ 0") }
     }
 
-    static func value(_ entities: [Entity]) -> JSONValue {
-        .array(entities.map { e in
-            if let index = e.index {
-                return .object([("entity", .string(e.label)), ("score", jsonScore(e.score)), ("index", .int(index)), ("word", .string(e.word)),
-                                ("start", .int(e.start)), ("end", .int(e.end))])
-            }
-            return .object([("entity_group", .string(e.label)), ("score", jsonScore(e.score)), ("word", .string(e.word)), ("start", .int(e.start)), ("end", .int(e.end))])
-        })
-    }
+    static func value(_ entities: [Entity]) -> JSONValue { PipelineJSON.entities(entities) }
 
     func run() throws {
         let model = try options.load()
@@ -270,11 +248,7 @@ struct QA: ParsableCommand {
         }
     }
 
-    /// transformers' value: {score, start, end, answer}; a list of them when top_k > 1 gives several.
-    static func value(_ answers: [Answer]) -> JSONValue {
-        let objects: [JSONValue] = answers.map { .object([("score", jsonScore($0.score)), ("start", .int($0.start)), ("end", .int($0.end)), ("answer", .string($0.answer))]) }
-        return objects.count == 1 ? objects[0] : .array(objects)
-    }
+    static func value(_ answers: [Answer]) -> JSONValue { PipelineJSON.answers(answers) }
 
     func run() throws {
         let model = try options.load()
@@ -310,7 +284,7 @@ struct Embed: ParsableCommand {
         if texts.isEmpty && options.input == nil { throw ValidationError("give texts, or --input FILE.jsonl") }
     }
 
-    static func value(_ v: [Float]) -> JSONValue { .array(v.map(jsonFloat)) }
+    static func value(_ v: [Float]) -> JSONValue { PipelineJSON.embedding(v) }
 
     func run() throws {
         let model = try options.load()

@@ -24,24 +24,25 @@ extension TextModel {
 
     /// Every label with its score, best first (text-classification with top_k=None).
     public func classify(_ items: [(text: String, pair: String?)], function: ClassificationFunction? = nil) throws -> [[LabelScore]] {
+        try run(classifyPlan(items, function: function))
+    }
+
+    public func classifyPlan(_ items: [(text: String, pair: String?)], function: ClassificationFunction? = nil) throws -> TaskPlan<[[LabelScore]]> {
         try requireHead([.sequenceClassification], for: "classify")
         let apply = function ?? defaultClassificationFunction
         let encoded = try items.map { try encode($0.text, pair: $0.pair) }
-        var result: [[LabelScore]] = []
-        try forwardInChunks(encoded) { out, _, range in
-            guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
-            let C = try requireLabels(logits.shape[1], for: "classify")
-            for b in 0 ..< range.count {
-                let row = logits.values[b * C ..< (b + 1) * C]
+        return TaskPlan(sequences: encoded, kind: .head) { outputs in
+            try outputs.map { output in
+                let row = try output.require("logits")
+                _ = try self.requireLabels(row.count, for: "classify")
                 let scores: [Double]
                 switch apply {
                 case .softmax: scores = softmax(row)
                 case .sigmoid: scores = row.map(sigmoid)
                 case .none: scores = row.map(Double.init)
                 }
-                result.append(ranked(scores).map { LabelScore(label: label($0), score: scores[$0]) })
+                return ranked(scores).map { LabelScore(label: self.label($0), score: scores[$0]) }
             }
         }
-        return result
     }
 }

@@ -36,7 +36,7 @@ public struct FillMaskResult: Sendable {
 extension TextModel {
     /// Top-k predictions for each [MASK]; `decoder` nil: the Enhanced Mask Decoder when the model has one and
     /// the input fits its position table, else the MLM head.
-    public func fillMask(_ texts: [String], topK: Int, decoder: MaskDecoder? = nil) throws -> [FillMaskResult] {
+    public func fillMaskPlan(_ texts: [String], topK: Int, decoder: MaskDecoder? = nil) throws -> TaskPlan<[FillMaskResult]> {
         try requireHead([.maskedLM], for: "fill-mask")
         guard let maskId = encoder.special.mask else { throw DebertaError(.task, file: "", "the tokenizer has no [MASK] token") }
         let encoded = try texts.map { try encode($0) }
@@ -46,16 +46,25 @@ extension TextModel {
             }
             throw DebertaError(.invalidInput, file: "", "no [MASK] in \"\(text.prefix(60))\": fill-mask predicts the tokens written as [MASK]")
         }
-        return try fillMask(encoded: encoded, topK: topK, decoder: decoder)
+        return try fillMaskPlan(encoded: encoded, topK: topK, decoder: decoder)
+    }
+
+    /// Top-k predictions for each [MASK] of each text.
+    public func fillMask(_ texts: [String], topK: Int, decoder: MaskDecoder? = nil) throws -> [FillMaskResult] {
+        try run(fillMaskPlan(texts, topK: topK, decoder: decoder))
     }
 
     /// Predictions for the [MASK] ids of already encoded inputs.
-    public func fillMask(encoded: [EncodedInput], topK: Int, decoder requested: MaskDecoder? = nil) throws -> [FillMaskResult] {
+    public func fillMask(encoded: [EncodedInput], topK: Int, decoder: MaskDecoder? = nil) throws -> [FillMaskResult] {
+        try run(fillMaskPlan(encoded: encoded, topK: topK, decoder: decoder))
+    }
+
+    /// The decoder is chosen for the plan's longest input, as one padded call would.
+    public func fillMaskPlan(encoded: [EncodedInput], topK: Int, decoder requested: MaskDecoder? = nil) throws -> TaskPlan<[FillMaskResult]> {
         try requireHead([.maskedLM], for: "fill-mask")
         guard let maskId = encoder.special.mask else { throw DebertaError(.task, file: "", "the tokenizer has no [MASK] token") }
         guard topK >= 1 else { throw DebertaError(.invalidInput, file: "", "--top-k must be positive") }
-        let inputs = encoder.batch(encoded)
-        let T = inputs.length
+        let T = encoded.map(\.length).max() ?? 0
         let fits = T <= model.config.maxPositionEmbeddings
         let decoder: MaskDecoder
         switch requested {
@@ -75,31 +84,29 @@ extension TextModel {
             }
         }
         // Only the [MASK] rows go through the vocabulary product.
-        var rows: [Int] = []
-        for (b, e) in encoded.enumerated() { for (t, id) in e.ids.enumerated() where id == maskId { rows.append(b * T + t) } }
-        let out = try model.forward(inputs, enhancedMaskDecoder: decoder == .emd, maskedLMRows: rows)
-        guard let logits = out[decoder == .emd ? "emd_logits" : "logits"] else { throw DebertaError(.task, file: "", "the model produced no MLM logits") }
-        let V = logits.shape[1]
-        let k = min(topK, V)
-        let rowIndex = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($1, $0) })
-        return encoded.enumerated().map { b, e in
-            let maskPositions = e.ids.indices.filter { e.ids[$0] == maskId }
-            let single = maskPositions.count == 1
-            var masks: [FilledMask] = []
-            for t in maskPositions {
-                let start = rowIndex[b * T + t]! * V
-                let p = softmax(logits.values[start ..< start + V])
-                let top = ranked(p).prefix(k)
-                masks.append(FilledMask(position: t, offset: e.offsets[t] ?? 0 ..< 0, predictions: top.map { id in
-                    var ids = e.ids
-                    ids[t] = id
-                    let filtered = ids.filter { $0 != encoder.special.pad }  // as transformers: a predicted [PAD] goes too
-                    return MaskPrediction(piece: encoder.tokenizer.token(of: id) ?? "<\(id)>", id: id, score: p[id],
-                                          tokenStr: encoder.decode([id]),
-                                          sequence: encoder.decode(filtered, skipSpecialTokens: single))
-                }))
+        let encoder = self.encoder
+        return TaskPlan(sequences: encoded, kind: .maskedLM(decoder)) { outputs in
+            try zip(encoded, outputs).map { e, output in
+                let logits = try output.require(decoder == .emd ? "emd_logits" : "logits")
+                let V = output.width(decoder == .emd ? "emd_logits" : "logits") ?? 1
+                let k = min(topK, V)
+                let maskPositions = e.ids.indices.filter { e.ids[$0] == maskId }
+                let single = maskPositions.count == 1
+                var masks: [FilledMask] = []
+                for (r, t) in maskPositions.enumerated() {
+                    let p = softmax(logits[r * V ..< (r + 1) * V])
+                    let top = ranked(p).prefix(k)
+                    masks.append(FilledMask(position: t, offset: e.offsets[t] ?? 0 ..< 0, predictions: top.map { id in
+                        var ids = e.ids
+                        ids[t] = id
+                        let filtered = ids.filter { $0 != encoder.special.pad }  // as transformers: a predicted [PAD] goes too
+                        return MaskPrediction(piece: encoder.tokenizer.token(of: id) ?? "<\(id)>", id: id, score: p[id],
+                                              tokenStr: encoder.decode([id]),
+                                              sequence: encoder.decode(filtered, skipSpecialTokens: single))
+                    }))
+                }
+                return FillMaskResult(decoder: decoder, masks: masks)
             }
-            return FillMaskResult(decoder: decoder, masks: masks)
         }
     }
 }

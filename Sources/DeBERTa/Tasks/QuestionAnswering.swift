@@ -40,6 +40,10 @@ extension TextModel {
     /// [CLS] only, spans of at most `maxAnswerLen` tokens scored p(start)·p(end), answers widened to words.
     /// Windows run `batchSize` per forward call.
     public func answer(question: String, context: String, options: QAOptions = QAOptions()) throws -> [Answer] {
+        try run(answerPlan(question: question, context: context, options: options))
+    }
+
+    public func answerPlan(question: String, context: String, options: QAOptions = QAOptions()) throws -> TaskPlan<[Answer]> {
         try requireHead([.questionAnswering], for: "qa")
         guard options.maxAnswerLen >= 1, options.topK >= 1, options.maxSeqLen >= 4 else {
             throw DebertaError(.invalidInput, file: "", "qa needs max answer length ≥ 1, top-k ≥ 1 and a window of at least 4 tokens")
@@ -57,22 +61,19 @@ extension TextModel {
         let windows = try ranges.map { try encoder.frame(q, c.slice($0), truncation: .none, maxLength: nil) }
         let words = encoder.wordIds(c)
 
-        var answers: [Answer] = []
-        var minNull = 1_000_000.0
-        try forwardInChunks(windows) { out, batch, range in
-            guard let startLogits = out["start_logits"], let endLogits = out["end_logits"] else {
-                throw DebertaError(.task, file: "", "the model produced no start/end logits")
-            }
-            let T = batch.length
-            for (b, w) in range.enumerated() {
+        return TaskPlan(sequences: windows, kind: .head) { outputs in
+            var answers: [Answer] = []
+            var minNull = 1_000_000.0
+            for (w, output) in outputs.enumerated() {
+                let startLogits = try output.require("start_logits"), endLogits = try output.require("end_logits")
                 let window = windows[w]
                 let n = window.length
                 // Context tokens and [CLS] take part in the softmax; the rest get -10000 as in transformers.
-                let desired = (0 ..< n).map { window.sequence[$0] == 1 || window.ids[$0] == encoder.special.cls }
+                let desired = (0 ..< n).map { window.sequence[$0] == 1 || window.ids[$0] == self.encoder.special.cls }
                 func probabilities(_ logits: [Float]) -> [Double] {
-                    softmax((0 ..< n).map { desired[$0] ? logits[b * T + $0] : -10000 })
+                    softmax((0 ..< n).map { desired[$0] ? logits[$0] : -10000 })
                 }
-                var ps = probabilities(startLogits.values), pe = probabilities(endLogits.values)
+                var ps = probabilities(startLogits), pe = probabilities(endLogits)
                 if options.handleImpossibleAnswer { minNull = min(minNull, ps[0] * pe[0]) }
                 ps[0] = 0; pe[0] = 0
                 // Every (s, e) with s ≤ e < s + maxAnswerLen, in row-major order (numpy's tie rule).
@@ -83,15 +84,15 @@ extension TextModel {
                 for i in order.prefix(options.topK) {
                     let (s, e, score) = candidates[i]
                     guard desired[s], desired[e] else { continue }
-                    let (lo, hi) = span(of: s, e, window: window, firstContext: firstContext, windowStart: ranges[w].lowerBound,
-                                        words: words, context: c, align: options.alignToWords)
+                    let (lo, hi) = self.span(of: s, e, window: window, firstContext: firstContext, windowStart: ranges[w].lowerBound,
+                                             words: words, context: c, align: options.alignToWords)
                     answers.append(Answer(answer: context.scalarSlice(lo ..< hi), score: score, start: lo, end: hi))
                 }
             }
+            if options.handleImpossibleAnswer { answers.append(Answer(answer: "", score: minNull, start: 0, end: 0)) }
+            let order = ranked(answers.map(\.score))
+            return order.prefix(options.topK).map { answers[$0] }
         }
-        if options.handleImpossibleAnswer { answers.append(Answer(answer: "", score: minNull, start: 0, end: 0)) }
-        let order = ranked(answers.map(\.score))
-        return order.prefix(options.topK).map { answers[$0] }
     }
 
     /// Character span of tokens s...e of a window: whole words when aligning (the first and last token of

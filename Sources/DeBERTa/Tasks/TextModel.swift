@@ -62,17 +62,6 @@ public final class TextModel: Sendable {
         return e
     }
 
-    /// Runs `inputs` in forward calls of at most `batchSize` sequences; `body` gets each call's outputs and
-    /// the range of inputs it covered.
-    func forwardInChunks(_ inputs: [EncodedInput], head: Bool = true,
-                         _ body: (ModelOutputs, ModelInputs, Range<Int>) throws -> Void) throws {
-        for start in stride(from: 0, to: inputs.count, by: batchSize) {
-            let range = start ..< min(start + batchSize, inputs.count)
-            let batch = encoder.batch(Array(inputs[range]))
-            try body(try model.forward(batch, head: head), batch, range)
-        }
-    }
-
     /// The raw config.json member `name` (fields the runtime itself does not need, e.g. problem_type).
     func configMember(_ name: String) -> JSONValue? {
         guard let path = model.files.config else { return nil }

@@ -30,10 +30,20 @@ extension TextModel {
     /// overlapping windows are merged as transformers does for `stride`.
     public func entities(_ texts: [String], aggregation: Aggregation = .simple, stride: Int? = nil) throws -> [[Entity]] {
         try requireHead([.tokenClassification], for: "ner")
-        return try texts.map { try entities(of: $0, aggregation: aggregation, stride: stride) }
+        let plans = try texts.map { try entitiesPlan($0, aggregation: aggregation, stride: stride) }
+        // every text's windows in one run, split back per text
+        let all = TaskPlan(sequences: plans.flatMap(\.sequences), kind: .head) { outputs in
+            var start = 0
+            return try plans.map { plan in
+                defer { start += plan.sequences.count }
+                return try plan.finish(Array(outputs[start ..< start + plan.sequences.count]))
+            }
+        }
+        return try run(all)
     }
 
-    func entities(of text: String, aggregation: Aggregation, stride: Int?) throws -> [Entity] {
+    public func entitiesPlan(_ text: String, aggregation: Aggregation = .simple, stride: Int? = nil) throws -> TaskPlan<[Entity]> {
+        try requireHead([.tokenClassification], for: "ner")
         let tokens = encoder.tokenizeWithPipelineOffsets(text)
         var windows: [EncodedInput] = []
         var starts: [Int] = []
@@ -45,33 +55,35 @@ extension TextModel {
             windows = [try encoder.frame(tokens, nil, maxLength: nil)]
             starts = [0]
         }
-        var perWindow: [[PreEntity]] = []
-        try forwardInChunks(windows) { out, batch, range in
-            guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
-            let C = try requireLabels(logits.shape[2], for: "ner")
-            for (b, w) in range.enumerated() {
-                perWindow.append(preEntities(windows[w], text: text, logits: logits.values, row: b * batch.length, width: C))
+        let frames = windows, offsets = starts
+        return TaskPlan(sequences: frames, kind: .head) { outputs in
+            let windows = frames, starts = offsets
+            var perWindow: [[PreEntity]] = []
+            for (w, output) in outputs.enumerated() {
+                let logits = try output.require("logits")
+                let C = try self.requireLabels(output.width("logits") ?? 0, for: "ner")
+                perWindow.append(self.preEntities(windows[w], text: text, logits: logits, row: 0, width: C))
             }
-        }
-        if aggregation == .none {
-            // One entry per token; a token seen by several windows is taken from the first.
-            var seen = Set<Int>()
-            var out: [Entity] = []
-            for (w, pre) in perWindow.enumerated() {
-                for p in pre where seen.insert(starts[w] + p.index).inserted {
-                    let best = argmax(p.scores)
-                    let name = label(best)
-                    if name == "O" { continue }
-                    out.append(Entity(label: name, score: p.scores[best], word: p.word, start: p.start, end: p.end, index: starts[w] + p.index))
+            if aggregation == .none {
+                // One entry per token; a token seen by several windows is taken from the first.
+                var seen = Set<Int>()
+                var out: [Entity] = []
+                for (w, pre) in perWindow.enumerated() {
+                    for p in pre where seen.insert(starts[w] + p.index).inserted {
+                        let best = argmax(p.scores)
+                        let name = self.label(best)
+                        if name == "O" { continue }
+                        out.append(Entity(label: name, score: p.scores[best], word: p.word, start: p.start, end: p.end, index: starts[w] + p.index))
+                    }
                 }
+                return out
             }
-            return out
+            var all: [Entity] = []
+            for pre in perWindow {
+                all += self.groupEntities(self.aggregate(pre, aggregation)).filter { $0.label != "O" }
+            }
+            return windows.count > 1 ? self.mergeOverlapping(all) : all
         }
-        var all: [Entity] = []
-        for pre in perWindow {
-            all += groupEntities(aggregate(pre, aggregation)).filter { $0.label != "O" }
-        }
-        return windows.count > 1 ? mergeOverlapping(all) : all
     }
 
     struct PreEntity {

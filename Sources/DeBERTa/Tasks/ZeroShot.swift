@@ -30,38 +30,37 @@ extension TextModel {
     /// Single-label: softmax of the entailment logits across labels; multi-label (or one label): per label,
     /// softmax over (contradiction, entailment). Labels run `batchSize` per forward call.
     public func zeroShot(_ text: String, labels candidates: [String], template: String, multiLabel: Bool) throws -> ZeroShotResult {
+        try run(zeroShotPlan(text, labels: candidates, template: template, multiLabel: multiLabel))
+    }
+
+    public func zeroShotPlan(_ text: String, labels candidates: [String], template: String, multiLabel: Bool) throws -> TaskPlan<ZeroShotResult> {
         try requireHead([.sequenceClassification], for: "zero-shot")
         guard !candidates.isEmpty else { throw DebertaError(.invalidInput, file: "", "--labels is empty") }
         guard template.contains("{}") else { throw DebertaError(.invalidInput, file: "", "the template must contain {} where the label goes") }
         let premise = encoder.tokenize(text)
-        var entail: [Float] = [], contra: [Float] = []
-        var columns: (entailment: Int, contradiction: Int)?
         var warned = false
-        for start in stride(from: 0, to: candidates.count, by: batchSize) {
-            let chunk = candidates[start ..< min(start + batchSize, candidates.count)]
-            let encoded = try chunk.map { label -> EncodedInput in
-                let e = try encoder.frame(premise, encoder.tokenize(template.replacingOccurrences(of: "{}", with: label)),
-                                          truncation: .onlyFirst, maxLength: maxLength)
-                if let t = e.truncated.first, !warned { warn("\"\(text.prefix(40))\": " + t.warning); warned = true }
-                return e
-            }
-            let out = try model.forward(encoder.batch(encoded))
-            guard let logits = out["logits"] else { throw DebertaError(.task, file: "", "the model produced no logits") }
-            let C = logits.shape[1]
-            let (e, c) = try columns ?? nliColumns(width: C)
-            columns = (e, c)
-            for i in chunk.indices.map({ $0 - start }) {
-                entail.append(logits.values[i * C + e])
-                contra.append(logits.values[i * C + c])
-            }
+        let encoded = try candidates.map { label -> EncodedInput in
+            let e = try encoder.frame(premise, encoder.tokenize(template.replacingOccurrences(of: "{}", with: label)),
+                                      truncation: .onlyFirst, maxLength: maxLength)
+            if let t = e.truncated.first, !warned { warn("\"\(text.prefix(40))\": " + t.warning); warned = true }
+            return e
         }
-        let scores: [Double]
-        if multiLabel || candidates.count == 1 {
-            scores = zip(contra, entail).map { softmax([$0, $1])[1] }
-        } else {
-            scores = softmax(entail)
+        return TaskPlan(sequences: encoded, kind: .head) { outputs in
+            var entail: [Float] = [], contra: [Float] = []
+            for output in outputs {
+                let logits = try output.require("logits")
+                let (e, c) = try self.nliColumns(width: logits.count)
+                entail.append(logits[e])
+                contra.append(logits[c])
+            }
+            let scores: [Double]
+            if multiLabel || candidates.count == 1 {
+                scores = zip(contra, entail).map { softmax([$0, $1])[1] }
+            } else {
+                scores = softmax(entail)
+            }
+            let order = ranked(scores, laterFirst: true)
+            return ZeroShotResult(sequence: text, labels: order.map { candidates[$0] }, scores: order.map { scores[$0] })
         }
-        let order = ranked(scores, laterFirst: true)
-        return ZeroShotResult(sequence: text, labels: order.map { candidates[$0] }, scores: order.map { scores[$0] })
     }
 }
