@@ -22,6 +22,7 @@ final class QuantizationTests: XCTestCase {
                 XCTAssertEqual(model.quantization, scheme)
                 let result = try Verifier.verify(model: model, reference: reference)
                 XCTAssertEqual(result.criteria.minCosine, 0.99999)
+                XCTAssertEqual(result.criteria.relativeTolerance, 1e-2)
                 for c in result.comparisons {
                     XCTAssertTrue(c.passed, "\(fixture.name) \(scheme) \(c.name): max abs \(c.maxAbsError) (tol \(c.tolerance)), cosine \(c.cosine) \(c.problem ?? "")")
                     XCTAssertGreaterThanOrEqual(c.cosine, 0.99999)
@@ -162,6 +163,26 @@ final class QuantizedAccuracyTests: XCTestCase {
             }
         }
         return (try top1("logits"), try top1("emd_logits"))
+    }
+
+    /// The settled criterion of quantized outputs against their float64 simulation on a trained model
+    /// (issue #13, item 5): cosine ≥ 0.99999 and max abs error ≤ 1e-2 × the largest value, every output
+    /// (logits and emd_logits over the masked positions, the hidden states), both schemes.
+    func testTrainedFixtureMatchesItsSimulations() throws {
+        var checked = 0
+        for scheme in QuantizationScheme.allCases {
+            let out = try temporaryDirectory() + "/trained-\(scheme.rawValue)"
+            _ = try Converter.convert(source: trained, destination: out, dtype: nil, quantization: scheme)
+            let result = try Verifier.verify(model: try DebertaModel(path: out), reference: trained + "/reference.\(scheme.rawValue).safetensors")
+            XCTAssertEqual(result.criteria.relativeTolerance, 1e-2)
+            for c in result.comparisons {
+                XCTAssertTrue(c.passed, "\(scheme) \(c.name) under \(result.criteria.description)")
+                XCTAssertGreaterThanOrEqual(c.cosine, 0.99999, "\(scheme) \(c.name)")
+                XCTAssertLessThanOrEqual(c.maxAbsError, 1e-2 * c.largestReference, "\(scheme) \(c.name)")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThanOrEqual(checked, 6)
     }
 
     func testQuantizedModelsAgreeWithF32OnHeldOutText() throws {

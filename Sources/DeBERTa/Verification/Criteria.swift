@@ -21,10 +21,14 @@ public struct Criteria: Sendable {
     public static let f32 = Criteria(absoluteTolerance: nil, relativeTolerance: 1e-4, floorAtOne: true, minCosine: nil, minAgreement: nil,
                                      description: "max abs error <= 1e-4 x max(1, largest |reference value|)")
 
-    /// A quantized model against the PyTorch simulation of its own scheme (checks the kernels).
+    /// A quantized model against the PyTorch simulation of its own scheme (checks the kernels). The simulation
+    /// runs in float64; a float32 runtime flips activation codes at rounding boundaries, which on a trained
+    /// model moves single outputs by up to a few 1e-3 × the largest value (v3-mlm-trained: 3.5e-3 × for int8,
+    /// and PyTorch's own float32 run of the scheme 3.6e-3 ×), hence 1e-2 ×, with the cosine bound catching any
+    /// systematic error.
     public static func exact(_ scheme: QuantizationScheme) -> Criteria {
-        Criteria(absoluteTolerance: nil, relativeTolerance: 1e-3, floorAtOne: false, minCosine: 0.99999, minAgreement: nil,
-                 description: "exact simulation of \(scheme.rawValue): max abs error <= 1e-3 x largest |reference value|, cosine >= 0.99999")
+        Criteria(absoluteTolerance: nil, relativeTolerance: 1e-2, floorAtOne: false, minCosine: 0.99999, minAgreement: nil,
+                 description: "exact simulation of \(scheme.rawValue): max abs error <= 1e-2 x largest |reference value|, cosine >= 0.99999")
     }
 
     /// A quantized model against the f32 reference (what users care about).
