@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
         try InputFile.checkModel(model)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model, options: runtime.options)
-        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
+        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil, head: !encoderOnly)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }
