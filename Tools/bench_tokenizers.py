@@ -52,7 +52,7 @@ def fnv1a(ids_iter) -> int:
 
 
 def make_text(path: Path, megabytes: float, seed: int = 1234) -> None:
-    from make_fixtures import SPM_CORPUS
+    from fixtures.tokenization import SPM_CORPUS
 
     rng = random.Random(seed)
     syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in ["a", "e", "i", "o", "u", "ai", "ou", "ea"]]
@@ -101,13 +101,10 @@ def train_large_model(text_path: Path, out: Path, vocab: int) -> None:
 
 
 def tokenizer_json_for(spm_path: Path, out: Path) -> None:
-    from make_fixtures import deberta_v3_fast_tokenizer  # the same converter call as the fixtures
-
-    import make_fixtures
+    from fixtures.tokenization import deberta_v3_fast_tokenizer  # the same converter call as the fixtures
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_path))
-    make_fixtures.MASK_ID = sp.get_piece_size()
-    deberta_v3_fast_tokenizer(spm_path).save(str(out))
+    deberta_v3_fast_tokenizer(spm_path, mask_id=sp.get_piece_size()).save(str(out))
 
 
 def best_of(n: int, fn):

@@ -42,71 +42,44 @@ import sys
 import time
 from pathlib import Path
 
+import fixtures
+
 try:
     import torch
     import transformers
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
     from torch import nn
     from transformers import DebertaV2Config, DebertaV2ForMaskedLM
-except ImportError as exc:  # pragma: no cover - environment problem
-    sys.stderr.write(
-        f"make_bench_model.py: missing package ({exc}).\n"
-        "Run it with the pinned reference environment:\n"
-        "    $(Tools/reference_env.sh) Tools/make_bench_model.py\n"
+
+    from fixtures.common import (
+        POSITION_TABLE,
+        REPO,
+        log,
+        normal_init,
+        quiet_transformers,
+        save_bin_pretrained,
+        save_safetensors_pretrained,
+        v3_config,
     )
-    sys.exit(2)
+except ImportError as exc:  # pragma: no cover - environment problem
+    fixtures.missing_package(exc)
 
-REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "deberta-swift" / "bench" / "v3-base"
-POSITION_TABLE = "deberta.embeddings.position_embeddings.weight"
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def bench_config(tiny: bool = False) -> DebertaV2Config:
-    kw = dict(
-        vocab_size=128100,
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
-        max_position_embeddings=512,
-        type_vocab_size=0,
-        initializer_range=0.02,
-        layer_norm_eps=1e-7,
-        relative_attention=True,
-        max_relative_positions=-1,
-        position_buckets=256,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        pos_att_type="p2c|c2p",
-        position_biased_input=False,
-        pad_token_id=0,
-        legacy=False,
-    )
-    if tiny:  # smoke-test shape (--tiny): same features, small sizes
-        kw.update(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                  max_position_embeddings=128, position_buckets=64)
-    return DebertaV2Config(**kw)
+    """DeBERTa-v3-base (the fixtures' v3 shape at full size); tiny: same features, small sizes."""
+    if tiny:  # smoke-test shape (--tiny)
+        sizes = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                     max_position_embeddings=128, position_buckets=64)
+    else:
+        sizes = dict(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                     intermediate_size=3072, max_position_embeddings=512, position_buckets=256)
+    return v3_config(**sizes, initializer_range=0.02, pad_token_id=0)
 
 
-@torch.no_grad()
 def init_weights(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    ln = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters(recurse=False)}
-    for name, p in model.named_parameters():
-        if id(p) in ln:
-            p.fill_(1.0 if name.endswith("weight") else 0.0)
-        elif name.endswith("bias"):
-            p.zero_()
-        else:
-            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    """N(0, 0.02) for matrices and embeddings, zero biases, LayerNorm weight 1 / bias 0."""
+    normal_init(model, seed, std=0.02)
 
 
 def under_repo(path: Path) -> bool:
@@ -118,27 +91,14 @@ def under_repo(path: Path) -> bool:
 
 
 def write_safetensors(model, position_table, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, max_shard_size="100GB")
-    path = directory / "model.safetensors"
-    assert path.exists() and not (directory / "model.safetensors.index.json").exists()
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    tensors = load_file(str(path))
-    tensors[POSITION_TABLE] = position_table.contiguous()
-    save_file(tensors, str(path), metadata=meta)
+    """Single-file f32 safetensors (save_pretrained) plus the position table."""
+    save_safetensors_pretrained(model, directory, max_shard_size="100GB", extra={POSITION_TABLE: position_table})
 
 
 def write_bin(model, position_table, directory: Path) -> None:
     """Single-file PyTorch zip as transformers 4.x save_pretrained(safe_serialization=False) wrote it
-    (transformers 5.x writes safetensors only)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.config.architectures = [type(model).__name__]
-    model.config.dtype = "float32"
-    model.config.save_pretrained(directory)
-    sd = model.state_dict()
-    sd[POSITION_TABLE] = position_table
-    torch.save(sd, directory / "pytorch_model.bin")
+    (transformers 5.x writes safetensors only), plus the position table."""
+    save_bin_pretrained(model, directory, extra={POSITION_TABLE: position_table})
 
 
 class _Encoder(nn.Module):
@@ -252,8 +212,7 @@ def main(argv=None) -> int:
     out = args.out.expanduser()
     if under_repo(out) and not args.force:
         sys.exit(f"refusing to write {out} inside the repository (use a directory outside, or --force)")
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
     if args.encoder_onnx:
         return encoder_onnx_from_existing(out, args.onnx_seq)
 
