@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+cd "$work"  # schemathesis keeps its example database in the working directory
 status=0
 for model in "${models[@]}"; do
     dir="$repo/Fixtures/models/$model"
