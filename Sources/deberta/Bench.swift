@@ -29,7 +29,8 @@ struct Bench: ParsableCommand {
         try InputFile.checkModel(model)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model, options: runtime.options)
-        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil)
+        // --encoder-only computes no vocabulary logits: the estimate counts none (as the forward call's own check).
+        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil, logitRows: encoderOnly ? 0 : nil)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }
