@@ -28,24 +28,23 @@ size_t cgb_packed_words(size_t n, size_t k) { return (n + CGB_NR - 1) / CGB_NR *
 
 void cgb_pack_panels(const float *w, size_t n, size_t k, size_t ldw, uint32_t *packed, size_t p0, size_t p1) {
     const size_t pairs = cgb_pairs(k);
+    /* Each weight row is rounded into words by cgb_round_rows (SIMD where the CPU has it: the same bits), a chunk
+     * of CGB_PACK_CHUNK words at a time, then spread to its column of the panel. */
+    enum { CGB_PACK_CHUNK = 1024 };
+    uint32_t words[CGB_PACK_CHUNK];
     for (size_t p = p0; p < p1; p++) {
         uint32_t *dst = packed + p * CGB_NR * pairs;
-        /* Blocks of 16 pairs: each source row is read sequentially, the destination block stays in L1. */
-        for (size_t i0 = 0; i0 < pairs; i0 += 16) {
-            size_t in = pairs - i0 < 16 ? pairs - i0 : 16;
-            for (size_t j = 0; j < CGB_NR; j++) {
-                size_t o = p * CGB_NR + j;
-                if (o >= n) {
-                    for (size_t i = 0; i < in; i++) dst[(i0 + i) * CGB_NR + j] = 0;
-                    continue;
-                }
-                const float *src = w + o * ldw;
-                for (size_t i = 0; i < in; i++) {
-                    size_t kk = 2 * (i0 + i);
-                    uint32_t lo = cgb_round_bits(src[kk]);
-                    uint32_t hi = kk + 1 < k ? cgb_round_bits(src[kk + 1]) : 0;
-                    dst[(i0 + i) * CGB_NR + j] = lo | hi << 16;
-                }
+        for (size_t j = 0; j < CGB_NR; j++) {
+            size_t o = p * CGB_NR + j;
+            if (o >= n) {
+                for (size_t i = 0; i < pairs; i++) dst[i * CGB_NR + j] = 0;
+                continue;
+            }
+            for (size_t i0 = 0; i0 < pairs; i0 += CGB_PACK_CHUNK) {
+                size_t in = pairs - i0 < CGB_PACK_CHUNK ? pairs - i0 : CGB_PACK_CHUNK;
+                size_t k0 = 2 * i0, kn = k - k0 < 2 * in ? k - k0 : 2 * in;
+                cgb_round_rows(w + o * ldw + k0, 1, kn, ldw, words, CGB_PACK_CHUNK);
+                for (size_t i = 0; i < in; i++) dst[(i0 + i) * CGB_NR + j] = words[i];
             }
         }
     }

@@ -145,6 +145,32 @@ final class BF16GemmTests: XCTestCase {
         XCTAssertEqual([begin, end], [96, 100])
     }
 
+    /// Packing long rows (several rounding chunks, K odd, a row stride) with rounding edge cases: every word as
+    /// cgb_from_f32 gives it.
+    func testPackingLongRowsMatchesScalarRounding() {
+        let n = 53, k = 4099, ldw = k + 5
+        var g = SplitMix64(5)
+        let w: [Float] = (0 ..< n * ldw).map { i in
+            switch i % 7 {
+            case 0: return Float(bitPattern: UInt32(truncatingIfNeeded: g.next()))
+            case 1: return Float(bitPattern: 0x3f80_8000 | UInt32(g.below(2)) << 16)
+            default: return g.unit()
+            }
+        }
+        let packed = Words(cgb_packed_words(n, k))
+        cgb_pack_weights(w, n, k, ldw, packed.pointer)
+        let p = packed.array, pairs = cgb_pairs(k)
+        var mismatches = 0
+        for o in 0 ..< 96 {
+            for i in 0 ..< pairs {
+                let lo = o < n ? UInt32(cgb_from_f32(w[o * ldw + 2 * i])) : 0
+                let hi = o < n && 2 * i + 1 < k ? UInt32(cgb_from_f32(w[o * ldw + 2 * i + 1])) : 0
+                if p[o / 48 * 48 * pairs + i * 48 + o % 48] != lo | hi << 16 { mismatches += 1 }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
+    }
+
     /// Every kernel gives the scalar reference's bits on odd shapes, every epilogue.
     func testEachKernelMatchesScalarOnOddShapes() throws {
         let sizes = [1, 3, 17, 33, 65, 127]
