@@ -17,7 +17,14 @@ What is compared (one invocation, 2 threads each, the same random DeBERTa-v3-bas
     ort-f32       onnxruntime InferenceSession(DIR/onnx/encoder.onnx), CPU provider, intra_op 2,
                   inter_op 1, ORT_SEQUENTIAL, default graph optimizations
     ort-int8      the same on DIR/onnx/encoder.int8.onnx (quantize_dynamic, QInt8 weights)
+    ov-f32        OpenVINO (openvino 2026.4.1) on DIR/onnx/encoder.onnx, CPU plugin, compiled per shape (static
+                  [B, T] inputs), INFERENCE_NUM_THREADS 2, PERFORMANCE_HINT LATENCY, INFERENCE_PRECISION_HINT f32
+    ov-bf16       the same with INFERENCE_PRECISION_HINT bf16
+    ov-int8       the same on DIR/onnx/encoder.ov-int8.xml: nncf.quantize(model_type=ModelType.TRANSFORMER) of
+                  encoder.onnx calibrated on 32 random 128-token sequences (made once, cached beside the ONNX
+                  files); precision hint left at the plugin's default (bf16 where the CPU has AVX-512 BF16)
     deberta-f32   `deberta bench DIR/safetensors --encoder-only`
+    deberta-bf16  `deberta bench DIR/safetensors --encoder-only --precision bf16`
     deberta-int8  `deberta bench DIR/int8 --encoder-only`  (deberta convert DIR/safetensors DIR/int8 --dtype int8)
     deberta-q4    `deberta bench DIR/q4 --encoder-only`    (deberta convert ... DIR/q4 --dtype q4 --quantize-embeddings)
 
@@ -53,6 +60,14 @@ How it is measured:
     temp dir) runs independent 8-wide (16-wide) FMAs on 12 accumulators per thread for --fma-seconds on 1 and
     on 2 threads, once per round, between the runtimes; "% FMA peak" is GFLOP/s over the median 2-thread peak
     of the widest FMAs the CPU has, measured during the same shape's rounds.
+
+Accuracy beside speed (when ov-int8 runs; --no-accuracy skips it): masked top-1 agreement with f32 on the trained
+fixture Fixtures/models/v3-mlm-trained (held-out text), for OpenVINO f32/bf16/int8 (the same configuration and NNCF
+recipe on the fixture's ONNX export, cached in DIR/../v3-mlm-trained), ONNX Runtime int8 and this runtime's f32,
+bf16 and int8.
+
+Against OpenVINO (issue 12, at 1x128, 8x128 and 1x512): deberta-f32 <= 0.75 x ov-f32, deberta-bf16 <= 0.8 x ov-bf16
+and >= 1.7x faster than deberta-f32, deberta-int8 <= 0.7 x ov-int8; deberta int8 agreement >= OpenVINO int8's.
 
 Acceptance ratios of the project (PASS/FAIL, at 1x128 and 8x128 when measured): deberta-f32 median <= 0.8 x
 ort-f32; deberta-int8 <= 0.6 x ort-int8; deberta-int8 at least 1.6x faster than deberta-f32 (guide);
@@ -90,20 +105,32 @@ DEFAULT_DIR = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "deber
 DEFAULT_SHAPES = "1x32,1x128,8x128,1x512"
 THREADS = 2
 
-PEERS = ("pytorch-f32", "ort-f32", "ort-int8")
-OURS = ("deberta-f32", "deberta-int8", "deberta-q4")
+PEERS = ("pytorch-f32", "ort-f32", "ort-int8", "ov-f32", "ov-bf16", "ov-int8")
+OURS = ("deberta-f32", "deberta-bf16", "deberta-int8", "deberta-q4")
 ALL = PEERS + OURS
 LABEL = {
     "pytorch-f32": "PyTorch eager f32",
     "ort-f32": "ONNX Runtime f32",
     "ort-int8": "ONNX Runtime int8 (dynamic QInt8)",
+    "ov-f32": "OpenVINO f32",
+    "ov-bf16": "OpenVINO bf16",
+    "ov-int8": "OpenVINO int8 (NNCF static)",
     "deberta-f32": "deberta f32",
+    "deberta-bf16": "deberta bf16",
     "deberta-int8": "deberta int8",
     "deberta-q4": "deberta q4 (+q4 embeddings)",
 }
-OUR_DIR = {"deberta-f32": "safetensors", "deberta-int8": "int8", "deberta-q4": "q4"}
+OUR_DIR = {"deberta-f32": "safetensors", "deberta-bf16": "safetensors", "deberta-int8": "int8", "deberta-q4": "q4"}
+OUR_FLAGS = {"deberta-bf16": ["--precision", "bf16"]}
 CONVERT = {"deberta-int8": ["--dtype", "int8"], "deberta-q4": ["--dtype", "q4", "--quantize-embeddings"]}
 ONNX_FILE = {"ort-f32": "encoder.onnx", "ort-int8": "encoder.int8.onnx"}
+# OpenVINO reads the f32 ONNX export; its int8 model is NNCF's post-training static quantization of it, cached as IR
+# beside the ONNX files. INFERENCE_PRECISION_HINT: f32 and bf16 forced; int8 keeps the CPU plugin's default (bf16 on
+# CPUs with AVX-512 BF16 or AMX) for the layers NNCF leaves in float: what a user of OpenVINO int8 gets.
+OV_FILE = {"ov-f32": "encoder.onnx", "ov-bf16": "encoder.onnx", "ov-int8": "encoder.ov-int8.xml"}
+OV_PRECISION = {"ov-f32": "f32", "ov-bf16": "bf16", "ov-int8": None}
+OV_CALIBRATION = 32  # random sequences of 128 tokens
+TRAINED_FIXTURE = REPO / "Fixtures" / "models" / "v3-mlm-trained"
 
 FMA_C = r"""
 /* Independent FMAs: 12 accumulator chains per thread, 8-wide AVX2 (or 16-wide with -DWIDE512). */
@@ -188,6 +215,40 @@ def make_inputs(batch: int, seq: int, vocab: int, seed: int = 0):
     return ids, np.ones_like(ids)
 
 
+def ov_config(name: str) -> dict:
+    config = {"INFERENCE_NUM_THREADS": str(THREADS), "PERFORMANCE_HINT": "LATENCY"}
+    if OV_PRECISION.get(name):
+        config["INFERENCE_PRECISION_HINT"] = OV_PRECISION[name]
+    return config
+
+
+def ov_compile(core, path: Path, batch: int, seq: int, config: dict):
+    """An infer request of `path` compiled for inputs [batch, seq] (every input of the model gets that shape)."""
+    model = core.read_model(str(path))
+    model.reshape({inp.get_any_name(): [batch, seq] for inp in model.inputs})
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
+def ov_quantize(onnx_path: Path, xml_path: Path, vocab: int, seq: int) -> None:
+    """NNCF post-training static int8 (ModelType.TRANSFORMER preset: SmoothQuant, int8 activations and weights)
+    calibrated on OV_CALIBRATION random sequences of `seq` tokens; the IR written to xml_path (atomically)."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(onnx_path))
+    names = [inp.get_any_name() for inp in model.inputs]
+    samples = [make_inputs(1, seq, vocab, seed=7000 + i) for i in range(OV_CALIBRATION)]
+    dataset = nncf.Dataset(samples, lambda s: {n: v for n, v in zip(names, s)})
+    t0 = time.time()
+    quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=OV_CALIBRATION)
+    tmp = xml_path.with_name(f".{xml_path.stem}.{os.getpid()}.xml")
+    ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+    tmp.with_suffix(".bin").replace(xml_path.with_suffix(".bin"))
+    tmp.replace(xml_path)
+    log(f"  {xml_path.name}: nncf.quantize (transformer preset, {OV_CALIBRATION} random sequences) {time.time() - t0:.0f}s")
+
+
 class PeerRuntime:
     """Loads one peer runtime and runs the encoder on (input_ids, attention_mask) -> last_hidden_state."""
 
@@ -209,6 +270,15 @@ class PeerRuntime:
             self.torch = torch
             self.model = DebertaV2Model.from_pretrained(str(model_dir / "safetensors"), dtype=torch.float32).eval()
             self.versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+        elif name in OV_FILE:
+            import openvino as ov
+
+            self.ov = ov
+            self.core = ov.Core()
+            self.ov_path = model_dir / "onnx" / OV_FILE[name]
+            self.ov_config = ov_config(name)
+            self.compiled = {}
+            self.versions = {"openvino": ov.get_version().split("-")[0]}
         else:
             import onnxruntime as ort
 
@@ -229,6 +299,10 @@ class PeerRuntime:
             ids, mask = make_inputs(batch, seq, self.vocab)
             if self.name == "pytorch-f32":
                 self.inputs[(batch, seq)] = (self.torch.from_numpy(ids), self.torch.from_numpy(mask))
+            elif self.name in OV_FILE:
+                # Compiled per shape (static shapes), as OpenVINO is deployed for latency.
+                self.compiled[(batch, seq)] = ov_compile(self.core, self.ov_path, batch, seq, self.ov_config)
+                self.inputs[(batch, seq)] = {"input_ids": ids, "attention_mask": mask}
             else:
                 self.inputs[(batch, seq)] = {"input_ids": ids, "attention_mask": mask}
         return self.inputs[(batch, seq)]
@@ -238,6 +312,10 @@ class PeerRuntime:
         if self.name == "pytorch-f32":
             with self.torch.inference_mode():
                 out = self.model(input_ids=x[0], attention_mask=x[1]).last_hidden_state
+        elif self.name in OV_FILE:
+            request = self.compiled[(batch, seq)]
+            request.infer(x)
+            out = request.get_output_tensor(0).data
         else:
             out = self.session.run(["last_hidden_state"], x)[0]
         assert tuple(out.shape[:2]) == (batch, seq), out.shape
@@ -291,6 +369,69 @@ def cold_main(name: str, model_dir: Path, batch: int, seq: int) -> int:
     second = (time.perf_counter() - s) * 1000
     print(json.dumps({"load_s": load, "first_output_s": first, "second_ms": second,
                       "vmhwm_mb": peak_rss_self_mb()}), flush=True)
+    return 0
+
+
+def fixture_accuracy_main(deberta: str, cache: Path) -> int:
+    """Masked top-1 agreement with f32 on the trained fixture (Fixtures/models/v3-mlm-trained, 256 held-out
+    sequences of 64 tokens, 2,323 masked positions; f32 = the float64 transformers model's top-1 recorded in
+    heldout.safetensors), plain MLM head (`logits`; OpenVINO has no EMD). Peers: the fixture's masked LM exported
+    to ONNX as Tools/make_bench_model.py exports the bench model, OpenVINO f32 / bf16 on it and OpenVINO int8 from
+    the same NNCF recipe as the bench model (OV_CALIBRATION random sequences, here of 64 tokens), each with the
+    bench's OpenVINO configuration; ONNX Runtime's dynamic int8 of the same export. Ours: `deberta run` of the
+    fixture (f32, --precision bf16) and of its int8 conversion. One JSON line on stdout."""
+    import numpy as np
+    import openvino as ov
+    from safetensors.numpy import load_file
+
+    sys.path.insert(0, str(REPO / "Tools"))
+    heldout_path = TRAINED_FIXTURE / "heldout.safetensors"
+    heldout = load_file(str(heldout_path))
+    ids, mask = heldout["input_ids"], heldout["attention_mask"]
+    masked = heldout["masked_positions"].reshape(-1) != 0
+    expected = heldout["f32_top1_logits"]
+    vocab = json.loads((TRAINED_FIXTURE / "config.json").read_text())["vocab_size"]
+    onnx_dir = cache / "onnx"
+    f32_onnx = onnx_dir / "model.onnx"
+    if not (f32_onnx.exists() and (onnx_dir / "model.int8.onnx").exists()):
+        import torch
+        from transformers import DebertaV2ForMaskedLM
+        import make_bench_model
+
+        mlm = DebertaV2ForMaskedLM.from_pretrained(str(TRAINED_FIXTURE), dtype=torch.float32).eval()
+        make_bench_model.export_onnx(mlm, onnx_dir, ids.shape[1], stem="model", output="logits")
+    xml = onnx_dir / "model.ov-int8.xml"
+    if not (xml.exists() and xml.with_suffix(".bin").exists()):
+        ov_quantize(f32_onnx, xml, vocab, ids.shape[1])
+
+    def top1(logits):
+        return logits.reshape(-1, logits.shape[-1])[masked].argmax(-1)
+
+    def agreement(pred):
+        return float((pred == expected).mean())
+
+    result = {"positions": int(masked.sum())}
+    core = ov.Core()
+    for name, path in (("ov-f32", f32_onnx), ("ov-bf16", f32_onnx), ("ov-int8", xml)):
+        request = ov_compile(core, path, ids.shape[0], ids.shape[1], ov_config(name))
+        request.infer({"input_ids": ids, "attention_mask": mask})
+        result[name] = agreement(top1(request.get_output_tensor(0).data))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_dir / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    result["ort-int8"] = agreement(top1(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]))
+    int8_dir = cache / "int8"
+    if not (int8_dir / "model.safetensors").exists():
+        subprocess.run([deberta, "convert", str(TRAINED_FIXTURE), str(int8_dir), "--dtype", "int8"], check=True,
+                       stdout=subprocess.DEVNULL)
+    for name, model, flags in (("deberta-f32", TRAINED_FIXTURE, []), ("deberta-bf16", TRAINED_FIXTURE, ["--precision", "bf16"]),
+                               ("deberta-int8", int8_dir, [])):
+        out = cache / f"{name}.safetensors"
+        subprocess.run([deberta, "run", str(model), "--inputs", str(heldout_path), "--output", str(out), *flags],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result[name] = agreement(top1(load_file(str(out))["logits"]))
+        out.unlink()
+    print(json.dumps(result), flush=True)
     return 0
 
 
@@ -404,9 +545,9 @@ class Worker:
             self.proc.kill()
 
 
-def deberta_bench(binary: str, model: Path, batch: int, seq: int, runs: int) -> dict:
+def deberta_bench(binary: str, model: Path, batch: int, seq: int, runs: int, flags=()) -> dict:
     cmd = [binary, "bench", str(model), "--batch", str(batch), "--seq", str(seq), "--runs", str(runs),
-           "--threads", str(THREADS), "--encoder-only", "--json"]
+           "--threads", str(THREADS), "--encoder-only", "--json", *flags]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
@@ -417,7 +558,8 @@ def cold_run(name: str, args, batch: int, seq: int) -> dict:
     """A fresh process loads the runtime and produces outputs; wall clock and rusage from here."""
     if name in OURS:
         cmd = [args.deberta, "bench", str(args.dir / OUR_DIR[name]), "--batch", str(batch), "--seq", str(seq),
-               "--runs", "1", "--threads", str(THREADS), "--encoder-only", "--json", "--mark-first-output"]
+               "--runs", "1", "--threads", str(THREADS), "--encoder-only", "--json", "--mark-first-output",
+               *OUR_FLAGS.get(name, [])]
     else:
         cmd = [args.python, str(Path(__file__).resolve()), "--cold", name, "--dir", str(args.dir),
                "--batch", str(batch), "--seq", str(seq)]
@@ -453,6 +595,12 @@ def ensure_models(args) -> None:
         log(f"{d}/onnx/encoder*.onnx missing: running Tools/make_bench_model.py --out {d} --encoder-onnx")
         subprocess.run([args.python, str(REPO / "Tools" / "make_bench_model.py"), "--out", str(d), "--encoder-onnx"],
                        check=True)
+    xml = d / "onnx" / OV_FILE["ov-int8"]
+    if "ov-int8" in args.runtimes and not (xml.exists() and xml.with_suffix(".bin").exists()):
+        log(f"{xml} missing: quantizing {d}/onnx/encoder.onnx with NNCF")
+        vocab = json.loads((d / "safetensors" / "config.json").read_text())["vocab_size"]
+        subprocess.run([args.python, str(Path(__file__).resolve()), "--make-ov-int8", str(d / "onnx" / "encoder.onnx"),
+                        "--out-xml", str(xml), "--vocab", str(vocab), "--seq", "128"], check=True)
     for name, opts in CONVERT.items():
         dst = d / OUR_DIR[name]
         if name in args.runtimes and (args.reconvert or not (dst / "model.safetensors").exists()):
@@ -495,7 +643,7 @@ def summarize(args, results, shapes):
             row["fma_pct"] = 100 * row["gflops"] / peak if (row["gflops"] and peak) else None
             rows[name] = row
         for name, row in rows.items():
-            for ref in ("ort-f32", "ort-int8"):
+            for ref in ("ort-f32", "ort-int8", "ov-f32", "ov-bf16", "ov-int8"):
                 base = rows.get(ref, {}).get("median_ms")
                 row["x_" + ref] = row["median_ms"] / base if (row["median_ms"] and base) else None
         table[shape] = {"rows": rows, "fma1": median(res["fma1"]), "fma2": fma2, "fma512": median(res["fma512"]), "peak": peak,
@@ -514,7 +662,8 @@ def print_tables(args, table, header):
                    f"AVX2 FMA peak {fmt(st['fma2'], 1)} GFLOP/s (2 thr, median; max {fmt(st['fma2_max'], 1)}) / "
                    f"{fmt(st['fma1'], 1)} (1 thr)"
                    + (f", AVX-512 {fmt(st['fma512'], 1)} (2 thr)" if st["fma512"] else ""))
-        cols = ["runtime", "median ms", "min-max ms", "tokens/s", "x ORT f32", "x ORT int8", "peak RSS MB",
+        cols = ["runtime", "median ms", "min-max ms", "tokens/s", "x ORT f32", "x ORT int8", "x OV f32", "x OV bf16",
+                "x OV int8", "peak RSS MB",
                 "start->1st out s", "GFLOP/s*", "% FMA peak"]
         lines = []
         for name, row in st["rows"].items():
@@ -525,6 +674,7 @@ def print_tables(args, table, header):
                 LABEL[name], fmt(row["median_ms"], 1),
                 f"{fmt(row['min_ms'], 0)}-{fmt(row['max_ms'], 0)}",
                 fmt(row["tokens_per_s"], 0), fmt(row["x_ort-f32"], 2), fmt(row["x_ort-int8"], 2),
+                fmt(row["x_ov-f32"], 2), fmt(row["x_ov-bf16"], 2), fmt(row["x_ov-int8"], 2),
                 fmt(row["peak_rss_mb"], 0), fmt(row["start_to_first_s"], 2), fmt(row["gflops"], 1),
                 fmt(row["fma_pct"], 1, "%"),
             ])
@@ -581,6 +731,19 @@ def checks(args, table, meta):
             check(f"{s} {ours} start-to-first-output / {peer} load+first run <= 0.25",
                   o and p and o["start_to_first_s"] and p["start_to_first_s"]
                   and o["start_to_first_s"] / p["start_to_first_s"], 0.25)
+    # Against OpenVINO (issue 12), at every shape measured of 1x128, 8x128, 1x512.
+    for shape in ((1, 128), (8, 128), (1, 512)):
+        if shape not in table:
+            continue
+        s = f"{shape[0]}x{shape[1]}"
+        for ours, peer, factor in (("deberta-f32", "ov-f32", 0.75), ("deberta-bf16", "ov-bf16", 0.8),
+                                   ("deberta-int8", "ov-int8", 0.7)):
+            o, p = row(shape, ours), row(shape, peer)
+            check(f"{s} {ours} median / {peer} median <= {factor}",
+                  o and p and o["median_ms"] and p["median_ms"] and o["median_ms"] / p["median_ms"], factor)
+        f, h = row(shape, "deberta-f32"), row(shape, "deberta-bf16")
+        check(f"{s} deberta-f32 median / deberta-bf16 median >= 1.7",
+              f and h and f["median_ms"] and h["median_ms"] and f["median_ms"] / h["median_ms"], 1.7, ok_if_le=False)
     f = row((8, 128), "deberta-f32")
     check("8x128 deberta-f32 throughput / 2-thread FMA peak >= 65%",
           f and f["fma_pct"], 65.0, ok_if_le=False, unit="%")
@@ -591,13 +754,14 @@ def markdown(args, table, meta):
     out = [f"Encoder (last_hidden_state), random DeBERTa-v3-base-shaped weights, {THREADS} threads, medians of "
            f"{args.runs} alternating runs; {meta['date']}, {meta['cpu']}; load {meta['load_before']} before, "
            f"{meta['load_after']} after; {meta['versions']}.", "",
-           "| shape | runtime | median ms | tokens/s | × ORT f32 | × ORT int8 | peak RSS MB | start → 1st output s "
-           "| GFLOP/s | % FMA peak |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| shape | runtime | median ms | tokens/s | × ORT f32 | × ORT int8 | × OV f32 | × OV bf16 | × OV int8 "
+           "| peak RSS MB | start → 1st output s | GFLOP/s | % FMA peak |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for shape, st in table.items():
         for name, row in st["rows"].items():
             out.append(f"| {shape[0]} × {shape[1]} | {LABEL[name]} | {fmt(row['median_ms'], 1)} | "
                        f"{fmt(row['tokens_per_s'], 0)} | {fmt(row['x_ort-f32'], 2)} | {fmt(row['x_ort-int8'], 2)} | "
+                       f"{fmt(row['x_ov-f32'], 2)} | {fmt(row['x_ov-bf16'], 2)} | {fmt(row['x_ov-int8'], 2)} | "
                        f"{fmt(row['peak_rss_mb'], 0)} | {fmt(row['start_to_first_s'], 2)} | {fmt(row['gflops'], 1)} | "
                        f"{fmt(row['fma_pct'], 1, '%')} |")
     fma = [st["peak"] for st in table.values() if st["peak"]]
@@ -632,7 +796,13 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", action="store_true", help="also print a README-ready markdown table")
     ap.add_argument("--json-out", type=Path, help="write all samples and the summary as JSON")
     ap.add_argument("--reconvert", action="store_true", help="re-run deberta convert for the int8 / q4 directories")
+    ap.add_argument("--no-accuracy", action="store_true",
+                    help="skip the masked top-1 agreements on the trained fixture (printed when OpenVINO int8 runs)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--make-ov-int8", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out-xml", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--vocab", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--fixture-accuracy", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--cold", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--seq", type=int, help=argparse.SUPPRESS)
@@ -641,6 +811,11 @@ def main(argv=None) -> int:
 
     if args.worker:
         return worker_main(args.worker, args.dir)
+    if args.make_ov_int8:
+        ov_quantize(args.make_ov_int8, args.out_xml, args.vocab, args.seq)
+        return 0
+    if args.fixture_accuracy:
+        return fixture_accuracy_main(args.deberta, args.fixture_accuracy)
     if args.cold:
         return cold_main(args.cold, args.dir, args.batch, args.seq)
 
@@ -659,10 +834,11 @@ def main(argv=None) -> int:
         args.deberta = str(cand)
     if any(r in PEERS for r in args.runtimes):
         try:
-            subprocess.run([args.python, "-c", "import torch, transformers, onnxruntime, numpy"], check=True,
+            ov = ", openvino, nncf" if any(r in OV_FILE for r in args.runtimes) else ""
+            subprocess.run([args.python, "-c", "import torch, transformers, onnxruntime, numpy" + ov], check=True,
                            capture_output=True)
         except subprocess.CalledProcessError:
-            ap.error(f"{args.python} lacks torch/transformers/onnxruntime; run with $(Tools/reference_env.sh)")
+            ap.error(f"{args.python} lacks torch/transformers/onnxruntime/openvino/nncf; run with $(Tools/reference_env.sh)")
 
     ensure_models(args)
     meta = {
@@ -711,7 +887,7 @@ def main(argv=None) -> int:
                         res["runtimes"][name]["samples"].append(statistics.median(times))
                     else:
                         try:
-                            j = deberta_bench(args.deberta, args.dir / OUR_DIR[name], b, t, k)
+                            j = deberta_bench(args.deberta, args.dir / OUR_DIR[name], b, t, k, OUR_FLAGS.get(name, []))
                         except RuntimeError as exc:
                             res["runtimes"][name]["error"] = str(exc)
                             log(str(exc))
@@ -741,6 +917,17 @@ def main(argv=None) -> int:
             w.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    accuracy = None
+    if "ov-int8" in args.runtimes and not args.no_accuracy:
+        log("masked top-1 agreement on the trained fixture ...")
+        cache = args.dir.parent / "v3-mlm-trained"
+        r = subprocess.run([args.python, str(Path(__file__).resolve()), "--fixture-accuracy", str(cache),
+                            "--deberta", args.deberta], capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"fixture accuracy failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+        else:
+            accuracy = json.loads(r.stdout.strip().splitlines()[-1])
+
     meta["uptime_after"] = run_text(["uptime"])
     meta["load_after"] = meta["uptime_after"].rpartition("load average:")[2].strip()
     table = summarize(args, results, shapes)
@@ -757,6 +944,16 @@ def main(argv=None) -> int:
         f"round), medians; peak RSS and start-to-first-output from {args.cold_rounds} fresh process(es) each",
     ])
     print_tables(args, table, header)
+    if accuracy:
+        print()
+        print(f"Masked top-1 agreement with f32 (transformers float64) on {TRAINED_FIXTURE.name} held-out text, "
+              f"{accuracy['positions']} masked positions, plain MLM head:")
+        for name in ("deberta-f32", "deberta-bf16", "deberta-int8", "ov-f32", "ov-bf16", "ov-int8", "ort-int8"):
+            if name in accuracy:
+                print(f"  {LABEL[name]:<36} {100 * accuracy[name]:.2f}%")
+        o, p = accuracy.get("deberta-int8"), accuracy.get("ov-int8")
+        if o is not None and p is not None:
+            print(f"  {'PASS' if o >= p else 'FAIL'}  deberta int8 agreement >= OpenVINO int8's ({100 * o:.2f}% vs {100 * p:.2f}%)")
     print()
     print("Acceptance ratios (project targets):")
     for line in checks(args, table, meta):
@@ -769,6 +966,7 @@ def main(argv=None) -> int:
             "meta": meta, "args": {k: str(v) for k, v in vars(args).items()},
             "results": {f"{b}x{t}": r for (b, t), r in results.items()},
             "summary": {f"{b}x{t}": s for (b, t), s in table.items()},
+            "fixture_accuracy": accuracy,
         }, indent=1, default=str))
     return 0
 

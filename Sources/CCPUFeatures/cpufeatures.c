@@ -20,6 +20,7 @@ unsigned cpu_features(void) {
             int bwvl = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
             if (bwvl && __builtin_cpu_supports("avx512dq")) f |= CPU_AVX512_BW_VL_DQ;
             if (bwvl && __builtin_cpu_supports("avx512vnni")) f |= CPU_AVX512_VNNI;
+            if (bwvl && __builtin_cpu_supports("avx512bf16")) f |= CPU_AVX512_BF16;
         }
     }
 #endif

@@ -259,7 +259,7 @@ final class InferenceAPI: Sendable {
         return .object([
             ("model_id", .string(modelId)),
             ("model_sha", .null),
-            ("model_dtype", .string(model.model.quantization?.rawValue ?? "float32")),
+            ("model_dtype", .string(model.model.quantization?.rawValue ?? (model.model.options.precision == .bf16 ? "bfloat16" : "float32"))),
             ("model_type", type),
             ("max_concurrent_requests", .int(options.maxConcurrentRequests)),
             ("max_input_length", .int(maxInputLength)),

@@ -29,7 +29,8 @@ struct Bench: ParsableCommand {
         try InputFile.checkModel(model)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model, options: runtime.options)
-        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil, head: !encoderOnly)
+        // --encoder-only computes no vocabulary logits: the estimate counts none (as the forward call's own check).
+        try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil, logitRows: encoderOnly ? 0 : nil)
         let loadSeconds = monotonicSeconds() - start
         var rng = SystemRandomNumberGenerator()
         let ids = (0 ..< batch * seq).map { i in i % seq == 0 ? 1 : Int.random(in: 4 ..< loaded.config.vocabSize, using: &rng) }
@@ -61,10 +62,10 @@ struct Bench: ParsableCommand {
         let gflops = flops / median / 1e9
         let rss = peakResidentMegabytes()
         if json {
-            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(runtime.threads),"encoder_only":\#(encoderOnly)}"#)
+            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(runtime.threads),"encoder_only":\#(encoderOnly),"precision":"\#(loaded.options.precision.rawValue)"}"#)
             return
         }
-        print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue))")
+        print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue), \(loaded.quantization?.rawValue ?? loaded.options.precision.rawValue))")
         print("shape        batch \(batch) × \(seq) tokens, \(runtime.threads) threads, \(runs) runs\(encoderOnly ? ", encoder only" : "")")
         print("median       \(fixed(median * 1000, 2)) ms (min \(fixed(times.first! * 1000, 2)), max \(fixed(times.last! * 1000, 2)))")
         print("tokens/s     \(fixed(tokensPerSecond, 1))")

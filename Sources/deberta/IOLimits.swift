@@ -21,8 +21,8 @@ enum IOLimits {
     /// The runtime's limits of one forward call (`RuntimeOptions.limits`: tokens, estimated bytes, and
     /// max_position_embeddings for absolute positions) checked on a shape alone, before an inputs file's
     /// values are read or token ids allocated, with the file in the message.
-    /// `head` false: no head runs (no vocabulary logits to hold).
-    static func checkForward(batch: Int, length: Int, model: DebertaModel, file: String, tensor: String? = "input_ids", head: Bool = true) throws {
+    static func checkForward(batch: Int, length: Int, model: DebertaModel, file: String, tensor: String? = "input_ids",
+                             logitRows: Int? = nil) throws {
         let c = model.config, limits = model.options.limits
         if c.positionBiasedInput && length > c.maxPositionEmbeddings {
             throw DebertaError(.limit, file: file, tensor: tensor, "sequence length \(length) exceeds max_position_embeddings \(c.maxPositionEmbeddings) of a model with absolute positions")
@@ -32,7 +32,7 @@ enum IOLimits {
             throw DebertaError(.limit, file: file, tensor: tensor,
                                "\(batch) × \(length) tokens is more than the \(grouped(limits.maxTokensPerCall)) tokens one forward call may hold (see README, \"Limits\"; --max-tokens-per-call); split the inputs")
         }
-        let bytes = model.estimatedBytes(batch: batch, length: length, logitRows: head ? nil : 0)
+        let bytes = model.estimatedBytes(batch: batch, length: length, logitRows: logitRows)
         guard bytes <= Double(limits.maxBytesPerCall) else {
             throw DebertaError(.limit, file: file, tensor: tensor,
                                "\(batch) × \(length) tokens need about \(Int(bytes / 1e6)) MB of activations, more than the \(limits.maxBytesPerCall >> 20) MiB one forward call may use (see README, \"Limits\"); split the inputs")

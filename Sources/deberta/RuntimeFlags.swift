@@ -3,9 +3,13 @@ import DeBERTa
 
 extension RuntimeOptions.Packing: ExpressibleByArgument {}
 extension RuntimeOptions.Kernels: ExpressibleByArgument {}
+extension RuntimeOptions.Precision: ExpressibleByArgument {}
 
 /// The runtime flags every command that runs a model shares: one `RuntimeOptions` for the model it loads.
 struct RuntimeFlags: ParsableArguments {
+    @Option(help: "Number format of the linear layers: f32, or bf16 (float weights converted to bf16 at load, f32 accumulation; attention, softmax and LayerNorm stay f32).")
+    var precision: RuntimeOptions.Precision = .f32
+
     @Option(help: "Threads for the matrix products and the attention (1-256).")
     var threads: Int = 2
 
@@ -40,6 +44,7 @@ struct RuntimeFlags: ParsableArguments {
         var limits = Limits()
         limits.maxTokensPerCall = maxTokensPerCall
         return RuntimeOptions(threads: threads, packing: packWeights, kernels: kernels, packedQuantizedKernels: packedQuantizedKernels,
-                              spinMicroseconds: spinUs, hugePages: hugePages, trace: trace ? .on : .off, limits: limits)
+                              spinMicroseconds: spinUs, hugePages: hugePages, trace: trace ? .on : .off, limits: limits,
+                              precision: precision)
     }
 }

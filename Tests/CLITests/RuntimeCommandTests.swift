@@ -127,4 +127,25 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("max_position_embeddings"), r.stderr)
     }
+
+    /// `--precision bf16`: verify applies the bf16 criteria against the f32 reference and passes on the trained
+    /// fixture; bench reports the precision; a quantized store refuses it with one line.
+    func testPrecisionBF16() throws {
+        let model = "Fixtures/models/v3-mlm-trained"
+        let verify = try deberta(["verify", model, model + "/reference.safetensors", "--precision", "bf16"])
+        XCTAssertEqual(verify.status, 0, verify.stdout + verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("bf16 precision against f32: cosine >= 0.9999"), verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("all 3 outputs within tolerance"), verify.stdout)
+        let bench = try deberta(["bench", model, "--batch", "1", "--seq", "16", "--runs", "1", "--json", "--precision", "bf16"])
+        XCTAssertEqual(bench.status, 0, bench.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["precision"] as? String, "bf16")
+        let int8 = try temporaryDirectory() + "/int8"
+        XCTAssertEqual(try deberta(["convert", model, int8, "--dtype", "int8"]).status, 0)
+        let refused = try deberta(["verify", int8, model + "/reference.safetensors", "--precision", "bf16"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("precision bf16 applies to float checkpoints"), refused.stderr)
+        let wrong = try deberta(["verify", model, model + "/reference.safetensors", "--precision", "f16"])
+        XCTAssertNotEqual(wrong.status, 0)
+    }
 }

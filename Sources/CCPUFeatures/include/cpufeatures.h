@@ -14,6 +14,7 @@ enum {
     CPU_AVX512F = 1 << 2,        /* AVX-512 F, and the OS saves the opmask and ZMM state */
     CPU_AVX512_BW_VL_DQ = 1 << 3,/* AVX-512 BW + VL + DQ (with F) */
     CPU_AVX512_VNNI = 1 << 4,    /* AVX-512 VNNI (with F + BW + VL) */
+    CPU_AVX512_BF16 = 1 << 5,    /* AVX-512 BF16 (with F + BW + VL): vdpbf16ps */
 };
 
 /* What the CPU has (probed once; racing first calls store the same value). */

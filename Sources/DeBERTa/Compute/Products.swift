@@ -16,6 +16,8 @@ func applyMatrix(_ weight: MatrixWeight, _ x: UnsafePointer<Float>, rows: Int, k
         f32Product(p.operand, x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
     case let .f32(w):
         f32Product(.stored(w), x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
+    case let .bf16(b):
+        bf16Product(b, x, rows: rows, k: k, n: n, bias: bias, into: y, residual: residual, gelu: gelu)
     case let .quantized(q):
         guard rows > 0, n > 0 else { return }
         // Each thread finishes its own output columns (residual, then GELU) right after its product, while
@@ -127,6 +129,30 @@ private func f32Product(_ operand: PackedMatrix.Operand, _ x: UnsafePointer<Floa
             }
         }
     }
+    if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
+}
+
+/// The bf16 product (CGemm's cgb_gemm_packed): the activations rounded to bf16 pairs once (rows split over
+/// the threads), then output panels of 48 split over the threads, bias, GELU and the residual fused as in the
+/// f32 product.
+private func bf16Product(_ w: BF16Matrix, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,
+                         bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>,
+                         residual: UnsafePointer<Float>?, gelu: Bool) {
+    guard rows > 0, n > 0 else { return }
+    let epilogue = Int32(residual != nil ? CG_EPILOGUE_BIAS_RESIDUAL : (gelu ? CG_EPILOGUE_BIAS_GELU : CG_EPILOGUE_BIAS))
+    let pairs = cgb_pairs(k)
+    let rounded = Activations(rows * pairs, zeroed: false)
+    let words = UnsafeMutableRawPointer(rounded.pointer).bindMemory(to: UInt32.self, capacity: rows * pairs)
+    parallelRows(rows) { r0, m in cgb_round_rows(x + r0 * k, m, k, k, words + r0 * pairs, pairs) }
+    let parts = max(1, min(ComputeThreads.count, (n + Int(CGB_PANEL) - 1) / Int(CGB_PANEL)))
+    withExtendedLifetime(w) {
+        parallel(parts) { part in
+            var begin = 0, end = 0
+            cgb_column_range(n, parts, part, &begin, &end)
+            cgb_gemm_packed(rows, n, k, words, pairs, w.packed, bias, epilogue, residual, n, y, n, begin, end)
+        }
+    }
+    withExtendedLifetime(rounded) {}
     if residual != nil && gelu { dk_bias_activation(y, rows, n, n, nil, DK_ACT_GELU) }
 }
 

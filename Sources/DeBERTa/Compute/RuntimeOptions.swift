@@ -22,6 +22,16 @@ public struct RuntimeOptions: Sendable, Equatable {
         case auto, avx512, avx2, scalar
     }
 
+    /// The number format of the linear layers' products.
+    public enum Precision: String, Sendable, CaseIterable {
+        /// f32 weights and activations, f32 fused multiply-adds (the reference results).
+        case f32
+        /// Float weights converted once to bf16 at load, activations rounded to bf16 (nearest even) per
+        /// product, f32 accumulation as AVX-512 BF16's `vdpbf16ps` (emulated, same bits, elsewhere). Attention,
+        /// softmax, LayerNorm and the MLM vocabulary product stay f32.
+        case bf16
+    }
+
     /// Threads the matrix products and the attention split their work over (the caller's included).
     public var threads: Int
     public var packing: Packing
@@ -36,9 +46,12 @@ public struct RuntimeOptions: Sendable, Equatable {
     /// Prints the milliseconds of each loading and forward step on standard error.
     public var trace: Trace
     public var limits: Limits
+    /// f32 (default) or bf16 products for float checkpoints.
+    public var precision: Precision
 
     public init(threads: Int = 2, packing: Packing = .reuse, kernels: Kernels = .auto, packedQuantizedKernels: Bool = true,
-                spinMicroseconds: Double = 100, hugePages: Bool = false, trace: Trace = .off, limits: Limits = Limits()) {
+                spinMicroseconds: Double = 100, hugePages: Bool = false, trace: Trace = .off, limits: Limits = Limits(),
+                precision: Precision = .f32) {
         self.threads = max(1, min(threads, 256))
         self.packing = packing
         self.kernels = kernels
@@ -47,6 +60,7 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.hugePages = hugePages
         self.trace = trace
         self.limits = limits
+        self.precision = precision
     }
 
     /// Applies the kernel choices to the C kernels (process-wide dispatch).

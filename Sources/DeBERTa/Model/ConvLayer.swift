@@ -19,14 +19,14 @@ struct ConvLayer: Sendable {
         guard let w, let bias, let norm else { return nil }
         let perGroup = H / groups
         kernels = (0 ..< k).map { tap in
-            MatrixWeight.packed(PackedMatrix(FloatBuffer(count: H * H) { dense in
+            scope.floatLinearWeight(FloatBuffer(count: H * H) { dense in
                 for o in 0 ..< H {
                     let g = o / perGroup
                     for i in 0 ..< perGroup {
                         dense[o * H + g * perGroup + i] = w[(o * perGroup + i) * k + tap]
                     }
                 }
-            }, rows: H, cols: H))
+            }, rows: H, cols: H)
         }
         (self.bias, self.norm) = (bias, norm)
     }

@@ -30,6 +30,13 @@ public final class DebertaModel: Sendable {
         try self.init(checkpoint: try ModelCheckpoint.open(path, trace: options.trace), options: options)
     }
 
+    /// The same with `options.precision` set to `precision` (`.bf16`: bf16 products, see RuntimeOptions.Precision).
+    public convenience init(path: String, options: RuntimeOptions = RuntimeOptions(), precision: RuntimeOptions.Precision) throws {
+        var options = options
+        options.precision = precision
+        try self.init(path: path, options: options)
+    }
+
     public init(checkpoint: ModelCheckpoint, options: RuntimeOptions = RuntimeOptions()) throws {
         guard let config = checkpoint.config else {
             throw DebertaError(.io, file: checkpoint.files.weights, "no config.json beside the weights; the runtime needs it")
@@ -41,7 +48,12 @@ public final class DebertaModel: Sendable {
         compute = ComputeContext(options)
         hiddenActivation = try Activation(name: config.hiddenAct, field: "hidden_act", file: file)
         options.trace.mark("bind weights")
-        let binder = try WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights)
+        let binder = try WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights,
+                                      precision: options.precision)
+        if options.precision == .bf16, let scheme = binder.quantization?.scheme {
+            throw DebertaError(.unsupported, file: checkpoint.files.weights,
+                               "precision bf16 applies to float checkpoints; this one is quantized (\(scheme.rawValue)): run it without --precision bf16")
+        }
         let parts = try compute.run { try DebertaModel.bind(WeightScope(binder), layout: checkpoint.layout) }
         try binder.finish()
         quantization = binder.quantization?.scheme

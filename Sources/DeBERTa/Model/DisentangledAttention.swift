@@ -58,8 +58,8 @@ struct DisentangledAttention: Sendable {
                         (dst + h * d * H).update(from: w.pointer + (h * 3 * d + which * d) * H, count: d * H)
                     }
                 }
-                return .packed(PackedMatrix(split, rows: A, cols: H))
-            case .packed:
+                return scope.floatLinearWeight(split, rows: A, cols: H)
+            case .packed, .bf16:
                 preconditionFailure("matrix() returns stored weights; only linear() packs")
             case let .quantized(q):
                 let rowBytes = q.rowBytes, perRow = q.scalesPerRow

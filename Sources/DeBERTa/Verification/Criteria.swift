@@ -21,6 +21,11 @@ public struct Criteria: Sendable {
     public static let f32 = Criteria(absoluteTolerance: nil, relativeTolerance: 1e-4, floorAtOne: true, minCosine: nil, minAgreement: nil,
                                      description: "max abs error <= 1e-4 x max(1, largest |reference value|)")
 
+    /// A bf16-precision model against an f32 reference: cosine ≥ 0.9999 per output (bf16 keeps 8 significant
+    /// bits per operand, so element-wise tolerances of the f32 criteria do not apply).
+    public static let bf16 = Criteria(absoluteTolerance: nil, relativeTolerance: nil, floorAtOne: false, minCosine: 0.9999, minAgreement: nil,
+                                      description: "bf16 precision against f32: cosine >= 0.9999")
+
     /// A quantized model against the PyTorch simulation of its own scheme (checks the kernels). The simulation
     /// runs in float64; a float32 runtime flips activation codes at rounding boundaries, which on a trained
     /// model moves single outputs by up to a few 1e-3 × the largest value (v3-mlm-trained: 3.5e-3 × for int8,

@@ -20,6 +20,7 @@ public enum Verifier {
         var criteria: Criteria
         let kind: String
         switch (model.quantization, referenceScheme) {
+        case (nil, nil) where model.options.precision == .bf16: criteria = .bf16; kind = "f32 reference (accuracy of bf16 precision)"
         case (nil, nil): criteria = .f32; kind = "f32 reference"
         case let (.some(m), .some(r)) where m == r: criteria = .exact(m); kind = "PyTorch simulation of \(m.rawValue)"
         case let (.some(m), nil): criteria = .accuracy(m); kind = "f32 reference (accuracy of \(m.rawValue))"

@@ -31,6 +31,10 @@ extension MatrixWeight {
             case let .stored(w):
                 MatrixWeight.f32(w).copyRows(ids, width: width, into: out)
             }
+        case let .bf16(b):
+            for (r, i) in ids.enumerated() {
+                for k in 0 ..< width { out[r * width + k] = b.value(i, k) }
+            }
         case let .f32(w):
             if let region = w.region {
                 region.copy(pieces: ids.enumerated().map { r, i in

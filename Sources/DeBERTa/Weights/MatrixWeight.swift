@@ -1,9 +1,11 @@
 
 
-/// A weight matrix [rows, cols] in f32 (as stored, or packed for the GEMM kernel) or quantized.
+/// A weight matrix [rows, cols] in f32 (as stored, or packed for the GEMM kernel), in bf16 panels, or quantized.
 enum MatrixWeight: Sendable {
     case f32(FloatBuffer)
     case packed(PackedMatrix)
+    /// Converted to bf16 panels at load (`RuntimeOptions.precision == .bf16`).
+    case bf16(BF16Matrix)
     case quantized(QuantizedMatrix)
 }
 

@@ -27,6 +27,8 @@ final class WeightBinder {
     let config: DebertaConfig
     let quantization: QuantizationInfo?
     let isRecording: Bool
+    /// bf16: float linear weights are converted to bf16 panels as they are bound.
+    let precision: RuntimeOptions.Precision
     private var views: [String: TensorView] = [:]
     private var sourceNames: [String: String] = [:]
     private var used = Set<String>()
@@ -34,9 +36,10 @@ final class WeightBinder {
     private var misShaped: [String] = []
     private(set) var schema: [String: WeightSpec] = [:]
 
-    init(store: TensorStore, layout: ModelLayout, config: DebertaConfig, file: String) throws {
+    init(store: TensorStore, layout: ModelLayout, config: DebertaConfig, file: String, precision: RuntimeOptions.Precision = .f32) throws {
         self.file = file
         self.config = config
+        self.precision = precision
         isRecording = false
         quantization = try QuantizationInfo.read(store)
         for t in store.tensors {
@@ -50,6 +53,7 @@ final class WeightBinder {
     init(recording config: DebertaConfig) {
         file = "(schema)"
         self.config = config
+        precision = .f32
         isRecording = true
         quantization = nil
     }
@@ -167,15 +171,17 @@ struct WeightScope {
     func linear(_ leaf: String, out: Int, in inFeatures: Int, bias: Bool = true, keepsInt8: Bool = false) -> Linear? {
         let name = path(leaf)
         var w = binder.matrix(name + ".weight", out, inFeatures, role: .linear, keepsInt8: keepsInt8)
-        // f32 linear weights are repacked for the GEMM kernel once the model is reused (PackedMatrix); the
-        // mapped original then leaves the resident set (it stays in the page cache, and in the mapping should
-        // anything read it).
-        if case let .f32(buffer)? = w {
-            w = .packed(PackedMatrix(buffer, rows: out, cols: inFeatures))
-        }
+        if case let .f32(buffer)? = w { w = floatLinearWeight(buffer, rows: out, cols: inFeatures) }
         let b = bias ? binder.tensor(name + ".bias", [out]) : nil
         guard let w, !bias || b != nil else { return nil }
         return Linear(weight: w, bias: b, outFeatures: out, inFeatures: inFeatures)
+    }
+
+    /// A float linear weight as the products read it. f32: repacked for the GEMM kernel once the model is
+    /// reused (PackedMatrix); the mapped original then leaves the resident set (it stays in the page cache,
+    /// and in the mapping should anything read it). bf16: converted to bf16 panels now (BF16Matrix).
+    func floatLinearWeight(_ buffer: FloatBuffer, rows: Int, cols: Int) -> MatrixWeight {
+        binder.precision == .bf16 ? .bf16(BF16Matrix(buffer, rows: rows, cols: cols)) : .packed(PackedMatrix(buffer, rows: rows, cols: cols))
     }
 
     /// nn.LayerNorm(n) named `leaf`, with the config's layer_norm_eps.

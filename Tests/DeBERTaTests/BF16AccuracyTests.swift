@@ -1,0 +1,99 @@
+import Checkpoint
+import Foundation
+import TestSupport
+import XCTest
+@testable import DeBERTa
+
+/// The bf16 precision tier (`RuntimeOptions.precision == .bf16`) on the trained DeBERTa-v3-shaped masked LM
+/// (Fixtures/models/v3-mlm-trained) against the f32 runtime: the bounds, hidden-state cosine ≥ 0.9999 and
+/// masked top-1 agreement ≥ 99.5% (256 held-out sequences, 2,323 masked positions, plain head and EMD).
+final class BF16AccuracyTests: XCTestCase {
+    let trained = repositoryRoot + "/Fixtures/models/v3-mlm-trained"
+
+    struct Outputs {
+        var hidden: [Float]
+        var plain: [Int]
+        var emd: [Int]
+    }
+
+    func run(_ model: DebertaModel, _ store: TensorStore) throws -> Outputs {
+        let ids = try XCTUnwrap(store["input_ids"]?.int64s()).map(Int.init)
+        let mask = try XCTUnwrap(store["attention_mask"]?.int64s()).map(Int.init)
+        let masked = try XCTUnwrap(store["masked_positions"]?.int64s())
+        let shape = try XCTUnwrap(store["input_ids"]).shape
+        let rows = masked.indices.filter { masked[$0] != 0 }
+        let out = try model.forward(ModelInputs(inputIds: ids, attentionMask: mask, batch: shape[0], length: shape[1]), maskedLMRows: rows)
+        func top1(_ name: String) throws -> [Int] {
+            let logits = try XCTUnwrap(out[name])
+            let V = logits.shape[1]
+            return (0 ..< rows.count).map { r in
+                let row = logits.values[r * V ..< (r + 1) * V]
+                return row.indices.max { row[$0] < row[$1] }! - r * V
+            }
+        }
+        let hidden = try XCTUnwrap(out["last_hidden_state"]).values
+        // Only non-pad positions count (pad rows are unspecified).
+        let H = hidden.count / mask.count
+        let kept = mask.indices.filter { mask[$0] != 0 }.flatMap { i in hidden[i * H ..< (i + 1) * H] }
+        return Outputs(hidden: kept, plain: try top1("logits"), emd: try top1("emd_logits"))
+    }
+
+    func cosine(_ a: [Float], _ b: [Float]) -> Double {
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for (x, y) in zip(a, b) {
+            dot += Double(x) * Double(y)
+            na += Double(x) * Double(x)
+            nb += Double(y) * Double(y)
+        }
+        return dot / (na.squareRoot() * nb.squareRoot())
+    }
+
+    func agreement(_ a: [Int], _ b: [Int]) -> Double { Double(zip(a, b).filter { $0 == $1 }.count) / Double(b.count) }
+
+    func testBF16AgreesWithF32OnHeldOutText() throws {
+        let heldout = try TensorStore.open(weights: trained + "/heldout.safetensors")
+        let f32 = try run(try DebertaModel(path: trained), heldout)
+        let bf16Model = try DebertaModel(path: trained, precision: .bf16)
+        XCTAssertEqual(bf16Model.options.precision, .bf16)
+        let bf16 = try run(bf16Model, heldout)
+        XCTAssertGreaterThan(f32.plain.count, 2000)
+        XCTAssertEqual(bf16.hidden.count, f32.hidden.count)
+        let hiddenCosine = cosine(bf16.hidden, f32.hidden)
+        let plain = agreement(bf16.plain, f32.plain), emd = agreement(bf16.emd, f32.emd)
+        print("bf16 against f32 on held-out text: hidden cosine \(hiddenCosine), masked top-1 agreement plain \(plain), EMD \(emd)")
+        XCTAssertGreaterThanOrEqual(hiddenCosine, 0.9999, "bf16 hidden-state cosine")
+        XCTAssertGreaterThanOrEqual(plain, 0.995, "bf16 plain-head masked top-1 agreement")
+        XCTAssertGreaterThanOrEqual(emd, 0.995, "bf16 EMD masked top-1 agreement")
+        XCTAssertNotEqual(bf16.hidden, f32.hidden, "bf16 products differ from f32 ones")
+
+        // verify --precision bf16 criteria against the transformers reference.
+        let result = try Verifier.verify(model: bf16Model, reference: trained + "/reference.safetensors")
+        XCTAssertEqual(result.criteria.minCosine, 0.9999)
+        for comparison in result.comparisons { XCTAssertTrue(comparison.passed, "\(comparison.name): cosine \(comparison.cosine)") }
+    }
+
+    /// bf16 outputs do not depend on the thread split or on when the weights are packed (the kernels' own bit
+    /// identity across instruction sets is BF16GemmTests').
+    func testBF16OutputsAreTheSameBitsUnderEveryThreadSplit() throws {
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let inputs = try InputsFile.read(path + "/reference.safetensors", for: try DebertaModel(path: path))
+        var base = RuntimeOptions()
+        base.precision = .bf16
+        let expected = try DebertaModel(path: path, options: base).forward(inputs)
+        var variants: [RuntimeOptions] = []
+        for threads in [1, 3] { var o = base; o.threads = threads; variants.append(o) }
+        for packing in [RuntimeOptions.Packing.load, .never] { var o = base; o.packing = packing; variants.append(o) }
+        for options in variants {
+            let model = try DebertaModel(path: path, options: options)
+            for _ in 0 ..< 2 {
+                let got = try model.forward(inputs)
+                for tensor in expected.outputs {
+                    XCTAssertEqual(got[tensor.name]?.values, tensor.values, "\(tensor.name) threads \(options.threads) packing \(options.packing)")
+                }
+            }
+        }
+        // And they differ from the f32 ones (the products really are bf16).
+        let f32 = try DebertaModel(path: path).forward(inputs)
+        XCTAssertNotEqual(f32["last_hidden_state"]?.values, expected["last_hidden_state"]?.values)
+    }
+}
