@@ -17,25 +17,12 @@ final class BF16AccuracyTests: XCTestCase {
     }
 
     func run(_ model: DebertaModel, _ store: TensorStore) throws -> Outputs {
-        let ids = try XCTUnwrap(store["input_ids"]?.int64s()).map(Int.init)
-        let mask = try XCTUnwrap(store["attention_mask"]?.int64s()).map(Int.init)
-        let masked = try XCTUnwrap(store["masked_positions"]?.int64s())
-        let shape = try XCTUnwrap(store["input_ids"]).shape
-        let rows = masked.indices.filter { masked[$0] != 0 }
-        let out = try model.forward(ModelInputs(inputIds: ids, attentionMask: mask, batch: shape[0], length: shape[1]), maskedLMRows: rows)
-        func top1(_ name: String) throws -> [Int] {
-            let logits = try XCTUnwrap(out[name])
-            let V = logits.shape[1]
-            return (0 ..< rows.count).map { r in
-                let row = logits.values[r * V ..< (r + 1) * V]
-                return row.indices.max { row[$0] < row[$1] }! - r * V
-            }
-        }
+        let f = try MaskedForward(model, store), out = f.outputs, mask = f.attentionMask
         let hidden = try XCTUnwrap(out["last_hidden_state"]).values
         // Only non-pad positions count (pad rows are unspecified).
         let H = hidden.count / mask.count
         let kept = mask.indices.filter { mask[$0] != 0 }.flatMap { i in hidden[i * H ..< (i + 1) * H] }
-        return Outputs(hidden: kept, plain: try top1("logits"), emd: try top1("emd_logits"))
+        return Outputs(hidden: kept, plain: try f.top1("logits"), emd: try f.top1("emd_logits"))
     }
 
     func cosine(_ a: [Float], _ b: [Float]) -> Double {

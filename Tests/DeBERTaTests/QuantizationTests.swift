@@ -148,21 +148,8 @@ final class QuantizedAccuracyTests: XCTestCase {
 
     /// Top-1 predictions of `model` at the masked positions (row-major), for the plain head and the EMD.
     func predictions(_ model: DebertaModel, _ store: TensorStore) throws -> (plain: [Int], emd: [Int]) {
-        let ids = try XCTUnwrap(store["input_ids"]?.int64s()).map(Int.init)
-        let mask = try XCTUnwrap(store["attention_mask"]?.int64s()).map(Int.init)
-        let masked = try XCTUnwrap(store["masked_positions"]?.int64s())
-        let shape = store["input_ids"]!.shape
-        let rows = masked.indices.filter { masked[$0] != 0 }
-        let out = try model.forward(ModelInputs(inputIds: ids, attentionMask: mask, batch: shape[0], length: shape[1]), maskedLMRows: rows)
-        func top1(_ name: String) throws -> [Int] {
-            let logits = try XCTUnwrap(out[name])
-            let V = logits.shape[1]
-            return (0 ..< rows.count).map { r in
-                let row = logits.values[r * V ..< (r + 1) * V]
-                return row.indices.max { row[$0] < row[$1] }! - r * V
-            }
-        }
-        return (try top1("logits"), try top1("emd_logits"))
+        let f = try MaskedForward(model, store)
+        return (try f.top1("logits"), try f.top1("emd_logits"))
     }
 
     /// The settled criterion of quantized outputs against their float64 simulation on a trained model
