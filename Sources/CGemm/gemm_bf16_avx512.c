@@ -106,15 +106,20 @@ CGB_AVX512 CGB_INLINE void cgb_store_tile(int R, __m512 c[8][3], const __mmask16
         for (int r = 0; r < R; r++) cg_gelu_avx512(y + (size_t)r * ldy, y + (size_t)r * ldy, cols);
 }
 
+/* The masks of a tile's three 16-column vectors when only `cols` of its 48 columns are stored. */
+CGB_AVX512 CGB_INLINE void cgb_column_masks(size_t cols, __mmask16 mk[3]) {
+    for (int j = 0; j < 3; j++) {
+        size_t c0 = 16 * (size_t)j, left = cols > c0 ? cols - c0 : 0;
+        mk[j] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    }
+}
+
 /* One tile over pc pairs: x rows of words at x + r·ldx, w the panel slice (48 words per pair). */
 CGB_NATIVE CGB_INLINE void cgb_tile_native(int R, size_t pc, const uint32_t *x, size_t ldx, const uint32_t *w, float *y,
                                            size_t ldy, size_t cols, int init, const float *bias, const float *res,
                                            size_t ldr, int gelu) {
     __mmask16 mk[3];
-    for (int j = 0; j < 3; j++) {
-        size_t c0 = 16 * (size_t)j, left = cols > c0 ? cols - c0 : 0;
-        mk[j] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    }
+    cgb_column_masks(cols, mk);
     __m512 c[8][3];
     cgb_init_tile(R, c, mk, init, y, ldy, bias, res, ldr);
     for (size_t i = 0; i < pc; i++) {
@@ -135,10 +140,7 @@ CGB_AVX512 CGB_INLINE void cgb_tile_emulated(int R, size_t pc, const uint32_t *x
                                              size_t ldy, size_t cols, int init, const float *bias, const float *res,
                                              size_t ldr, int gelu) {
     __mmask16 mk[3];
-    for (int j = 0; j < 3; j++) {
-        size_t c0 = 16 * (size_t)j, left = cols > c0 ? cols - c0 : 0;
-        mk[j] = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-    }
+    cgb_column_masks(cols, mk);
     __m512 c[8][3];
     cgb_init_tile(R, c, mk, init, y, ldy, bias, res, ldr);
     const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
