@@ -4,8 +4,8 @@ import Tokenizers
 
 /// Forms forward calls across requests. Each request's plan queues its sequences as one job; a worker
 /// thread takes the jobs of one forward kind that have queued (waiting at most `maxWait` for more while a
-/// call is not full), sorts their sequences by length and runs them in calls of at most `maxBatchTokens`
-/// padded tokens, then hands each job its sequences' outputs. A sequence's outputs do not depend on what
+/// call is not full), sorts their sequences by length and runs them in packed calls (no padding) of at most
+/// `maxBatchTokens` tokens, then hands each job its sequences' outputs. A sequence's outputs do not depend on what
 /// it shares a call with (ForwardBatchingTests), so every request gets the bits it would get alone.
 final class Batcher: @unchecked Sendable {
     struct Limits: Sendable {
@@ -156,7 +156,7 @@ final class Batcher: @unchecked Sendable {
             let began = now()
             do {
                 let result = try model.forward(sequences, kind: kind)
-                metrics.forward(sequences: sequences.count, paddedTokens: sequences.count * (chunk.first?.length ?? 0),
+                metrics.forward(sequences: sequences.count, tokens: chunk.reduce(0) { $0 + $1.length },
                                 seconds: now() - began)
                 for (item, output) in zip(chunk, result) { outputs[item.job][item.index] = output }
             } catch {
@@ -169,17 +169,13 @@ final class Batcher: @unchecked Sendable {
             }
         }
 
-        // Longest first; a call ends where the next sequence would pass the token limit, or would pad the
-        // call by more than a quarter once it holds a few hundred tokens.
+        // Longest first (sequences of similar lengths share the attention threads evenly); calls are packed,
+        // with no padding, so a call ends only where the next sequence would pass the token limit.
         var begin = 0
         while begin < items.count {
-            let longest = items[begin].length
-            var end = begin + 1, real = longest
-            while end < items.count {
-                let next = items[end].length
-                if (end - begin + 1) * longest > limits.maxBatchTokens { break }
-                if real >= 256, next * 4 < longest * 3 { break }
-                real += next
+            var end = begin + 1, tokens = items[begin].length
+            while end < items.count, tokens + items[end].length <= limits.maxBatchTokens {
+                tokens += items[end].length
                 end += 1
             }
             call(items[begin ..< end])

@@ -42,9 +42,9 @@ final class ServerMetrics: Sendable {
     func queueDepth(_ n: Int) { queueGauge.record(n) }
     func inFlight(_ n: Int) { inFlightGauge.record(n) }
 
-    func forward(sequences: Int, paddedTokens: Int, seconds: Double) {
+    func forward(sequences: Int, tokens: Int, seconds: Double) {
         batchSize.record(sequences)
-        batchTokens.record(paddedTokens)
+        batchTokens.record(tokens)
         forwardTimer.recordNanoseconds(Int64(seconds * 1e9))
     }
 

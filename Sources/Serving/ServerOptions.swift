@@ -7,7 +7,7 @@ public struct ServerOptions: Sendable {
     public var port = 8080
     /// How /embed and /v1/embeddings pool the last hidden state.
     public var pooling: Pooling = .mean
-    /// Most padded tokens (sequences × longest) one forward call holds.
+    /// Most tokens one forward call holds (calls are packed: no padding).
     public var maxBatchTokens = 16384
     /// Most requests whose sequences share one forward call; nil: as many as the tokens allow.
     public var maxBatchRequests: Int? = nil

@@ -17,7 +17,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on.") var hostname = "127.0.0.1"
     @Option(help: "Port to listen on (0: a free one, printed on the first line).") var port = 8080
     @Option(help: "Pooling of /embed and /v1/embeddings: mean or cls.") var pooling: Pooling = .mean
-    @Option(help: "Most padded tokens (sequences × longest) in one forward call.") var maxBatchTokens = 16384
+    @Option(help: "Most tokens in one forward call (calls are packed, without padding).") var maxBatchTokens = 16384
     @Option(help: "Most requests sharing one forward call (default: as many as the tokens allow).") var maxBatchRequests: Int?
     @Option(help: "Milliseconds the batcher waits for more requests before a call that is not full (0: it takes what queued while the previous call ran).")
     var maxWaitMs: Double = 0

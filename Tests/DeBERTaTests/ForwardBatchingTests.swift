@@ -4,7 +4,8 @@ import XCTest
 @testable import DeBERTa
 
 /// The server's batcher relies on this: a sequence's outputs are the same bits alone, in a batch of equal
-/// lengths, and padded among longer and shorter sequences, for every family, float and quantized.
+/// lengths, padded among longer and shorter sequences, and packed (no padding) among them, for every
+/// family and head, float and quantized.
 final class ForwardBatchingTests: XCTestCase {
     func check(_ model: DebertaModel, _ name: String) throws {
         let V = model.config.vocabSize
@@ -19,6 +20,8 @@ final class ForwardBatchingTests: XCTestCase {
         }
         let padded = try model.forward(ModelInputs(inputIds: ids, attentionMask: mask, batch: sequences.count, length: T))
         let equal = try model.forward(ModelInputs(inputIds: sequences[1] + sequences[2], attentionMask: nil, batch: 2, length: 19))
+        let packed = try model.forward(ModelInputs(packed: sequences))
+        let starts = lengths.indices.map { lengths[..<$0].reduce(0, +) }, rows = lengths.reduce(0, +)
         var compared = 0
         for (b, s) in sequences.enumerated() {
             let alone = try model.forward(ModelInputs(inputIds: s, attentionMask: nil, batch: 1, length: s.count))
@@ -43,13 +46,30 @@ final class ForwardBatchingTests: XCTestCase {
                 compared += own.count
                 let differing = zip(own, fromBatch).filter { $0.0.bitPattern != $0.1.bitPattern }.count
                 XCTAssertEqual(differing, 0, "\(name) \(output.name) row \(b) (length \(s.count) padded to \(T)): \(differing) values differ from the sequence alone")
+                // Packed: per-token outputs are [rows, W] or [rows], per-sequence ones [B, W].
+                guard let p = packed[output.name] else { XCTFail("\(name): no \(output.name) in the packed call"); continue }
+                let fromPacked: [Float]
+                if output.shape.count == 3 {
+                    let W = output.shape[2]
+                    XCTAssertEqual(p.shape, [rows, W], "\(name) \(output.name)")
+                    fromPacked = Array(p.values[starts[b] * W ..< (starts[b] + s.count) * W])
+                } else if output.shape == [1, s.count], p.shape == [rows] {
+                    fromPacked = Array(p.values[starts[b] ..< starts[b] + s.count])
+                } else {
+                    let W = output.shape[1]
+                    XCTAssertEqual(p.shape, [sequences.count, W], "\(name) \(output.name)")
+                    fromPacked = Array(p.values[b * W ..< (b + 1) * W])
+                }
+                let differingPacked = zip(own, fromPacked).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                XCTAssertEqual(fromPacked.count, own.count, "\(name) \(output.name) row \(b)")
+                XCTAssertEqual(differingPacked, 0, "\(name) \(output.name) row \(b) (length \(s.count), packed): \(differingPacked) values differ from the sequence alone")
             }
         }
         XCTAssertGreaterThan(compared, 0, name)
     }
 
     func testPaddedBatchesGiveTheBitsOfEachSequenceAlone() throws {
-        for name in ["v3-mlm", "v1-mlm", "v2-conv-seqcls", "v2-sep-c2p-tokcls", "v2-qa-sharded", "v2-tokcls-relative"] {
+        for name in ["v3-mlm", "v1-mlm", "v2-conv-seqcls", "v2-sep-c2p-tokcls", "v2-qa-sharded", "v2-tokcls-relative", "v3-rtd", "v1-seqcls-noarch"] {
             try check(try DebertaModel(path: repositoryRoot + "/Fixtures/models/" + name), name)
         }
     }
@@ -61,6 +81,25 @@ final class ForwardBatchingTests: XCTestCase {
             let out = dir + "/" + name + "-" + scheme.rawValue
             _ = try Converter.convert(source: repositoryRoot + "/Fixtures/models/" + name, destination: out, dtype: nil, quantization: scheme)
             try check(try DebertaModel(path: out), name + " " + scheme.rawValue)
+        }
+    }
+
+    func testBF16Too() throws {
+        try check(try DebertaModel(path: repositoryRoot + "/Fixtures/models/v3-mlm", precision: .bf16), "v3-mlm bf16")
+    }
+
+    func testMalformedPackedInputsAreClearErrors() throws {
+        let model = try DebertaModel(path: repositoryRoot + "/Fixtures/models/v3-mlm")
+        var short = ModelInputs(packed: [[5, 6, 7], [8]])
+        short.inputIds.removeLast()
+        var lengths = ModelInputs(packed: [[5, 6, 7], [8]])
+        lengths.lengths = [3, 0, 1]
+        for (inputs, expected) in [(short, "the sum of the lengths"), (lengths, "sequence lengths")] {
+            XCTAssertThrowsError(try model.forward(inputs)) { error in
+                guard let e = error as? DebertaError else { return XCTFail("\(error)") }
+                XCTAssertEqual(e.kind, .invalidInput)
+                XCTAssertTrue(e.message.contains(expected), e.message)
+            }
         }
     }
 

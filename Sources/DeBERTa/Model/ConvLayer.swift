@@ -33,17 +33,17 @@ struct ConvLayer: Sendable {
 
     /// Replaces `layerOutput` (layer 0's output) by the conv layer's result on `embedding`.
     func callAsFunction(embedding: UnsafePointer<Float>, layerOutput: UnsafeMutablePointer<Float>, _ ctx: ForwardContext) {
-        let T = ctx.length, H = ctx.config.hiddenSize, N = ctx.batch * T, K = kernels.count
+        let H = ctx.config.hiddenSize, N = ctx.rows, K = kernels.count
         let pad = (K - 1) / 2
         let out = Activations(N * H)
-        for b in 0 ..< ctx.batch {
+        for (start, T) in ctx.segments {
             for tap in 0 ..< K {
                 let shift = tap - pad
                 let t0 = max(0, -shift), t1 = min(T, T - shift)
                 guard t1 > t0 else { continue }
                 // out += x · kernelᵀ (the residual epilogue, in place)
-                let rows = out.pointer + (b * T + t0) * H
-                applyMatrix(kernels[tap], embedding + (b * T + t0 + shift) * H, rows: t1 - t0, k: H, n: H,
+                let rows = out.pointer + (start + t0) * H
+                applyMatrix(kernels[tap], embedding + (start + t0 + shift) * H, rows: t1 - t0, k: H, n: H,
                             bias: nil, into: rows, residual: rows)
             }
         }

@@ -85,7 +85,7 @@ struct DisentangledAttention: Sendable {
 
     /// Attention context [N, A] of `layer`'s heads for queries from `query`, keys and values from `keyValue`.
     func callAsFunction(layer index: Int, query: UnsafePointer<Float>, keyValue: UnsafePointer<Float>, _ ctx: ForwardContext) -> Activations {
-        let c = ctx.config, N = ctx.batch * ctx.length, A = c.allHeadSize
+        let c = ctx.config, N = ctx.rows, A = c.allHeadSize
         let q = Activations(N * A, zeroed: false), k = Activations(N * A, zeroed: false), v = Activations(N * A, zeroed: false)
         // int8 weights: the shared input is quantized once for the three products.
         let shared = query == keyValue && [self.query, key, value].allSatisfy { $0.weight.isInt8 }
@@ -99,33 +99,37 @@ struct DisentangledAttention: Sendable {
     }
 
     /// One fused kernel per (sequence, head): scores, the c2p/p2c gathers, mask, softmax, × V. The pairs are
-    /// split over the compute threads, each with its own scratch.
+    /// split over the compute threads, each with its own scratch. A sequence of a packed call is computed
+    /// exactly as it would be alone (its own length, relative rows and span).
     private func scores(layer index: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         _ ctx: ForwardContext, into context: UnsafeMutablePointer<Float>) {
-        let c = ctx.config, T = ctx.length, A = c.allHeadSize, heads = c.numAttentionHeads, d = c.attentionHeadSize
+        let c = ctx.config, A = c.allHeadSize, heads = c.numAttentionHeads, d = c.attentionHeadSize
         let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
-        // Row firstRow of the relative table in the projections.
-        let positionOffset = ((ctx.positions?.rows.lowerBound).map { ctx.firstRow - $0 } ?? 0) * A
         let scale = DisentangledAttention.scale(c, family: ctx.family)
-        let span = c.relativeAttention ? ctx.span : 1
-        let scratchSize = dk_attention_distance_scratch(T, d, span)
+        let longest = ctx.relative[ctx.length]!
+        let scratchSize = dk_attention_distance_scratch(ctx.length, d, c.relativeAttention ? longest.span : 1)
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize, zeroed: false)
-        ctx.relativeRows.withUnsafeBufferPointer { rel in
-            ctx.mask.withUnsafeBufferPointer { mask in
-                parallel(workers) { w in
-                    var pair = w
-                    while pair < pairs {
-                        let b = pair / heads, h = pair % heads
-                        let row = b * T * A + h * d
+        ctx.mask.withUnsafeBufferPointer { mask in
+            parallel(workers) { w in
+                var pair = w
+                while pair < pairs {
+                    let b = pair / heads, h = pair % heads
+                    let (start, T) = ctx.segments[b]
+                    let relative = ctx.relative[T]!
+                    // Row `relative.first` of the relative table in the projections.
+                    let positionOffset = ((ctx.positions?.rows.lowerBound).map { relative.first - $0 } ?? 0) * A
+                    let row = start * A + h * d
+                    relative.rows.withUnsafeBufferPointer { rel in
                         dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A,
                                                    c2pKeys.map { $0.pointer + positionOffset + h * d },
-                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A, span,
-                                                   rel.baseAddress, mask.baseAddress! + b * T, scale,
+                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A,
+                                                   c.relativeAttention ? relative.span : 1,
+                                                   rel.baseAddress, mask.baseAddress! + start, scale,
                                                    context + row, A, scratch.pointer + w * scratchSize)
-                        pair += workers
                     }
+                    pair += workers
                 }
             }
         }

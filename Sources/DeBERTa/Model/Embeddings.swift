@@ -28,15 +28,16 @@ struct Embeddings: Sendable {
         positionBiasedInput = c.positionBiasedInput
     }
 
-    /// [N, H] embeddings of the batch (rows b·T + t).
+    /// [N, H] embeddings of the batch's token rows.
     func callAsFunction(_ inputs: ModelInputs, _ ctx: ForwardContext) -> Activations {
-        let N = ctx.batch * ctx.length, E = ctx.config.embeddingSize, H = ctx.config.hiddenSize
+        let N = ctx.rows, E = ctx.config.embeddingSize, H = ctx.config.hiddenSize
         let raw = Activations(N * E)
         word.copyRows(Array(inputs.inputIds.prefix(N)), width: E, into: raw.pointer)
+        let positions = positionBiasedInput && position != nil ? ctx.positionsInSequence() : []
         for r in 0 ..< N {
             let row = raw.pointer + r * E
             if positionBiasedInput, let table = position {
-                let t = r % ctx.length
+                let t = positions[r]
                 for c in 0 ..< E { row[c] += table[t * E + c] }
             }
             if let types = tokenType {

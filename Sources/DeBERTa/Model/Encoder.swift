@@ -41,7 +41,7 @@ struct Encoder: Sendable {
     /// Runs every layer on the embeddings; returns the last hidden state and the one before the last layer
     /// (the Enhanced Mask Decoder's keys and values).
     func callAsFunction(_ embedded: Activations, _ ctx: ForwardContext) -> (last: Activations, beforeLast: Activations) {
-        let NH = ctx.batch * ctx.length * ctx.config.hiddenSize
+        let NH = ctx.rows * ctx.config.hiddenSize
         var hidden = Activations(NH, zeroed: false)
         hidden.pointer.update(from: embedded.pointer, count: NH)
         var beforeLast = embedded
@@ -60,43 +60,78 @@ struct Encoder: Sendable {
     }
 }
 
-/// What one forward call needs beyond the weights: shapes, masks, the relative rows for this length and
-/// the position projections covering them.
+/// What one forward call needs beyond the weights: shapes, masks, the relative rows for the lengths of the
+/// call and the position projections covering them.
 struct ForwardContext {
+    /// The relative-table rows of one sequence length t: for query i and key j at element i − j + t − 1
+    /// (2t − 1 values), shifted so the lowest reachable row (`first`) is 0; `span` rows are reachable.
+    struct RelativeRows {
+        let rows: [Int32]
+        let first: Int
+        let span: Int
+
+        init(length t: Int, config: DebertaConfig, family: ModelFamily) {
+            let all = config.relativeAttention ? RelativePositions.rowsByDistance(length: t, family: family, config: config) : [0]
+            let first = Int(all.min() ?? 0), last = Int(all.max() ?? 0)
+            rows = all.map { $0 - Int32(first) }
+            self.first = first
+            span = last - first + 1
+        }
+    }
+
     let config: DebertaConfig
     let family: ModelFamily
     let hiddenActivation: Activation
     let batch: Int
+    /// The longest sequence (every sequence, when padded).
     let length: Int
-    /// [batch · length] 0/1
+    /// Token rows: batch × length, or Σ lengths when packed.
+    let rows: Int
+    /// (first row, length) of every sequence; a padded call's sequences all have `length` rows.
+    let segments: [(start: Int, length: Int)]
+    let packed: Bool
+    /// [rows] 0/1
     let mask: [UInt8]
-    /// Relative-table row for query i and key j at element i − j + length − 1 (2·length − 1 values),
-    /// shifted so the lowest reachable row is 0.
-    let relativeRows: [Int32]
-    /// First reachable row of the relative table and how many rows a sequence of this length reaches.
-    let firstRow: Int
-    let span: Int
-    /// The c2p/p2c projections covering rows firstRow ..< firstRow + span (relative attention only).
+    /// The relative rows of every sequence length in the call.
+    let relative: [Int: RelativeRows]
+    /// The c2p/p2c projections covering every row the call reaches (relative attention only).
     let positions: PositionProjections.Tables?
 
     init(_ inputs: ModelInputs, config: DebertaConfig, family: ModelFamily, hiddenActivation: Activation, positions: PositionProjections?) {
-        let T = inputs.length
-        let rows = config.relativeAttention ? RelativePositions.rowsByDistance(length: T, family: family, config: config) : [0]
-        let first = Int(rows.min() ?? 0), last = Int(rows.max() ?? 0)
         self.config = config
         self.family = family
         self.hiddenActivation = hiddenActivation
         batch = inputs.batch
-        length = T
+        length = inputs.length
+        rows = inputs.rows
+        segments = inputs.segments
+        packed = inputs.lengths != nil
         mask = inputs.attentionMask.map { $0 != 0 ? 1 : 0 }
-        relativeRows = rows.map { $0 - Int32(first) }
-        firstRow = first
-        span = last - first + 1
-        self.positions = config.relativeAttention ? positions?.tables(covering: first ..< last + 1) : nil
+        var relative: [Int: RelativeRows] = [:]
+        for (_, t) in segments where relative[t] == nil { relative[t] = RelativeRows(length: t, config: config, family: family) }
+        self.relative = relative
+        // The longest sequence reaches every row a shorter one reaches.
+        let longest = relative[inputs.length]!
+        self.positions = config.relativeAttention ? positions?.tables(covering: longest.first ..< longest.first + longest.span) : nil
     }
 
-    /// Zeroes the rows of masked tokens in [N, width] values.
+    /// Zeroes the rows of masked tokens in [rows, width] values.
     func zeroMaskedRows(_ x: UnsafeMutablePointer<Float>, width: Int) {
-        for r in 0 ..< batch * length where mask[r] == 0 { (x + r * width).update(repeating: 0, count: width) }
+        for r in 0 ..< rows where mask[r] == 0 { (x + r * width).update(repeating: 0, count: width) }
+    }
+
+    /// Position of token row r within its sequence.
+    func positionsInSequence() -> [Int] {
+        var out = [Int](repeating: 0, count: rows)
+        for (start, t) in segments {
+            for i in 0 ..< t { out[start + i] = i }
+        }
+        return out
+    }
+
+    /// Output shape of per-token values of `width` (nil: one value per token): [B, T, width] padded, [rows, width] packed.
+    func tokenShape(_ width: Int?) -> [Int] {
+        let lead = packed ? [rows] : [batch, length]
+        return width.map { lead + [$0] } ?? lead
     }
 }

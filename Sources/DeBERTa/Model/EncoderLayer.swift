@@ -28,7 +28,7 @@ struct EncoderLayer: Sendable {
     /// The layer on [N, H] rows into `out`. `query` is the keys/values input except in the EMD.
     func callAsFunction(layer index: Int, keyValue: UnsafePointer<Float>, query: UnsafePointer<Float>,
                         _ ctx: ForwardContext, into out: UnsafeMutablePointer<Float>) {
-        let N = ctx.batch * ctx.length, H = ctx.config.hiddenSize, I = ctx.config.intermediateSize
+        let N = ctx.rows, H = ctx.config.hiddenSize, I = ctx.config.intermediateSize
         let context = attention(layer: index, query: query, keyValue: keyValue, ctx)
         let attended = Activations(N * H, zeroed: false)
         applyLinear(attentionOutput, context.pointer, rows: N, into: attended.pointer, residual: query)

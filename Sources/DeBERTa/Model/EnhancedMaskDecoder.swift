@@ -21,11 +21,12 @@ struct EnhancedMaskDecoder: Sendable {
     /// The decoder's hidden states [N, H] from the state before the last layer, for sequences no longer
     /// than the absolute table (nil beyond it).
     func callAsFunction(beforeLast: Activations, _ ctx: ForwardContext) -> Activations? {
-        let T = ctx.length, N = ctx.batch * T, H = ctx.config.hiddenSize
-        guard T <= ctx.config.maxPositionEmbeddings else { return nil }
+        let N = ctx.rows, H = ctx.config.hiddenSize
+        guard ctx.length <= ctx.config.maxPositionEmbeddings else { return nil }
         var query = Activations(N * H, zeroed: false)
+        let position = ctx.positionsInSequence()
         for r in 0 ..< N {
-            let t = r % T
+            let t = position[r]
             for c in 0 ..< H { query.pointer[r * H + c] = beforeLast.pointer[r * H + c] + positions[t * H + c] }
         }
         for _ in 0 ..< 2 {

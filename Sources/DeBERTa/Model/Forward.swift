@@ -10,7 +10,7 @@ extension DebertaModel {
     public func forward(_ inputs: ModelInputs, head computeHead: Bool = true, enhancedMaskDecoder: Bool = true,
                         maskedLMRows: [Int]? = nil) throws -> ModelOutputs {
         try validate(inputs)
-        let N = inputs.batch * inputs.length
+        let N = inputs.rows
         if let rows = maskedLMRows, let bad = rows.first(where: { $0 < 0 || $0 >= N }) {
             throw DebertaError(.invalidInput, file: "inputs", "masked-LM row \(bad) is outside the \(N) token rows")
         }
@@ -22,7 +22,7 @@ extension DebertaModel {
             let embedded = embeddings(inputs, ctx)
             options.trace.mark("embeddings")
             let (hidden, beforeLast) = encoder(embedded, ctx)
-            var outputs = [NamedOutput(name: "last_hidden_state", shape: [inputs.batch, inputs.length, config.hiddenSize], values: hidden.array)]
+            var outputs = [NamedOutput(name: "last_hidden_state", shape: ctx.tokenShape(config.hiddenSize), values: hidden.array)]
             guard computeHead else { return ModelOutputs(outputs: outputs) }
             outputs += head.outputs(hidden, ctx, choices: inputs.choices, maskedLMRows: maskedLMRows, multipleChoice: layout.head == .multipleChoice)
             if enhancedMaskDecoder, let decoder, case let .maskedLM(mlm) = head, let decoded = decoder(beforeLast: beforeLast, ctx) {
@@ -37,6 +37,6 @@ extension DebertaModel {
 extension ForwardContext {
     /// [R, V] for selected rows, else [B, T, V].
     func vocabularyShape(_ rows: [Int]?) -> [Int] {
-        rows.map { [$0.count, config.vocabSize] } ?? [batch, length, config.vocabSize]
+        rows.map { [$0.count, config.vocabSize] } ?? tokenShape(config.vocabSize)
     }
 }

@@ -34,7 +34,7 @@ enum Head: Sendable {
 
     /// The head's outputs under their reference names.
     func outputs(_ hidden: Activations, _ ctx: ForwardContext, choices: Int?, maskedLMRows: [Int]?, multipleChoice: Bool) -> [NamedOutput] {
-        let B = ctx.batch, T = ctx.length, N = B * T
+        let B = ctx.batch, N = ctx.rows
         switch self {
         case .none:
             return []
@@ -49,17 +49,17 @@ enum Head: Sendable {
         case let .tokenClassifier(classifier):
             let logits = Activations(N * classifier.outFeatures)
             applyLinear(classifier, hidden.pointer, rows: N, into: logits.pointer)
-            return [NamedOutput(name: "logits", shape: [B, T, classifier.outFeatures], values: logits.array)]
+            return [NamedOutput(name: "logits", shape: ctx.tokenShape(classifier.outFeatures), values: logits.array)]
         case let .questionAnswering(qa):
             let logits = Activations(N * 2)
             applyLinear(qa, hidden.pointer, rows: N, into: logits.pointer)
             let values = logits.array
             return [
-                NamedOutput(name: "start_logits", shape: [B, T], values: stride(from: 0, to: 2 * N, by: 2).map { values[$0] }),
-                NamedOutput(name: "end_logits", shape: [B, T], values: stride(from: 1, to: 2 * N, by: 2).map { values[$0] }),
+                NamedOutput(name: "start_logits", shape: ctx.tokenShape(nil), values: stride(from: 0, to: 2 * N, by: 2).map { values[$0] }),
+                NamedOutput(name: "end_logits", shape: ctx.tokenShape(nil), values: stride(from: 1, to: 2 * N, by: 2).map { values[$0] }),
             ]
         case let .replacedTokenDetection(rtd):
-            return [NamedOutput(name: "logits", shape: [B, T], values: rtd(hidden, ctx))]
+            return [NamedOutput(name: "logits", shape: ctx.tokenShape(nil), values: rtd(hidden, ctx))]
         }
     }
 
@@ -156,9 +156,9 @@ struct PooledClassifier: Sendable {
 
     /// Logits [B, outputs] from the first token of every sequence.
     func callAsFunction(_ hidden: Activations, _ ctx: ForwardContext) -> [Float] {
-        let B = ctx.batch, T = ctx.length, H = ctx.config.hiddenSize
+        let B = ctx.batch, H = ctx.config.hiddenSize
         let cls = Activations(B * H)
-        for b in 0 ..< B { (cls.pointer + b * H).update(from: hidden.pointer + b * T * H, count: H) }
+        for (b, (start, _)) in ctx.segments.enumerated() { (cls.pointer + b * H).update(from: hidden.pointer + start * H, count: H) }
         let pooled = Activations(B * H)
         applyLinear(pooler, cls.pointer, rows: B, into: pooled.pointer, activation: activation)
         let logits = Activations(B * classifier.outFeatures)
@@ -183,11 +183,12 @@ struct ReplacedTokenDetectionHead: Sendable {
     }
 
     func callAsFunction(_ hidden: Activations, _ ctx: ForwardContext) -> [Float] {
-        let T = ctx.length, N = ctx.batch * T, H = ctx.config.hiddenSize
+        let N = ctx.rows, H = ctx.config.hiddenSize
         let x = Activations(N * H)
-        for r in 0 ..< N {
-            let first = (r / T) * T
-            for c in 0 ..< H { x.pointer[r * H + c] = hidden.pointer[r * H + c] + hidden.pointer[first * H + c] }
+        for (first, T) in ctx.segments {
+            for r in first ..< first + T {
+                for c in 0 ..< H { x.pointer[r * H + c] = hidden.pointer[r * H + c] + hidden.pointer[first * H + c] }
+            }
         }
         applyNorm(norm, x.pointer, rows: N, width: H)
         let y = Activations(N * H)

@@ -59,11 +59,12 @@ extension TextModel {
         return try plan.finish(outputs)
     }
 
-    /// One forward call over `sequences` (padded to the longest), split back into each sequence's outputs.
+    /// One forward call over `sequences` (packed, each at its own length), split back into each sequence's
+    /// outputs: the bits every sequence gets alone.
     public func forward(_ sequences: [EncodedInput], kind: ForwardKind) throws -> [SequenceOutputs] {
         guard !sequences.isEmpty else { return [] }
-        let batch = encoder.batch(sequences)
-        let B = batch.batch, T = batch.length
+        let batch = encoder.packed(sequences)
+        let B = batch.batch, segments = batch.segments
         var maskRows: [[Int]] = []
         let out: ModelOutputs
         switch kind {
@@ -73,7 +74,7 @@ extension TextModel {
             out = try model.forward(batch)
         case let .maskedLM(decoder):
             guard let maskId = encoder.special.mask else { throw DebertaError(.task, file: "", "the tokenizer has no [MASK] token") }
-            maskRows = sequences.enumerated().map { b, e in e.ids.indices.filter { e.ids[$0] == maskId }.map { b * T + $0 } }
+            maskRows = sequences.enumerated().map { b, e in e.ids.indices.filter { e.ids[$0] == maskId }.map { segments[b].start + $0 } }
             out = try model.forward(batch, enhancedMaskDecoder: decoder == .emd, maskedLMRows: maskRows.flatMap { $0 })
         }
         var result = [SequenceOutputs](repeating: SequenceOutputs(), count: B)
@@ -89,15 +90,17 @@ extension TextModel {
                     result[b].widths[output.name] = V
                     row += n
                 }
-            } else if shape.count == 3, shape[0] == B, shape[1] == T {
-                let W = shape[2]
-                for b in 0 ..< B {
-                    result[b].values[output.name] = Array(output.values[(b * T) * W ..< (b * T + sequences[b].length) * W])
+            } else if shape.count == 2, shape[0] == batch.rows, output.name != "logits" || ![.sequenceClassification, .multipleChoice].contains(model.layout.head) {
+                // per token: [rows, W]
+                let W = shape[1]
+                for (b, (start, length)) in segments.enumerated() {
+                    result[b].values[output.name] = Array(output.values[start * W ..< (start + length) * W])
                     result[b].widths[output.name] = W
                 }
-            } else if output.name == "start_logits" || output.name == "end_logits", shape == [B, T] {
-                for b in 0 ..< B {
-                    result[b].values[output.name] = Array(output.values[b * T ..< b * T + sequences[b].length])
+            } else if shape == [batch.rows] {
+                // one value per token (start/end logits, replaced-token logits)
+                for (b, (start, length)) in segments.enumerated() {
+                    result[b].values[output.name] = Array(output.values[start ..< start + length])
                     result[b].widths[output.name] = 1
                 }
             } else if shape.count == 2, shape[0] == B {

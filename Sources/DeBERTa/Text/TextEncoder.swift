@@ -204,6 +204,11 @@ public final class TextEncoder: Sendable {
         }
         return ModelInputs(inputIds: ids, attentionMask: mask, tokenTypeIds: types, batch: inputs.count, length: length, choices: choices)
     }
+
+    /// The inputs one after another, each at its own length (no padding rows).
+    public func packed(_ inputs: [EncodedInput], choices: Int? = nil) -> ModelInputs {
+        ModelInputs(packed: inputs.map(\.ids), tokenTypeIds: inputs.map(\.typeIds), choices: choices)
+    }
 }
 
 
