@@ -413,7 +413,7 @@ def load(url: str, texts: list[tuple[str, int]], requests: int, concurrency: int
 
 
 def requests_for(concurrency: int, quick: bool) -> int:
-    base = {1: 48, 8: 128, 32: 256, 128: 512}.get(concurrency, 8 * concurrency)
+    base = {1: 64, 8: 256, 32: 512, 128: 1024}.get(concurrency, 8 * concurrency)
     return base // 2 if quick else base
 
 

@@ -22,9 +22,13 @@ final class Activations {
     var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
 }
 
-/// Free activation buffers by exact size, kept up to `capacityBytes` in all (beyond that, returned buffers of
-/// other sizes are freed first, then the returned one itself): the buffers of one forward shape are reused
-/// by the next call of that shape, and memory does not grow with the number of shapes seen.
+/// Free activation buffers by size class, kept up to `capacityBytes` in all (beyond that, returned buffers of
+/// other classes are freed first, then the returned one itself): the buffers of one forward shape are reused
+/// by the next call of that shape or of a similar one, and memory does not grow with the number of shapes
+/// seen. Size classes (`classBytes`: eight per power of two, at most 12.5% larger than asked) matter to the
+/// server, whose packed calls hold a different number of tokens nearly every time: with exact sizes every
+/// call mapped, populated and unmapped fresh buffers (its RSS grew to 1.3 GB of unusable free buffers and its
+/// throughput fell by a quarter over a few thousand requests).
 final class ActivationPool: Sendable {
     static let shared = ActivationPool(capacityBytes: 1 << 30)
 
@@ -73,34 +77,44 @@ final class ActivationPool: Sendable {
         }
     }
 
+    /// The bytes a buffer of `bytes` is allocated with: multiples of 256 up to 64 KiB, then eight classes per
+    /// power of two (2^e + i · 2^(e−3)), so a buffer serves every request up to 12.5% smaller than itself.
+    static func classBytes(_ bytes: Int) -> Int {
+        if bytes <= 1 << 16 { return (bytes + 255) / 256 * 256 }
+        let e = Int.bitWidth - 1 - bytes.leadingZeroBitCount
+        let step = 1 << (e - 3)
+        return (bytes + step - 1) / step * step
+    }
+
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let size = ActivationPool.classBytes(count * 4)
         let reused: UInt? = state.withLock { s in
-            guard let p = s.free[count]?.popLast() else { return nil }
-            s.bytes -= count * 4
+            guard let p = s.free[size]?.popLast() else { return nil }
+            s.bytes -= size
             return p
         }
         if let reused, let p = UnsafeMutablePointer<Float>(bitPattern: reused) { return p }
-        return ActivationPool.allocate(count * 4).bindMemory(to: Float.self, capacity: count)
+        return ActivationPool.allocate(size).bindMemory(to: Float.self, capacity: size / 4)
     }
 
     func give(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
         let address = UInt(bitPattern: pointer)
+        let size = ActivationPool.classBytes(count * 4)
         let evicted: [(UInt, Int)] = state.withLock { s in
             var out: [(UInt, Int)] = []
-            let size = count * 4
-            if size > capacityBytes { return [(address, count)] }
-            while s.bytes + size > capacityBytes, let other = s.free.first(where: { $0.key != count && !$0.value.isEmpty }) {
+            if size > capacityBytes { return [(address, size)] }
+            while s.bytes + size > capacityBytes, let other = s.free.first(where: { $0.key != size && !$0.value.isEmpty }) {
                 let p = s.free[other.key]!.removeLast()
-                s.bytes -= other.key * 4
+                s.bytes -= other.key
                 out.append((p, other.key))
             }
-            if s.bytes + size > capacityBytes { return out + [(address, count)] }
-            s.free[count, default: []].append(address)
+            if s.bytes + size > capacityBytes { return out + [(address, size)] }
+            s.free[size, default: []].append(address)
             s.bytes += size
             return out
         }
-        for (a, n) in evicted {
-            if let p = UnsafeMutableRawPointer(bitPattern: a) { ActivationPool.release(p, n * 4) }
+        for (a, bytes) in evicted {
+            if let p = UnsafeMutableRawPointer(bitPattern: a) { ActivationPool.release(p, bytes) }
         }
     }
 }
