@@ -228,15 +228,16 @@ final class GemmTests: XCTestCase {
     }
 
     /// Each SIMD kernel this CPU has, named explicitly (whatever the dispatch picks), against the scalar
-    /// reference bit for bit: the AVX-512 kernel's 8 x 48 tiles and its hand-offs to the AVX2 kernel (rows past
-    /// a multiple of 8, a last single panel), every epilogue, column ranges of odd panel counts, padded
+    /// reference bit for bit: the AVX-512 kernel's 8 x 48 tiles, its 1-7-row tiles (rows past
+    /// a multiple of 8, also past M blocks of 128), its hand-off to the AVX2 kernel (a last single panel), every epilogue, column ranges of odd panel counts, padded
     /// leading dimensions, K blocks (K > 192).
     func testEachKernelMatchesScalar() {
         var tested: [String] = []
         for isa in ["avx2", "avx512"] {
             var ran = false
             for (m, n, k) in [(1, 48, 5), (7, 49, 33), (8, 48, 4), (8, 72, 1), (9, 96, 195), (16, 17, 64), (17, 120, 400),
-                              (130, 768, 769), (64, 3072, 64), (24, 50, 3)] {
+                              (130, 768, 769), (64, 3072, 64), (24, 50, 3), (45, 96, 1000), (2, 48, 770), (3, 144, 7),
+                              (4, 96, 64), (5, 48, 9), (6, 97, 31), (135, 48, 20), (141, 96, 1601)] {
                 let p = Problem(m: m, n: n, k: k, seed: UInt64(m * 31 + n * 7 + k), pad: (m + k) % 3)
                 for epilogue in [CG_EPILOGUE_NONE, CG_EPILOGUE_BIAS, CG_EPILOGUE_BIAS_GELU, CG_EPILOGUE_BIAS_RESIDUAL] {
                     for range in [(0, n), (min(24, n), n), (0, min(72, n))] where range.0 < range.1 {
