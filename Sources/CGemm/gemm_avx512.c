@@ -142,19 +142,17 @@ CG_AVX512 static inline __attribute__((always_inline)) void cg512_store48(float 
     _mm256_storeu_ps(p + 40, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[2]), 1)));
 }
 
-/* c[r·ldc + j] (r < 8, j < 48) = init + Σ_{i<kc} x_r[i] · W[i][j] over the panel slices w (columns 0..23)
- * and w2 (24..47), each an fma chain in increasing i. x rows at x + r·ldx. */
-CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const float *x, size_t ldx, const float *w,
-                                                              const float *w2, float *y, size_t ldy, int init,
-                                                              const float *bias, const float *res, size_t ldr,
-                                                              int gelu) {
-    __m512 c[8][3];
+/* The accumulators of an R-row tile at the start of a K block: Y's partial sums (CG512_LOAD), else zero, the
+ * bias, the residual or bias + residual (one f32 add). */
+CG_AVX512 static inline __attribute__((always_inline)) void cg512_tile_start(const int R, __m512 c[][3], const float *y,
+                                                                              size_t ldy, int init, const float *bias,
+                                                                              const float *res, size_t ldr) {
     if (init == CG512_LOAD) {
-        for (int r = 0; r < 8; r++) cg512_load48(y + (size_t)r * ldy, c[r]);
+        for (int r = 0; r < R; r++) cg512_load48(y + (size_t)r * ldy, c[r]);
     } else {
         __m512 b[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         if (init == CG512_BIAS || init == CG512_BIAS_RES) cg512_load48(bias, b);
-        for (int r = 0; r < 8; r++) {
+        for (int r = 0; r < R; r++) {
             if (init == CG512_BIAS_RES || init == CG512_RES) {
                 __m512 v[3];
                 cg512_load48(res + (size_t)r * ldr, v);
@@ -164,6 +162,29 @@ CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const 
             }
         }
     }
+}
+
+/* Stores an R-row tile and applies GELU to it after the last K block. */
+CG_AVX512 static inline __attribute__((always_inline)) void cg512_tile_end(const int R, __m512 c[][3], float *y, size_t ldy,
+                                                                            int gelu) {
+    for (int r = 0; r < R; r++) cg512_store48(y + (size_t)r * ldy, c[r]);
+    if (gelu)
+        for (int r = 0; r < R; r++) {
+            float *p = y + (size_t)r * ldy;
+            _mm512_storeu_ps(p, cg_gelu16(_mm512_loadu_ps(p)));
+            _mm512_storeu_ps(p + 16, cg_gelu16(_mm512_loadu_ps(p + 16)));
+            _mm512_storeu_ps(p + 32, cg_gelu16(_mm512_loadu_ps(p + 32)));
+        }
+}
+
+/* c[r·ldc + j] (r < 8, j < 48) = init + Σ_{i<kc} x_r[i] · W[i][j] over the panel slices w (columns 0..23)
+ * and w2 (24..47), each an fma chain in increasing i. x rows at x + r·ldx. */
+CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const float *x, size_t ldx, const float *w,
+                                                              const float *w2, float *y, size_t ldy, int init,
+                                                              const float *bias, const float *res, size_t ldr,
+                                                              int gelu) {
+    __m512 c[8][3];
+    cg512_tile_start(8, c, y, ldy, init, bias, res, ldr);
     const size_t ld = ldx * sizeof(float), ld3 = 3 * ld;
     const char *xa = (const char *)x, *xb = (const char *)(x + 5 * ldx);
     size_t n4 = kc / 4, n1 = kc % 4;
@@ -199,14 +220,7 @@ CG_AVX512 __attribute__((noinline)) static void cg_kernel_8x48(size_t kc, const 
             : [ld] "r"(ld), [ld3] "r"(ld3)
             : "xmm28", "xmm29", "xmm30", "xmm31", "cc", "memory");
     }
-    for (int r = 0; r < 8; r++) cg512_store48(y + (size_t)r * ldy, c[r]);
-    if (gelu)
-        for (int r = 0; r < 8; r++) {
-            float *p = y + (size_t)r * ldy;
-            _mm512_storeu_ps(p, cg_gelu16(_mm512_loadu_ps(p)));
-            _mm512_storeu_ps(p + 16, cg_gelu16(_mm512_loadu_ps(p + 16)));
-            _mm512_storeu_ps(p + 32, cg_gelu16(_mm512_loadu_ps(p + 32)));
-        }
+    cg512_tile_end(8, c, y, ldy, gelu);
 }
 
 /* The 8 x 48 tile's operations for R < 8 rows (intrinsics: the compiler keeps the 3R accumulators in
@@ -216,21 +230,7 @@ CG_AVX512 static inline __attribute__((always_inline)) void cg_tile_rx48(const i
                                                                           size_t ldy, int init, const float *bias,
                                                                           const float *res, size_t ldr, int gelu) {
     __m512 c[7][3];
-    if (init == CG512_LOAD) {
-        for (int r = 0; r < R; r++) cg512_load48(y + (size_t)r * ldy, c[r]);
-    } else {
-        __m512 b[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        if (init == CG512_BIAS || init == CG512_BIAS_RES) cg512_load48(bias, b);
-        for (int r = 0; r < R; r++) {
-            if (init == CG512_BIAS_RES || init == CG512_RES) {
-                __m512 v[3];
-                cg512_load48(res + (size_t)r * ldr, v);
-                for (int j = 0; j < 3; j++) c[r][j] = init == CG512_RES ? v[j] : _mm512_add_ps(b[j], v[j]);
-            } else {
-                for (int j = 0; j < 3; j++) c[r][j] = b[j];
-            }
-        }
-    }
+    cg512_tile_start(R, c, y, ldy, init, bias, res, ldr);
     for (size_t i = 0; i < kc; i++, w += CG_NR, w2 += CG_NR) {
         const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w2);
         const __m512 wt = _mm512_insertf64x4(_mm512_castps256_ps512(_mm256_loadu_ps(w + 16)),
@@ -242,14 +242,7 @@ CG_AVX512 static inline __attribute__((always_inline)) void cg_tile_rx48(const i
             c[r][2] = _mm512_fmadd_ps(wt, xb, c[r][2]);
         }
     }
-    for (int r = 0; r < R; r++) cg512_store48(y + (size_t)r * ldy, c[r]);
-    if (gelu)
-        for (int r = 0; r < R; r++) {
-            float *p = y + (size_t)r * ldy;
-            _mm512_storeu_ps(p, cg_gelu16(_mm512_loadu_ps(p)));
-            _mm512_storeu_ps(p + 16, cg_gelu16(_mm512_loadu_ps(p + 16)));
-            _mm512_storeu_ps(p + 32, cg_gelu16(_mm512_loadu_ps(p + 32)));
-        }
+    cg512_tile_end(R, c, y, ldy, gelu);
 }
 
 #define CG512_SHORT(R)                                                                                               \
