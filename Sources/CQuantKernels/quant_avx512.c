@@ -30,6 +30,62 @@
  * the row tiles gained the same at M = 128 and nothing at M = 8. */
 #define P8_PREFETCH 2048
 
+/* ================================================================== activation quantizer (scheme 1) */
+
+#define DQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+/* max |x_j|, NaN if any element is NaN, as dq_absmax and absmax_avx2 in 16 lanes (the masked tail loads
+ * zeros, which cannot raise the maximum); max is order-independent without NaN, so the same bits. */
+DQ_AVX512 DQ_INLINE float absmax_avx512(const float *x, size_t k) {
+    __m512 vm = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    size_t j = 0;
+    for (; j + 16 <= k; j += 16) {
+        const __m512 v = _mm512_loadu_ps(x + j);
+        vm = _mm512_max_ps(_mm512_abs_ps(v), vm); /* a NaN first operand returns vm */
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    if (j < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+        vm = _mm512_max_ps(_mm512_abs_ps(v), vm);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    return nan ? NAN : _mm512_reduce_max_ps(vm);
+}
+
+/* 16 quotients x / s -> int8: the same IEEE division, round to nearest even, NaN -> 0 and clamp as
+ * dq_round_clamp (and q8_lanes of the AVX2 kernel). */
+DQ_AVX512 DQ_INLINE __m128i q8_lanes16(__m512 x, __m512 vs) {
+    __m512 v = _mm512_roundscale_ps(_mm512_div_ps(x, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+}
+
+DQ_AVX512 static float quantize_span_avx512(const float *x, size_t k, int8_t *q) {
+    const float s = absmax_avx512(x, k) / 127.0f;
+    if (s == 0.0f) {
+        memset(q, 0, k);
+        return s;
+    }
+    const __m512 vs = _mm512_set1_ps(s);
+    size_t j = 0;
+    for (; j + 16 <= k; j += 16) _mm_storeu_si128((__m128i *)(q + j), q8_lanes16(_mm512_loadu_ps(x + j), vs));
+    if (j < k) {
+        const __mmask16 m = (__mmask16)((1u << (k - j)) - 1);
+        _mm_mask_storeu_epi8(q + j, m, q8_lanes16(_mm512_maskz_loadu_ps(m, x + j), vs));
+    }
+    return s;
+}
+
+DQ_AVX512 void dq_quantize_activations_int8_avx512(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
+                                                   float *scales) {
+    for (size_t r = 0; r < m; r++) scales[r] = quantize_span_avx512(x + r * ldx, k, q + r * k);
+}
+
+/* ================================================================== int8 product on packed weights */
+
 DQ_INLINE int32_t p8_load4(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);

@@ -68,6 +68,8 @@ static inline float dq_q4_tree(const float p[8]) {
 #if defined(__x86_64__)
 size_t dq_pack_panel_int8_avx2(const int8_t *rows, size_t k, uint8_t *panel);
 void dq_quantize_activations_int8_avx2(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales);
+/* AVX-512 F/BW/VL (quant_avx512.c), bit-identical to the scalar and AVX2 quantizers. */
+void dq_quantize_activations_int8_avx512(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales);
 void dq_quantize_activations_q8_blocks_avx2(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,
                                             float *scales);
 void dq_gemm_int8_avx2(size_t m, size_t n, size_t k, const int8_t *xq, const float *xs, const int8_t *wq,
