@@ -31,12 +31,20 @@ struct EncoderLayer: Sendable {
         let N = ctx.rows, H = ctx.config.hiddenSize, I = ctx.config.intermediateSize
         let context = attention(layer: index, query: query, keyValue: keyValue, ctx)
         let attended = Activations(N * H, zeroed: false)
-        applyLinear(attentionOutput, context.pointer, rows: N, into: attended.pointer, residual: query)
-        applyNorm(attentionNorm, attended.pointer, rows: N, width: H)
+        EncoderLayer.linearThenNorm(attentionOutput, attentionNorm, context.pointer, residual: query, rows: N, width: H, into: attended.pointer)
         let hidden = Activations(N * I, zeroed: false)
         applyLinear(intermediate, attended.pointer, rows: N, into: hidden.pointer, activation: ctx.hiddenActivation)
-        applyLinear(output, hidden.pointer, rows: N, into: out, residual: attended.pointer)
-        applyNorm(outputNorm, out, rows: N, width: H)
+        EncoderLayer.linearThenNorm(output, outputNorm, hidden.pointer, residual: attended.pointer, rows: N, width: H, into: out)
+    }
+
+    /// LayerNorm(x Wᵀ + b + residual). The f32 and bf16 products start their sums from bias + residual; a
+    /// quantized product adds the residual after its epilogue, one f32 add per value, which the LayerNorm
+    /// kernel does as it reads the row (the same add, so the same bits, without a pass of its own).
+    static func linearThenNorm(_ linear: Linear, _ norm: Norm, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>,
+                               rows: Int, width: Int, into y: UnsafeMutablePointer<Float>) {
+        let inNorm = linear.weight.isQuantized
+        applyLinear(linear, x, rows: rows, into: y, residual: inNorm ? nil : residual)
+        applyNorm(norm, y, rows: rows, width: width, residual: inNorm ? residual : nil)
     }
 
     var linears: [Linear?] {

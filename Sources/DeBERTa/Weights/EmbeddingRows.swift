@@ -11,6 +11,12 @@ extension MatrixWeight {
         return false
     }
 
+    /// int8 or q4: the product adds a residual after its own epilogue, as a separate f32 add per value.
+    var isQuantized: Bool {
+        if case .quantized = self { return true }
+        return false
+    }
+
     /// Rows `ids` as f32 (embedding lookups), row r of the result at out + r · width: copies of f32 rows or
     /// the dequantized codes. Mapped tables are read with pread, gathered per call (ByteRegion.copy(pieces:)):
     /// a lookup must not map whole page-cache folios into the process, and rows not in memory are fetched
