@@ -40,11 +40,10 @@ void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, siz
     for (size_t r = 0; r < m; r++) scales[r] = dq_quantize_span_scalar(x + r * ldx, k, q + r * k);
 }
 
-static inline int dq_packed_level(void);
-
 void dq_quantize_activations_int8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales) {
 #if defined(__x86_64__)
-    if (dq_packed_level() == 2) { /* AVX-512 F + BW + VL (+ VNNI) */
+    const unsigned avx512 = CPU_AVX512F | CPU_AVX512_BW_VL_DQ;
+    if ((cpu_usable() & avx512) == avx512) {
         dq_quantize_activations_int8_avx512(x, m, k, ldx, q, scales);
         return;
     }

@@ -124,7 +124,7 @@ void dq_quantize_weights_int8(const float *w, size_t n, size_t k, int8_t *q, flo
 void dq_dequantize_weights_int8(const int8_t *q, const float *scales, size_t n, size_t k, float *w);
 
 /* X [m, k] with row stride ldx (>= k) -> q int8 [m, k] (row stride k), scales f32 [m].
- * The same formula as the weights. Dispatching (AVX-512 on CPUs with AVX-512 VNNI, else AVX2) and scalar versions
+ * The same formula as the weights. Dispatching (AVX-512 F/BW/VL, else AVX2) and scalar versions
  * give identical bytes. */
 void dq_quantize_activations_int8(const float *x, size_t m, size_t k, size_t ldx, int8_t *q, float *scales);
 void dq_quantize_activations_int8_scalar(const float *x, size_t m, size_t k, size_t ldx, int8_t *q,

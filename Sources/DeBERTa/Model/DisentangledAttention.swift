@@ -107,7 +107,7 @@ struct DisentangledAttention: Sendable {
         let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
         let scale = DisentangledAttention.scale(c, family: ctx.family)
         let longest = ctx.relative[ctx.length]!
-        let scratchSize = dk_attention_distance_scratch(ctx.length, d, c.relativeAttention ? longest.span : 1)
+        let scratchSize = dk_attention_distance_scratch(ctx.length, d, longest.span)
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize, zeroed: false)
@@ -124,8 +124,7 @@ struct DisentangledAttention: Sendable {
                     relative.rows.withUnsafeBufferPointer { rel in
                         dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A,
                                                    c2pKeys.map { $0.pointer + positionOffset + h * d },
-                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A,
-                                                   c.relativeAttention ? relative.span : 1,
+                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A, relative.span,
                                                    rel.baseAddress, mask.baseAddress! + start, scale,
                                                    context + row, A, scratch.pointer + w * scratchSize)
                     }

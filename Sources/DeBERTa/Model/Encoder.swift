@@ -64,7 +64,8 @@ struct Encoder: Sendable {
 /// call and the position projections covering them.
 struct ForwardContext {
     /// The relative-table rows of one sequence length t: for query i and key j at element i − j + t − 1
-    /// (2t − 1 values), shifted so the lowest reachable row (`first`) is 0; `span` rows are reachable.
+    /// (2t − 1 values), shifted so the lowest reachable row (`first`) is 0; `span` rows are reachable
+    /// (without relative attention: the single row 0, span 1).
     struct RelativeRows {
         let rows: [Int32]
         let first: Int
