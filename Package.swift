@@ -40,7 +40,7 @@ let package = Package(
         // the one CPU-feature probe of the C kernels, and the cap the runtime configures
         .target(name: "CCPUFeatures"),
         // f32 kernels in C: LayerNorm, activations, attention softmax with the disentangled terms
-        .target(name: "CKernels", dependencies: ["CCPUFeatures"]),
+        .target(name: "CKernels", dependencies: ["CCPUFeatures", "CGemm"]),
         // int8 / q4 quantized matrix products in C: scalar references + AVX2 (run-time dispatch)
         .target(name: "CQuantKernels", dependencies: ["CCPUFeatures"]),
         // f32 products on weights packed into panels of 24 columns (once, or a chunk at a time per call):

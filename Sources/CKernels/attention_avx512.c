@@ -14,6 +14,7 @@
  * falls back to a gather. */
 #include "ckernels.h"
 #include "attention_internal.h"
+#include "cgemm_bf16.h"
 #include <math.h>
 #include <string.h>
 
@@ -127,6 +128,84 @@ static AVX512 void probs_times_values(size_t m, size_t n, size_t kk, const doubl
             size_t mr = m - i < 6 ? m - i : 6;
             pv_tiles[mr - 1](kk, p + i * ldp, ldp, v + c, ldv, out + i * ldo + c, ldo, w);
         }
+    }
+}
+
+/* ---- bf16 products (the bf16 tier's head) -------------------------------------------------------
+ * C[mr × 16·nv] = alpha · Σ_p dp(A[i][p], B[p][c]): A and B hold words of two bf16 (element 2p in the low
+ * half, 2p + 1 in the high half, as cgb_round_rows writes them), A read by broadcasts, B by rows; dp is
+ * vdpbf16ps (odd element first, then the even one, f32 fmas flushing subnormal sums to zero), natively or
+ * emulated with two fmas per pair. The accumulators start at +0; the scale is one multiply at the end. */
+#define BF16N __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma")))
+
+INLINE AVX512 __m512 daz16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v);
+    __mmask16 tiny = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x7f800000));
+    return _mm512_castsi512_ps(_mm512_mask_and_epi32(u, tiny, u, _mm512_set1_epi32((int)0x80000000u)));
+}
+
+INLINE AVX512 __m512 dp_emulated(__m512 acc, __m512i a, __m512i b) {
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    acc = daz16(_mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, high)),
+                                _mm512_castsi512_ps(_mm512_and_si512(b, high)), acc));
+    return daz16(_mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)),
+                                 _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), acc));
+}
+#define DP_EMULATED(acc, a, b) ((acc) = dp_emulated((acc), (a), (b)))
+#define DP_NATIVE(acc, a, b) ((acc) = _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b)))
+
+#define BF_TILE_BODY(DP)                                                                                     \
+    __m512 acc[8][4];                                                                                        \
+    for (int i = 0; i < mr; i++)                                                                             \
+        for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();                                        \
+    for (size_t p = 0; p < pairs; p++) {                                                                     \
+        __m512i bv[4];                                                                                       \
+        const uint32_t *bp = b + p * ldb;                                                                    \
+        for (int v = 0; v < nv; v++)                                                                         \
+            bv[v] = v == nv - 1 ? _mm512_maskz_loadu_epi32(last, bp + 16 * v) : _mm512_loadu_si512(bp + 16 * v); \
+        for (int i = 0; i < mr; i++) {                                                                       \
+            __m512i x = _mm512_set1_epi32((int)a[i * lda + p]);                                              \
+            for (int v = 0; v < nv; v++) DP(acc[i][v], x, bv[v]);                                            \
+        }                                                                                                    \
+    }                                                                                                        \
+    const __m512 s = _mm512_set1_ps(alpha);                                                                  \
+    for (int i = 0; i < mr; i++)                                                                             \
+        for (int v = 0; v < nv; v++) {                                                                       \
+            __m512 r = _mm512_mul_ps(acc[i][v], s);                                                          \
+            if (v == nv - 1) _mm512_mask_storeu_ps(c + i * ldc + 16 * v, last, r);                           \
+            else _mm512_storeu_ps(c + i * ldc + 16 * v, r);                                                  \
+        }
+
+#define BF_TILE_ARGS size_t pairs, const uint32_t *a, size_t lda, const uint32_t *b, size_t ldb, float *c, size_t ldc, \
+                     float alpha, __mmask16 last
+INLINE BF16N void bf_tile_native(const int mr, const int nv, BF_TILE_ARGS) { BF_TILE_BODY(DP_NATIVE) }
+INLINE AVX512 void bf_tile_emulated(const int mr, const int nv, BF_TILE_ARGS) { BF_TILE_BODY(DP_EMULATED) }
+
+typedef void (*bf_tile_fn)(BF_TILE_ARGS);
+#define BF_TILE(MR, NV)                                                                                              \
+    static BF16N void bfn_##MR##_##NV(BF_TILE_ARGS) { bf_tile_native(MR, NV, pairs, a, lda, b, ldb, c, ldc, alpha, last); } \
+    static AVX512 void bfe_##MR##_##NV(BF_TILE_ARGS) { bf_tile_emulated(MR, NV, pairs, a, lda, b, ldb, c, ldc, alpha, last); }
+#define BF_TILES(MR) BF_TILE(MR, 1) BF_TILE(MR, 2) BF_TILE(MR, 3) BF_TILE(MR, 4)
+BF_TILES(1) BF_TILES(2) BF_TILES(3) BF_TILES(4) BF_TILES(5) BF_TILES(6) BF_TILES(7) BF_TILES(8)
+#define BF_ROW(P, MR) {P##_##MR##_1, P##_##MR##_2, P##_##MR##_3, P##_##MR##_4}
+#define BF_TABLE(P) {BF_ROW(P, 1), BF_ROW(P, 2), BF_ROW(P, 3), BF_ROW(P, 4), BF_ROW(P, 5), BF_ROW(P, 6), BF_ROW(P, 7), BF_ROW(P, 8)}
+static const bf_tile_fn bf_tiles[2][8][4] = {BF_TABLE(bfe), BF_TABLE(bfn)};
+
+/* C[m × n] over `pairs` words per row: 8-row × 48-column tiles, or 6 × 64 where 49-64 columns are left
+ * (the P·V product of a 64-wide head in one tile column). */
+static AVX512 void gemm_bf16(int native, size_t m, size_t n, size_t pairs, const uint32_t *a, size_t lda,
+                             const uint32_t *b, size_t ldb, float *c, size_t ldc, float alpha) {
+    for (size_t j = 0; j < n;) {
+        size_t w = n - j <= 64 && n - j > 48 ? n - j : (n - j < 48 ? n - j : 48);
+        int nv = (int)((w + 15) / 16);
+        size_t rows = nv == 4 ? 6 : 8;
+        __mmask16 last = tail_mask(w - 16 * (size_t)(nv - 1));
+        for (size_t i = 0; i < m; i += rows) {
+            int mr = (int)(m - i < rows ? m - i : rows);
+            bf_tiles[native ? 1 : 0][mr - 1][nv - 1](pairs, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, alpha,
+                                                      last);
+        }
+        j += w;
     }
 }
 
@@ -331,10 +410,41 @@ LOGITS(0, 0, 1) LOGITS(1, 0, 1) LOGITS(0, 1, 1) LOGITS(1, 1, 1)
 static const logits_fn logits[8] = {logits_000, logits_100, logits_010, logits_110,
                                     logits_001, logits_101, logits_011, logits_111};
 
-AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
-                                     const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
-                                     size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
-                                     float *out, size_t ldo, float *scratch) {
+/* The bf16 head's words after the f32 layout: k rounded by rows [tp × dp] (the p2c products' A, and kᵀ
+ * once transposed), the block's queries [16 × dp], V as key pairs [tp/2 × ldvw], and two staging areas. */
+typedef struct {
+    size_t dp, ldvw, stage, vtw;
+} bf_layout;
+
+static bf_layout bf_plan(size_t t, size_t d, size_t span) {
+    bf_layout B;
+    const size_t tp = up16(t);
+    B.dp = (d + 1) / 2;
+    B.ldvw = up16(d);
+    B.stage = d * tp > up16(span) * B.dp ? d * tp : up16(span) * B.dp;
+    B.vtw = d * (tp / 2);
+    return B;
+}
+
+size_t dk_attention_bf16_scratch_avx512(size_t t, size_t d, size_t span) {
+    bf_layout B = bf_plan(t, d, span);
+    const size_t tp = up16(t);
+    return dk_attention_scratch_avx512(t, d, span) + tp * B.dp + 16 * B.dp + (tp / 2) * B.ldvw + B.stage + B.vtw + 16;
+}
+
+/* Words of the rows of x [rows × d] (ld) transposed: dst[p][r] = word p of row r, r < store_rows (0 past rows). */
+static AVX512 void words_transposed(const float *x, size_t rows, size_t d, size_t ld, uint32_t *stage, uint32_t *dst,
+                                    size_t ldd, size_t store_rows) {
+    const size_t dp = (d + 1) / 2;
+    cgb_round_rows(x, rows, d, ld, stage, dp);
+    transpose((const float *)stage, rows, dp, dp, (float *)dst, ldd, store_rows);
+}
+
+/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. */
+static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                        const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                        float *scratch) {
     layout L = plan(t, span);
     const size_t tp = L.tp;
     double *pd = (double *)scratch; /* first: aligned as the caller's buffer */
@@ -370,17 +480,38 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
     }
     for (size_t j = 0; j < tp; j++) madd[j] = j < t && key_mask[j] ? 0.0f : -INFINITY;
 
-    transpose(k, t, d, ldk, kt, L.ldkt, tp);
-    if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
+    /* bf16: words of k (rows, and transposed), pk, pq (transposed) and V (key pairs by column) */
+    const int bf = mode != 0, native = mode == 1;
+    const bf_layout B = bf_plan(t, d, span);
+    uint32_t *kw = (uint32_t *)(scratch + dk_attention_scratch_avx512(t, d, span));
+    uint32_t *qw = kw + tp * B.dp, *vw = qw + 16 * B.dp, *stage = vw + (tp / 2) * B.ldvw, *vtw = stage + B.stage;
+    uint32_t *ktw = (uint32_t *)kt, *pktw = (uint32_t *)pkt, *pqtw = (uint32_t *)pqt, *pw = (uint32_t *)scratch;
+    if (bf) {
+        cgb_round_rows(k, t, d, ldk, kw, B.dp);
+        memset(kw + t * B.dp, 0, (tp - t) * B.dp * sizeof(uint32_t));
+        transpose((const float *)kw, tp, B.dp, B.dp, (float *)ktw, L.ldkt, tp);
+        if (pk) words_transposed(pk, span, d, ldp, stage, pktw, L.ldpt, span);
+        if (pq) words_transposed(pq, span, d, ldp, stage, pqtw, L.ldpt, span);
+        float *vt = (float *)stage;
+        transpose(v, t, d, ldv, vt, tp, tp);
+        cgb_round_rows(vt, d, tp, tp, vtw, tp / 2);
+        transpose((const float *)vtw, d, tp / 2, tp / 2, (float *)vw, B.ldvw, d);
+    } else {
+        transpose(k, t, d, ldk, kt, L.ldkt, tp);
+        if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
+        if (pq) transpose(pq, span, d, ldp, pqt, L.ldpt, span);
+    }
     if (pq) {
-        transpose(pq, span, d, ldp, pqt, L.ldpt, span);
         /* p2c for every key, block by block over the rows its 16 keys reach (queries padded to tp). */
         for (size_t j0 = 0; j0 < tp; j0 += 16) {
             int32_t lo, hi;
             row_band(gx, -(ptrdiff_t)(j0 + 15), (ptrdiff_t)(tp - 1 - j0), monotone, &lo, &hi);
             plo[j0 / 16] = lo;
             size_t mb = t - j0 < 16 ? t - j0 : 16;
-            if (j0 < t)
+            if (j0 < t && bf)
+                gemm_bf16(native, mb, (size_t)(hi - lo + 1), B.dp, kw + j0 * B.dp, B.dp, pqtw + lo, L.ldpt,
+                          p2c + j0 * L.ldz, L.ldz, scale);
+            else if (j0 < t)
                 gemm_tall(mb, (size_t)(hi - lo + 1), d, k + j0 * ldk, ldk, pqt + lo, L.ldpt, p2c + j0 * L.ldz, L.ldz,
                           scale);
             for (size_t j = j0 + (j0 < t ? mb : 0); j < j0 + 16; j++) memset(p2c + j * L.ldz, 0, L.ldz * sizeof(float));
@@ -389,11 +520,19 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
 
     for (size_t i0 = 0; i0 < t; i0 += 16) {
         const size_t mb = t - i0 < 16 ? t - i0 : 16;
-        gemm_tall(mb, tp, d, q + i0 * ldq, ldq, kt, L.ldkt, sb, L.lds, scale);
+        if (bf) {
+            cgb_round_rows(q + i0 * ldq, mb, d, ldq, qw, B.dp);
+            gemm_bf16(native, mb, tp, B.dp, qw, B.dp, ktw, L.ldkt, sb, L.lds, scale);
+        } else {
+            gemm_tall(mb, tp, d, q + i0 * ldq, ldq, kt, L.ldkt, sb, L.lds, scale);
+        }
         int32_t clo = 0, chi = 0;
         if (pk) {
             row_band(gx, (ptrdiff_t)i0 - (ptrdiff_t)(tp - 1), (ptrdiff_t)i0 + 15, monotone, &clo, &chi);
-            gemm_tall(mb, (size_t)(chi - clo + 1), d, q + i0 * ldq, ldq, pkt + clo, L.ldpt, cb, L.ldz, scale);
+            if (bf)
+                gemm_bf16(native, mb, (size_t)(chi - clo + 1), B.dp, qw, B.dp, pktw + clo, L.ldpt, cb, L.ldz, scale);
+            else
+                gemm_tall(mb, (size_t)(chi - clo + 1), d, q + i0 * ldq, ldq, pkt + clo, L.ldpt, cb, L.ldz, scale);
         }
         __m512 vmax[16];
         const block c = {gx, grev, wmin, wok, plo, p2c, cb, madd, sb, L.ldz, L.lds, tp};
@@ -404,7 +543,8 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
             double *prow = pd + ii * L.ldpd;
             float m = _mm512_reduce_max_ps(vmax[ii]);
             if (m == -INFINITY) {
-                memset(prow, 0, tp * sizeof(double));
+                if (bf) memset(pw + ii * L.ldpd, 0, (tp / 2) * sizeof(uint32_t));
+                else memset(prow, 0, tp * sizeof(double));
                 continue;
             }
             const __m512 vm = _mm512_set1_ps(m);
@@ -415,6 +555,15 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
                 sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
                 sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
             }
+            if (bf) {
+                /* the sum in a fixed order (the scalar reference's), p rounded to f32 then to bf16 */
+                double l[8];
+                _mm512_storeu_pd(l, _mm512_add_pd(sum0, sum1));
+                const __m512 inv = _mm512_set1_ps((float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])))));
+                for (size_t j0 = 0; j0 < tp; j0 += 16) _mm512_storeu_ps(srow + j0, _mm512_mul_ps(_mm512_loadu_ps(srow + j0), inv));
+                cgb_round_rows(srow, 1, tp, L.lds, pw + ii * L.ldpd, L.ldpd);
+                continue;
+            }
             const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1))));
             for (size_t j0 = 0; j0 < tp; j0 += 16) {
                 __m512 p = _mm512_mul_ps(_mm512_loadu_ps(srow + j0), inv);
@@ -422,8 +571,24 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
                 _mm512_storeu_pd(prow + j0 + 8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(p, 1)));
             }
         }
-        probs_times_values(mb, d, t, pd, L.ldpd, v, ldv, out + i0 * ldo, ldo);
+        if (bf) gemm_bf16(native, mb, d, tp / 2, pw, L.ldpd, vw, B.ldvw, out + i0 * ldo, ldo, 1.0f);
+        else probs_times_values(mb, d, t, pd, L.ldpd, v, ldv, out + i0 * ldo, ldo);
     }
+}
+
+AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                     const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                     size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                     float *out, size_t ldo, float *scratch) {
+    head(0, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out, ldo, scratch);
+}
+
+AVX512 void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
+                                          size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
+                                          size_t ldp, size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                          float scale, float *out, size_t ldo, float *scratch) {
+    head(native ? 1 : 2, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out, ldo,
+         scratch);
 }
 
 #else
@@ -437,4 +602,12 @@ void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t ldq, co
     (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out; (void)ldo; (void)scratch;
 }
 void dk_exp_avx512_rows(const float *x, float *y, size_t n) { (void)x; (void)y; (void)n; }
+size_t dk_attention_bf16_scratch_avx512(size_t t, size_t d, size_t span) { (void)t; (void)d; (void)span; return 0; }
+void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
+                                   size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
+                                   size_t ldp, size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                   float scale, float *out, size_t ldo, float *scratch) {
+    (void)native; (void)t; (void)d; (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)pk; (void)pq;
+    (void)ldp; (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out; (void)ldo; (void)scratch;
+}
 #endif

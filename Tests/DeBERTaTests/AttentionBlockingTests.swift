@@ -153,3 +153,86 @@ final class AttentionBlockingTests: XCTestCase {
         }
     }
 }
+
+/// The bf16 tier's head (`dk_attention_head_bf16`: the AVX-512 head with vdpbf16ps products, or their AVX-512 F
+/// emulation) against its scalar reference (`dk_attention_head_bf16_reference`): equal to the bit on odd shapes,
+/// both kernels; and close to the f32 head (bf16 keeps 8 significant bits).
+extension AttentionBlockingTests {
+    private static let bf16Kernels = ["avx512bf16", "avx512"]
+
+    /// Returns the kernels that ran.
+    @discardableResult
+    private func compareBF16(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
+                             seed: UInt64, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+        var noise = Noise(state: 0x2545_F491_4F6C_DD1D ^ (seed &* 0x1000_0000_01B3))
+        let ld = d + 3
+        let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
+        let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
+        let g = byDistance(t: t, span: span, rows, &noise)
+        let m = mask(t: t, kind)
+        let scale = 1 / Float(d * 3).squareRoot()
+        let label = "bf16 t=\(t) d=\(d) span=\(span) \(rows) mask=\(kind) c2p=\(c2p) p2c=\(p2c)"
+        var expected = [Float](repeating: .nan, count: t * ld)
+        XCTAssertEqual(dk_attention_head_bf16_reference(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &expected, ld),
+                       1, file: file, line: line)
+        var ran: [String] = []
+        for isa in Self.bf16Kernels {
+            var out = [Float](repeating: .nan, count: t * ld)
+            // NaN scratch: every value the kernel reads must have been written first.
+            var scratch = [Float](repeating: .nan, count: dk_attention_bf16_scratch(t, d, span))
+            guard dk_attention_head_bf16_isa(isa, t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &out, ld,
+                                             &scratch) == 1 else { continue }
+            ran.append(isa)
+            let differing = zip(expected, out).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differing, 0, "\(label) \(isa): \(differing) of \(t * ld) outputs differ", file: file, line: line)
+        }
+        for i in 0 ..< t { for c in 0 ..< d where !expected[i * ld + c].isFinite {
+            XCTFail("\(label): output [\(i), \(c)] = \(expected[i * ld + c])", file: file, line: line); return ran
+        } }
+        for i in 0 ..< t { for c in d ..< ld where !expected[i * ld + c].isNaN {
+            XCTFail("\(label): wrote [\(i), \(c)] past the head", file: file, line: line); return ran
+        } }
+        // Close to the f32 head: outputs are averages of values of magnitude ≤ 1.5, bf16 rounds to 2^-9 relative.
+        var f32 = [Float](repeating: .nan, count: t * ld)
+        var scratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
+        var table = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
+        dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table, m, scale, &f32, ld, &scratch)
+        var worst: Float = 0
+        for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(f32[i * ld + c] - expected[i * ld + c])) } }
+        XCTAssertLessThan(worst, 0.05, "\(label): max abs difference from the f32 head", file: file, line: line)
+        return ran
+    }
+
+    /// Lengths around the 16-query block and the 48/64-column tiles, every mask kind, odd head sizes.
+    func testBF16HeadIsBitIdenticalToItsReferenceAtOddShapes() {
+        var seed: UInt64 = 2000
+        var ran = Set<String>()
+        for t in [1, 2, 3, 15, 16, 17, 31, 33, 47, 49, 64, 65, 97, 129] {
+            for kind in MaskKind.allCases {
+                let span = [1, 2, 7, 16, 33, 100][(t + Int(seed)) % 6]
+                let d = [1, 5, 8, 16, 24, 33, 64][(t + Int(seed)) % 7]
+                ran.formUnion(compareBF16(t: t, d: d, span: span, rows: t % 2 == 0 ? .bucketed : .random, mask: kind,
+                                          c2p: true, p2c: true, seed: seed))
+                seed += 1
+            }
+        }
+        if String(cString: dk_attention_isa()) == "avx512" { XCTAssertTrue(ran.contains("avx512"), "the emulation ran") }
+    }
+
+    /// Every combination of the position terms; spans up to 512 (v3-base), head sizes 64 and odd.
+    func testBF16HeadIsBitIdenticalWithAndWithoutPositionTerms() {
+        var seed: UInt64 = 3000
+        for (c2p, p2c) in [(true, true), (true, false), (false, true), (false, false)] {
+            for (t, d, span) in [(1, 8, 4), (16, 3, 9), (63, 32, 64), (65, 64, 128), (200, 64, 512), (130, 13, 257)] {
+                compareBF16(t: t, d: d, span: span, rows: .bucketed, mask: .holes, c2p: c2p, p2c: p2c, seed: seed)
+                seed += 1
+            }
+        }
+    }
+
+    /// A long sequence with a v3-base head: many query blocks, the full 512-row span.
+    func testBF16HeadIsBitIdenticalAt600Tokens() {
+        compareBF16(t: 600, d: 64, span: 512, rows: .bucketed, mask: .padded, c2p: true, p2c: true, seed: 4000)
+    }
+}

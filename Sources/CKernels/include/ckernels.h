@@ -110,4 +110,31 @@ const char *dk_attention_isa(void);
 
 /* y = exp(x) with the AVX-512 head's vectorized exp; returns 0 (and writes nothing) without AVX-512. */
 int dk_exp_avx512(const float *x, float *y, size_t n);
+
+/* The bf16 tier's head: dk_attention_head_distance's contract, with the products in bf16 as vdpbf16ps
+ * computes them (cgemm_bf16.h): q, k, pk, pq, v rounded to bf16 (nearest even), the probabilities rounded to
+ * f32 and then to bf16; every product accumulated in f32 over pairs of elements (the odd one first, subnormal
+ * sums flushed), from +0, over keys padded with zeros to a multiple of 16 (and head sizes to a multiple of
+ * 2); s = scale · (q·k) + scale · (q·pk) + scale · (k·pq) + (0 or -inf), the AVX-512 head's exp, the row sum in
+ * double over 16 lanes (lane j mod 16; lanes l and l + 8 added, then ((0+4)+(2+6))+((1+5)+(3+7))). AVX-512
+ * only: returns 0 (nothing written) when the CPU, under the cap, lacks AVX-512 F/BW/VL/DQ; vdpbf16ps where it
+ * has AVX512_BF16, else an emulation with the same bits. Scratch: dk_attention_bf16_scratch floats. */
+size_t dk_attention_bf16_scratch(size_t t, size_t d, size_t span);
+int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
+                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                           float *scratch);
+/* Which bf16 head this CPU runs: "avx512bf16", "avx512" (emulation) or "none". */
+const char *dk_attention_bf16_isa(void);
+/* Test hook: the named kernel ("avx512bf16" or "avx512"); 0 when this CPU cannot run it. */
+int dk_attention_head_bf16_isa(const char *isa, size_t t, size_t d, const float *q, size_t ldq, const float *k,
+                               size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                               size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                               float *out, size_t ldo, float *scratch);
+/* The scalar reference of the bf16 head, one key and one output at a time (its own memory: 0 when an
+ * allocation fails). */
+int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                     const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                     size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                     float *out, size_t ldo);
 #endif

@@ -9,6 +9,8 @@ final class ComputeContext: Sendable {
     let pool: ComputePool
     let hugePages: Bool
     let trace: Trace
+    /// The model's precision tier (bf16: the attention products in bf16 too, where the CPU has AVX-512).
+    let precision: RuntimeOptions.Precision
 
     @TaskLocal static var current = ComputeContext(RuntimeOptions())
 
@@ -16,6 +18,7 @@ final class ComputeContext: Sendable {
         threads = options.threads
         hugePages = options.hugePages
         trace = options.trace
+        precision = options.precision
         pool = ComputePool.shared(spinSeconds: options.spinMicroseconds * 1e-6)
     }
 

@@ -77,6 +77,17 @@ struct DisentangledAttention: Sendable {
                 Linear(weight: part(2), bias: vBias, outFeatures: A, inFeatures: H))
     }
 
+    /// Whether attention products run in bf16: the bf16 tier on a CPU (under the kernel cap) with AVX-512
+    /// F/BW/VL/DQ (vdpbf16ps, or its emulation with the same bits). Elsewhere the bf16 tier keeps f32 attention.
+    static func bf16Products(_ precision: RuntimeOptions.Precision) -> Bool {
+        precision == .bf16 && String(cString: dk_attention_bf16_isa()) != "none"
+    }
+
+    /// Floats of scratch one thread's attention head needs.
+    static func scratchFloats(length: Int, headSize: Int, span: Int, bf16: Bool) -> Int {
+        bf16 ? dk_attention_bf16_scratch(length, headSize, span) : dk_attention_distance_scratch(length, headSize, span)
+    }
+
     /// The score scale 1/sqrt(d · factor): deberta-v2 counts 1 + c2p + p2c, v1 1 + every pos_att_type term.
     static func scale(_ c: DebertaConfig, family: ModelFamily) -> Float {
         let factor = family == .deberta ? 1 + c.posAttType.count : 1 + (c.usesC2P ? 1 : 0) + (c.usesP2C ? 1 : 0)
@@ -107,7 +118,8 @@ struct DisentangledAttention: Sendable {
         let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
         let scale = DisentangledAttention.scale(c, family: ctx.family)
         let longest = ctx.relative[ctx.length]!
-        let scratchSize = dk_attention_distance_scratch(ctx.length, d, longest.span)
+        let bf16 = DisentangledAttention.bf16Products(ComputeContext.current.precision)
+        let scratchSize = DisentangledAttention.scratchFloats(length: ctx.length, headSize: d, span: longest.span, bf16: bf16)
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize, zeroed: false)
@@ -121,12 +133,18 @@ struct DisentangledAttention: Sendable {
                     // Row `relative.first` of the relative table in the projections.
                     let positionOffset = ((ctx.positions?.rows.lowerBound).map { relative.first - $0 } ?? 0) * A
                     let row = start * A + h * d
+                    let pk = c2pKeys.map { UnsafePointer($0.pointer + positionOffset + h * d) }
+                    let pq = p2cQueries.map { UnsafePointer($0.pointer + positionOffset + h * d) }
                     relative.rows.withUnsafeBufferPointer { rel in
-                        dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A,
-                                                   c2pKeys.map { $0.pointer + positionOffset + h * d },
-                                                   p2cQueries.map { $0.pointer + positionOffset + h * d }, A, relative.span,
-                                                   rel.baseAddress, mask.baseAddress! + start, scale,
-                                                   context + row, A, scratch.pointer + w * scratchSize)
+                        if bf16 {
+                            _ = dk_attention_head_bf16(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
+                                                       rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
+                                                       scratch.pointer + w * scratchSize)
+                        } else {
+                            dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
+                                                       rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
+                                                       scratch.pointer + w * scratchSize)
+                        }
                     }
                     pair += workers
                 }

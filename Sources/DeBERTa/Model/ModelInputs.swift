@@ -107,7 +107,8 @@ extension DebertaModel {
         let H = Double(c.hiddenSize), A = Double(c.allHeadSize), I = Double(c.intermediateSize)
         let span = c.relativeAttention ? Double(min(c.relativeEmbeddingRows, 2 * length)) : 1
         var floats = N * (10 * H + 4 * A + I)
-        floats += Double(options.threads) * Double(dk_attention_distance_scratch(length, c.attentionHeadSize, Int(span)))
+        floats += Double(options.threads) * Double(DisentangledAttention.scratchFloats(
+            length: length, headSize: c.attentionHeadSize, span: Int(span), bf16: DisentangledAttention.bf16Products(options.precision)))
         floats += Double(c.numHiddenLayers) * 2 * span * A
         if layout.head == .maskedLM {
             floats += 2 * Double(logitRows ?? Int(N)) * Double(c.vocabSize) * (hasEnhancedMaskDecoder ? 2 : 1)

@@ -1,0 +1,149 @@
+/* The bf16 tier's attention head: the AVX-512 head (attention_avx512.c) with its products in bf16, and the
+ * scalar reference that defines its bits. The contract is in include/ckernels.h. */
+#include "ckernels.h"
+#include "attention_internal.h"
+#include "cgemm_bf16.h"
+#include "cpufeatures.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+static int has_bf16_native(void) { return (cpu_usable() & CPU_AVX512_BF16) != 0; }
+
+const char *dk_attention_bf16_isa(void) {
+    if (!dk_has_avx512()) return "none";
+    return has_bf16_native() ? "avx512bf16" : "avx512";
+}
+
+size_t dk_attention_bf16_scratch(size_t t, size_t d, size_t span) { return dk_attention_bf16_scratch_avx512(t, d, span); }
+
+int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
+                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                           float *scratch) {
+    if (!dk_has_avx512()) return 0;
+    dk_attention_head_bf16_avx512(has_bf16_native(), t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance,
+                                  key_mask, scale, out, ldo, scratch);
+    return 1;
+}
+
+int dk_attention_head_bf16_isa(const char *isa, size_t t, size_t d, const float *q, size_t ldq, const float *k,
+                               size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                               size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                               float *out, size_t ldo, float *scratch) {
+    int native = strcmp(isa, "avx512bf16") == 0;
+    if (!native && strcmp(isa, "avx512") != 0) return 0;
+    if (!dk_has_avx512() || (native && !has_bf16_native())) return 0;
+    dk_attention_head_bf16_avx512(native, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask,
+                                  scale, out, ldo, scratch);
+    return 1;
+}
+
+/* ---- The scalar reference ----------------------------------------------------------------------- */
+
+static float widen(uint32_t h) {
+    uint32_t u = h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static float daz(float v) { return fabsf(v) < 0x1p-126f ? copysignf(0.0f, v) : v; }
+
+/* Σ over `pairs` words as vdpbf16ps accumulates one lane: the odd element first, then the even one. */
+static float dot_words(const uint32_t *a, const uint32_t *b, size_t b_step, size_t pairs) {
+    float acc = 0.0f;
+    for (size_t p = 0; p < pairs; p++) {
+        uint32_t x = a[p], y = b[p * b_step];
+        acc = daz(fmaf(widen(x >> 16), widen(y >> 16), acc));
+        acc = daz(fmaf(widen(x & 0xffffu), widen(y & 0xffffu), acc));
+    }
+    return acc;
+}
+
+/* Words of row r of x (d values, ld), the pad word's high half 0. */
+static void row_words(const float *x, size_t d, uint32_t *dst) {
+    const size_t dp = (d + 1) / 2;
+    for (size_t p = 0; p < dp; p++) {
+        uint32_t lo = cgb_from_f32(x[2 * p]);
+        uint32_t hi = 2 * p + 1 < d ? cgb_from_f32(x[2 * p + 1]) : 0;
+        dst[p] = lo | hi << 16;
+    }
+}
+
+/* The AVX-512 head's exp (exp16), one lane. */
+static float exp_lane(float x) {
+    x = x > -200.0f ? x : -200.0f; /* vmaxps(x, -200): -200 for NaN as well */
+    float n = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    float r2 = r * r;
+    p = fmaf(p, r2, r + 1.0f);
+    return ldexpf(p, (int)n);
+}
+
+int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                     const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                     size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                     float *out, size_t ldo) {
+    const size_t tp = (t + 15) & ~(size_t)15, dp = (d + 1) / 2, kp = tp / 2;
+    uint32_t *kw = calloc(tp * dp, 4), *pkw = calloc(span * dp, 4), *pqw = calloc(span * dp, 4);
+    uint32_t *vw = calloc(kp * d, 4), *qw = calloc(dp, 4), *pw = calloc(kp, 4);
+    float *s = calloc(tp, sizeof(float)), *p2c = calloc(t * span, sizeof(float));
+    int ok = kw && pkw && pqw && vw && qw && pw && s && p2c;
+    if (ok) {
+        for (size_t j = 0; j < t; j++) row_words(k + j * ldk, d, kw + j * dp);
+        for (size_t r = 0; r < span; r++) {
+            if (pk) row_words(pk + r * ldp, d, pkw + r * dp);
+            if (pq) row_words(pq + r * ldp, d, pqw + r * dp);
+        }
+        for (size_t jp = 0; jp < kp; jp++)
+            for (size_t c = 0; c < d; c++) {
+                uint32_t lo = 2 * jp < t ? cgb_from_f32(v[2 * jp * ldv + c]) : 0;
+                uint32_t hi = 2 * jp + 1 < t ? cgb_from_f32(v[(2 * jp + 1) * ldv + c]) : 0;
+                vw[jp * d + c] = lo | hi << 16;
+            }
+        if (pq)
+            for (size_t j = 0; j < t; j++)
+                for (size_t r = 0; r < span; r++) p2c[j * span + r] = scale * dot_words(kw + j * dp, pqw + r * dp, 1, dp);
+        for (size_t i = 0; i < t; i++) {
+            row_words(q + i * ldq, d, qw);
+            float m = -INFINITY;
+            for (size_t j = 0; j < tp; j++) {
+                if (j >= t) { s[j] = -INFINITY; continue; }
+                size_t r = (size_t)by_distance[(ptrdiff_t)i - (ptrdiff_t)j + (ptrdiff_t)t - 1];
+                float x = scale * dot_words(qw, kw + j * dp, 1, dp);
+                if (pk) x = x + scale * dot_words(qw, pkw + r * dp, 1, dp);
+                if (pq) x = x + p2c[j * span + r];
+                x = x + (key_mask[j] ? 0.0f : -INFINITY);
+                s[j] = x;
+                if (x > m) m = x;
+            }
+            if (m == -INFINITY) {
+                memset(pw, 0, kp * 4);
+            } else {
+                double lane[16] = {0};
+                for (size_t j = 0; j < tp; j++) {
+                    s[j] = exp_lane(s[j] - m);
+                    lane[j % 16] += (double)s[j];
+                }
+                double l[8];
+                for (int c = 0; c < 8; c++) l[c] = lane[c] + lane[c + 8];
+                float inv = (float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))));
+                for (size_t jp = 0; jp < kp; jp++)
+                    pw[jp] = (uint32_t)cgb_from_f32(s[2 * jp] * inv) | (uint32_t)cgb_from_f32(s[2 * jp + 1] * inv) << 16;
+            }
+            for (size_t c = 0; c < d; c++) out[i * ldo + c] = 1.0f * dot_words(pw, vw + c, d, kp);
+        }
+    }
+    free(kw); free(pkw); free(pqw); free(vw); free(qw); free(pw); free(s); free(p2c);
+    return ok;
+}
