@@ -126,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["TestSupport", "Checkpoint", "DeBERTa", "CProtobufC"],
+            dependencies: ["TestSupport", "Checkpoint", "DeBERTa", "CProtobufC", "CKernels"],
             exclude: ["Snapshots"]
         ),
         .testTarget(

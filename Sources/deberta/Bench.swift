@@ -62,10 +62,10 @@ struct Bench: ParsableCommand {
         let gflops = flops / median / 1e9
         let rss = peakResidentMegabytes()
         if json {
-            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(runtime.threads),"encoder_only":\#(encoderOnly),"precision":"\#(loaded.options.precision.rawValue)"}"#)
+            print(#"{"median_ms":\#(fixed(median * 1000, 3)),"tokens_per_s":\#(fixed(tokensPerSecond, 1)),"gflops":\#(fixed(gflops, 2)),"peak_rss_mb":\#(fixed(rss, 1)),"load_s":\#(fixed(loadSeconds, 3)),"first_output_s":\#(fixed(firstOutput, 3)),"pack_s":\#(fixed(packSeconds, 3)),"batch":\#(batch),"seq":\#(seq),"runs":\#(runs),"threads":\#(runtime.threads),"encoder_only":\#(encoderOnly),"precision":"\#(loaded.options.precision.rawValue)","attention_precision":"\#(loaded.attentionInBF16 ? "bf16" : "f32")"}"#)
             return
         }
-        print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue), \(loaded.quantization?.rawValue ?? loaded.options.precision.rawValue))")
+        print("model        \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue), \(loaded.quantization?.rawValue ?? loaded.options.precision.rawValue)\(loaded.attentionInBF16 ? ", bf16 attention" : ""))")
         print("shape        batch \(batch) × \(seq) tokens, \(runtime.threads) threads, \(runs) runs\(encoderOnly ? ", encoder only" : "")")
         print("median       \(fixed(median * 1000, 2)) ms (min \(fixed(times.first! * 1000, 2)), max \(fixed(times.last! * 1000, 2)))")
         print("tokens/s     \(fixed(tokensPerSecond, 1))")

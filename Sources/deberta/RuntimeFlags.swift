@@ -4,11 +4,15 @@ import DeBERTa
 extension RuntimeOptions.Packing: ExpressibleByArgument {}
 extension RuntimeOptions.Kernels: ExpressibleByArgument {}
 extension RuntimeOptions.Precision: ExpressibleByArgument {}
+extension RuntimeOptions.AttentionPrecision: ExpressibleByArgument {}
 
 /// The runtime flags every command that runs a model shares: one `RuntimeOptions` for the model it loads.
 struct RuntimeFlags: ParsableArguments {
-    @Option(help: "Number format of the linear layers: f32, or bf16 (float weights converted to bf16 at load, f32 accumulation; attention, softmax and LayerNorm stay f32).")
+    @Option(help: "Number format of the linear layers: f32, or bf16 (float weights converted to bf16 at load, f32 accumulation; softmax and LayerNorm stay f32).")
     var precision: RuntimeOptions.Precision = .f32
+
+    @Option(help: "Number format of the attention products (scores, c2p/p2c, P·V): auto (bf16 with --precision bf16, else f32), f32, or bf16 (AVX-512 CPUs; also for int8/q4 stores, which then no longer match their PyTorch simulation exactly).")
+    var attentionPrecision: RuntimeOptions.AttentionPrecision = .auto
 
     @Option(help: "Threads for the matrix products and the attention (1-256).")
     var threads: Int = 2
@@ -45,6 +49,6 @@ struct RuntimeFlags: ParsableArguments {
         limits.maxTokensPerCall = maxTokensPerCall
         return RuntimeOptions(threads: threads, packing: packWeights, kernels: kernels, packedQuantizedKernels: packedQuantizedKernels,
                               spinMicroseconds: spinUs, hugePages: hugePages, trace: trace ? .on : .off, limits: limits,
-                              precision: precision)
+                              precision: precision, attentionPrecision: attentionPrecision)
     }
 }

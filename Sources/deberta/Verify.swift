@@ -30,7 +30,7 @@ struct Verify: ParsableCommand {
         try IOLimits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons
-        print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", " + loaded.options.precision.rawValue))")
+        print("model     \(model) (\(loaded.family.rawValue), \(loaded.layout.head.rawValue)\(loaded.quantization.map { ", " + $0.rawValue } ?? ", " + loaded.options.precision.rawValue)\(loaded.attentionInBF16 ? ", bf16 attention" : ""))")
         print("reference \(reference) (\(verification.referenceKind))")
         print("criteria  \(verification.criteria.description)")
         print("")

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 
@@ -140,6 +141,14 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(bench.status, 0, bench.stderr)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(object["precision"] as? String, "bf16")
+        // Attention follows the precision unless --attention-precision says otherwise.
+        let hasBF16Attention = String(cString: dk_attention_bf16_isa()) != "none"
+        XCTAssertEqual(object["attention_precision"] as? String, hasBF16Attention ? "bf16" : "f32")
+        let f32Attention = try deberta(["bench", model, "--batch", "1", "--seq", "16", "--runs", "1", "--json", "--precision", "bf16",
+                                        "--attention-precision", "f32"])
+        let f32Object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(f32Attention.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(f32Object["attention_precision"] as? String, "f32")
+        XCTAssertNotEqual(try deberta(["bench", model, "--attention-precision", "f16"]).status, 0)
         let int8 = try temporaryDirectory() + "/int8"
         XCTAssertEqual(try deberta(["convert", model, int8, "--dtype", "int8"]).status, 0)
         let refused = try deberta(["verify", int8, model + "/reference.safetensors", "--precision", "bf16"])

@@ -1,3 +1,4 @@
+import CKernels
 import Checkpoint
 import Foundation
 import TestSupport
@@ -82,5 +83,53 @@ final class BF16AccuracyTests: XCTestCase {
         // And they differ from the f32 ones (the products really are bf16).
         let f32 = try DebertaModel(path: path).forward(inputs)
         XCTAssertNotEqual(f32["last_hidden_state"]?.values, expected["last_hidden_state"]?.values)
+    }
+
+    /// Which attention the options select: `auto` follows the precision; `f32` and `bf16` force it (bf16 only
+    /// where the CPU has AVX-512, `dk_attention_bf16_isa`). Forcing f32 attention in the bf16 tier changes its
+    /// outputs (the attention products really switch).
+    func testAttentionPrecisionFollowsTheOptions() throws {
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let inputs = try InputsFile.read(path + "/reference.safetensors", for: try DebertaModel(path: path))
+        let available = String(cString: dk_attention_bf16_isa()) != "none"
+        func model(_ precision: RuntimeOptions.Precision, _ attention: RuntimeOptions.AttentionPrecision) throws -> DebertaModel {
+            try DebertaModel(path: path, options: RuntimeOptions(precision: precision, attentionPrecision: attention))
+        }
+        XCTAssertFalse(try model(.f32, .auto).attentionInBF16)
+        XCTAssertFalse(try model(.bf16, .f32).attentionInBF16)
+        XCTAssertEqual(try model(.bf16, .auto).attentionInBF16, available)
+        XCTAssertEqual(try model(.f32, .bf16).attentionInBF16, available)
+        guard available else { return }
+        let bf16Attention = try model(.bf16, .auto).forward(inputs)["last_hidden_state"]?.values
+        let f32Attention = try model(.bf16, .f32).forward(inputs)["last_hidden_state"]?.values
+        XCTAssertNotEqual(bf16Attention, f32Attention)
+        // The f32 tier with bf16 attention only: verify applies the bf16 criteria against the f32 reference.
+        let result = try Verifier.verify(model: try model(.f32, .bf16), reference: path + "/reference.safetensors")
+        XCTAssertEqual(result.criteria.minCosine, 0.9999)
+        XCTAssertTrue(result.referenceKind.contains("bf16 attention"), result.referenceKind)
+    }
+
+    /// An int8 store with bf16 attention (what OpenVINO's int8 does on AVX-512 BF16 CPUs) on the trained fixture:
+    /// the int8 accuracy bounds against f32 hold (top-1 agreement ≥ 99%, hidden cosine ≥ 0.999), and verify against
+    /// the int8 simulation (f32 attention) applies those accuracy criteria instead of the exact ones.
+    func testInt8WithBF16AttentionKeepsInt8Accuracy() throws {
+        guard String(cString: dk_attention_bf16_isa()) != "none" else { throw XCTSkip("no AVX-512: attention stays f32") }
+        let heldout = try TensorStore.open(weights: trained + "/heldout.safetensors")
+        let f32 = try run(try DebertaModel(path: trained), heldout)
+        let out = try temporaryDirectory() + "/int8"
+        _ = try Converter.convert(source: trained, destination: out, dtype: nil, quantization: .int8)
+        let model = try DebertaModel(path: out, options: RuntimeOptions(attentionPrecision: .bf16))
+        XCTAssertTrue(model.attentionInBF16)
+        let int8 = try run(model, heldout)
+        let plain = agreement(int8.plain, f32.plain), emd = agreement(int8.emd, f32.emd)
+        let hiddenCosine = cosine(int8.hidden, f32.hidden)
+        print("int8 with bf16 attention against f32 on held-out text: hidden cosine \(hiddenCosine), agreement plain \(plain), EMD \(emd)")
+        XCTAssertGreaterThanOrEqual(plain, 0.99)
+        XCTAssertGreaterThanOrEqual(emd, 0.99)
+        XCTAssertGreaterThanOrEqual(hiddenCosine, 0.999)
+        let result = try Verifier.verify(model: model, reference: trained + "/reference.int8.safetensors")
+        XCTAssertEqual(result.criteria.minCosine, Criteria.accuracy(.int8).minCosine)
+        XCTAssertTrue(result.referenceKind.contains("bf16 attention"), result.referenceKind)
+        for comparison in result.comparisons { XCTAssertTrue(comparison.passed, "\(comparison.name): cosine \(comparison.cosine)") }
     }
 }

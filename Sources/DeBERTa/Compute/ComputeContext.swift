@@ -9,8 +9,8 @@ final class ComputeContext: Sendable {
     let pool: ComputePool
     let hugePages: Bool
     let trace: Trace
-    /// The model's precision tier (bf16: the attention products in bf16 too, where the CPU has AVX-512).
-    let precision: RuntimeOptions.Precision
+    /// Attention products in bf16 (RuntimeOptions.attentionInBF16).
+    let attentionInBF16: Bool
 
     @TaskLocal static var current = ComputeContext(RuntimeOptions())
 
@@ -18,7 +18,7 @@ final class ComputeContext: Sendable {
         threads = options.threads
         hugePages = options.hugePages
         trace = options.trace
-        precision = options.precision
+        attentionInBF16 = options.attentionInBF16
         pool = ComputePool.shared(spinSeconds: options.spinMicroseconds * 1e-6)
     }
 

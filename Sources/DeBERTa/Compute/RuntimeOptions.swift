@@ -1,3 +1,4 @@
+import CKernels
 import CCPUFeatures
 import Checkpoint
 
@@ -32,6 +33,17 @@ public struct RuntimeOptions: Sendable, Equatable {
         case bf16
     }
 
+    /// The number format of the attention products (content scores, c2p, p2c, probabilities × values).
+    public enum AttentionPrecision: String, Sendable, CaseIterable {
+        /// bf16 with `precision` bf16, f32 otherwise (a quantized store then matches its PyTorch simulation).
+        case auto
+        /// f32 products, P·V summed in double (the reference results).
+        case f32
+        /// bf16 operands, f32 accumulation as `vdpbf16ps` (emulated, same bits, on AVX-512 CPUs without it);
+        /// softmax in f32. Needs AVX-512 F/BW/VL/DQ (under the kernel cap): elsewhere attention stays f32.
+        case bf16
+    }
+
     /// Threads the matrix products and the attention split their work over (the caller's included).
     public var threads: Int
     public var packing: Packing
@@ -48,10 +60,12 @@ public struct RuntimeOptions: Sendable, Equatable {
     public var limits: Limits
     /// f32 (default) or bf16 products for float checkpoints.
     public var precision: Precision
+    /// The attention products' format (default: follows `precision`).
+    public var attentionPrecision: AttentionPrecision
 
     public init(threads: Int = 2, packing: Packing = .reuse, kernels: Kernels = .auto, packedQuantizedKernels: Bool = true,
                 spinMicroseconds: Double = 100, hugePages: Bool = false, trace: Trace = .off, limits: Limits = Limits(),
-                precision: Precision = .f32) {
+                precision: Precision = .f32, attentionPrecision: AttentionPrecision = .auto) {
         self.threads = max(1, min(threads, 256))
         self.packing = packing
         self.kernels = kernels
@@ -61,6 +75,14 @@ public struct RuntimeOptions: Sendable, Equatable {
         self.trace = trace
         self.limits = limits
         self.precision = precision
+        self.attentionPrecision = attentionPrecision
+    }
+
+    /// Whether this model's attention products run in bf16: asked for (or `auto` with precision bf16) and the
+    /// CPU, under the kernel cap, has AVX-512 F/BW/VL/DQ. Read after `configureKernels()`.
+    var attentionInBF16: Bool {
+        let asked = attentionPrecision == .bf16 || (attentionPrecision == .auto && precision == .bf16)
+        return asked && String(cString: dk_attention_bf16_isa()) != "none"
     }
 
     /// Applies the kernel choices to the C kernels (process-wide dispatch).

@@ -18,6 +18,8 @@ public final class DebertaModel: Sendable {
     let decoder: EnhancedMaskDecoder?
     let hiddenActivation: Activation
     let compute: ComputeContext
+    /// Whether the attention products run in bf16 (`options.attentionPrecision`, resolved for this CPU at load).
+    public var attentionInBF16: Bool { compute.attentionInBF16 }
     /// Forward calls started so far: the second one packs the weights first (prepareForRepeatedCalls).
     let calls = Atomic<Int>(0)
 

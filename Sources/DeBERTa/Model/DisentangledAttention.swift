@@ -77,12 +77,6 @@ struct DisentangledAttention: Sendable {
                 Linear(weight: part(2), bias: vBias, outFeatures: A, inFeatures: H))
     }
 
-    /// Whether attention products run in bf16: the bf16 tier on a CPU (under the kernel cap) with AVX-512
-    /// F/BW/VL/DQ (vdpbf16ps, or its emulation with the same bits). Elsewhere the bf16 tier keeps f32 attention.
-    static func bf16Products(_ precision: RuntimeOptions.Precision) -> Bool {
-        precision == .bf16 && String(cString: dk_attention_bf16_isa()) != "none"
-    }
-
     /// Floats of scratch one thread's attention head needs.
     static func scratchFloats(length: Int, headSize: Int, span: Int, bf16: Bool) -> Int {
         bf16 ? dk_attention_bf16_scratch(length, headSize, span) : dk_attention_distance_scratch(length, headSize, span)
@@ -118,7 +112,7 @@ struct DisentangledAttention: Sendable {
         let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
         let scale = DisentangledAttention.scale(c, family: ctx.family)
         let longest = ctx.relative[ctx.length]!
-        let bf16 = DisentangledAttention.bf16Products(ComputeContext.current.precision)
+        let bf16 = ComputeContext.current.attentionInBF16
         let scratchSize = DisentangledAttention.scratchFloats(length: ctx.length, headSize: d, span: longest.span, bf16: bf16)
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))

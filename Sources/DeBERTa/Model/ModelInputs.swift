@@ -108,7 +108,7 @@ extension DebertaModel {
         let span = c.relativeAttention ? Double(min(c.relativeEmbeddingRows, 2 * length)) : 1
         var floats = N * (10 * H + 4 * A + I)
         floats += Double(options.threads) * Double(DisentangledAttention.scratchFloats(
-            length: length, headSize: c.attentionHeadSize, span: Int(span), bf16: DisentangledAttention.bf16Products(options.precision)))
+            length: length, headSize: c.attentionHeadSize, span: Int(span), bf16: options.attentionInBF16))
         floats += Double(c.numHiddenLayers) * 2 * span * A
         if layout.head == .maskedLM {
             floats += 2 * Double(logitRows ?? Int(N)) * Double(c.vocabSize) * (hasEnhancedMaskDecoder ? 2 : 1)

@@ -21,7 +21,11 @@ public enum Verifier {
         let kind: String
         switch (model.quantization, referenceScheme) {
         case (nil, nil) where model.options.precision == .bf16: criteria = .bf16; kind = "f32 reference (accuracy of bf16 precision)"
+        case (nil, nil) where model.attentionInBF16: criteria = .bf16; kind = "f32 reference (accuracy of bf16 attention)"
         case (nil, nil): criteria = .f32; kind = "f32 reference"
+        case let (.some(m), .some(r)) where m == r && model.attentionInBF16:
+            // The simulation computes attention in f32: with bf16 attention only the accuracy criteria apply.
+            criteria = .accuracy(m); kind = "PyTorch simulation of \(m.rawValue) (f32 attention) for a model with bf16 attention: accuracy criteria"
         case let (.some(m), .some(r)) where m == r: criteria = .exact(m); kind = "PyTorch simulation of \(m.rawValue)"
         case let (.some(m), nil): criteria = .accuracy(m); kind = "f32 reference (accuracy of \(m.rawValue))"
         case let (m, r):
