@@ -440,11 +440,19 @@ static AVX512 void words_transposed(const float *x, size_t rows, size_t d, size_
     transpose((const float *)stage, rows, dp, dp, (float *)dst, ldd, store_rows);
 }
 
-/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. */
+AVX512 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
+                                                   size_t ldw, uint32_t *stage) {
+    words_transposed(p, rows, d, ldp, stage, words, ldw, rows);
+}
+
+/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. In bf16 modes pkw /
+ * pqw (ld ldw), when given, are the position rows' words already transposed (dk_attention_bf16_position_words),
+ * used instead of pk / pq. */
 static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
-                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
-                        const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
-                        float *scratch) {
+                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, const uint32_t *pkw,
+                        const uint32_t *pqw, size_t ldw, size_t span, const int32_t *by_distance,
+                        const uint8_t *key_mask, float scale, float *out, size_t ldo, float *scratch) {
+    const int has_c2p = pk != NULL || pkw != NULL, has_p2c = pq != NULL || pqw != NULL;
     layout L = plan(t, span);
     const size_t tp = L.tp;
     double *pd = (double *)scratch; /* first: aligned as the caller's buffer */
@@ -486,12 +494,15 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
     uint32_t *kw = (uint32_t *)(scratch + dk_attention_scratch_avx512(t, d, span));
     uint32_t *qw = kw + tp * B.dp, *vw = qw + 16 * B.dp, *stage = vw + (tp / 2) * B.ldvw, *vtw = stage + B.stage;
     uint32_t *ktw = (uint32_t *)kt, *pktw = (uint32_t *)pkt, *pqtw = (uint32_t *)pqt, *pw = (uint32_t *)scratch;
+    size_t ldpk = L.ldpt, ldpq = L.ldpt;
     if (bf) {
         cgb_round_rows(k, t, d, ldk, kw, B.dp);
         memset(kw + t * B.dp, 0, (tp - t) * B.dp * sizeof(uint32_t));
         transpose((const float *)kw, tp, B.dp, B.dp, (float *)ktw, L.ldkt, tp);
-        if (pk) words_transposed(pk, span, d, ldp, stage, pktw, L.ldpt, span);
-        if (pq) words_transposed(pq, span, d, ldp, stage, pqtw, L.ldpt, span);
+        if (pkw) pktw = (uint32_t *)pkw, ldpk = ldw;
+        else if (pk) words_transposed(pk, span, d, ldp, stage, pktw, L.ldpt, span);
+        if (pqw) pqtw = (uint32_t *)pqw, ldpq = ldw;
+        else if (pq) words_transposed(pq, span, d, ldp, stage, pqtw, L.ldpt, span);
         float *vt = (float *)stage;
         transpose(v, t, d, ldv, vt, tp, tp);
         cgb_round_rows(vt, d, tp, tp, vtw, tp / 2);
@@ -501,7 +512,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
         if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
         if (pq) transpose(pq, span, d, ldp, pqt, L.ldpt, span);
     }
-    if (pq) {
+    if (has_p2c) {
         /* p2c for every key, block by block over the rows its 16 keys reach (queries padded to tp). */
         for (size_t j0 = 0; j0 < tp; j0 += 16) {
             int32_t lo, hi;
@@ -509,7 +520,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             plo[j0 / 16] = lo;
             size_t mb = t - j0 < 16 ? t - j0 : 16;
             if (j0 < t && bf)
-                gemm_bf16(native, mb, (size_t)(hi - lo + 1), B.dp, kw + j0 * B.dp, B.dp, pqtw + lo, L.ldpt,
+                gemm_bf16(native, mb, (size_t)(hi - lo + 1), B.dp, kw + j0 * B.dp, B.dp, pqtw + lo, ldpq,
                           p2c + j0 * L.ldz, L.ldz, scale);
             else if (j0 < t)
                 gemm_tall(mb, (size_t)(hi - lo + 1), d, k + j0 * ldk, ldk, pqt + lo, L.ldpt, p2c + j0 * L.ldz, L.ldz,
@@ -527,16 +538,16 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             gemm_tall(mb, tp, d, q + i0 * ldq, ldq, kt, L.ldkt, sb, L.lds, scale);
         }
         int32_t clo = 0, chi = 0;
-        if (pk) {
+        if (has_c2p) {
             row_band(gx, (ptrdiff_t)i0 - (ptrdiff_t)(tp - 1), (ptrdiff_t)i0 + 15, monotone, &clo, &chi);
             if (bf)
-                gemm_bf16(native, mb, (size_t)(chi - clo + 1), B.dp, qw, B.dp, pktw + clo, L.ldpt, cb, L.ldz, scale);
+                gemm_bf16(native, mb, (size_t)(chi - clo + 1), B.dp, qw, B.dp, pktw + clo, ldpk, cb, L.ldz, scale);
             else
                 gemm_tall(mb, (size_t)(chi - clo + 1), d, q + i0 * ldq, ldq, pkt + clo, L.ldpt, cb, L.ldz, scale);
         }
         __m512 vmax[16];
         const block c = {gx, grev, wmin, wok, plo, p2c, cb, madd, sb, L.ldz, L.lds, tp};
-        logits[(pk ? 1 : 0) + (pq ? 2 : 0) + (narrow ? 0 : 4)](&c, i0, mb, clo, vmax);
+        logits[(has_c2p ? 1 : 0) + (has_p2c ? 2 : 0) + (narrow ? 0 : 4)](&c, i0, mb, clo, vmax);
         /* exp(s - max), summed in double; p = e · (1/sum) rounded to f32, kept as doubles for the product */
         for (size_t ii = 0; ii < mb; ii++) {
             float *srow = sb + ii * L.lds;
@@ -580,15 +591,17 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
                                      const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
                                      size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
                                      float *out, size_t ldo, float *scratch) {
-    head(0, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out, ldo, scratch);
+    head(0, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance, key_mask, scale, out, ldo,
+         scratch);
 }
 
 AVX512 void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
                                           size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
-                                          size_t ldp, size_t span, const int32_t *by_distance, const uint8_t *key_mask,
-                                          float scale, float *out, size_t ldo, float *scratch) {
-    head(native ? 1 : 2, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale, out, ldo,
-         scratch);
+                                          size_t ldp, const uint32_t *pkw, const uint32_t *pqw, size_t ldw, size_t span,
+                                          const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                          size_t ldo, float *scratch) {
+    head(native ? 1 : 2, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, pkw, pqw, ldw, span, by_distance, key_mask, scale,
+         out, ldo, scratch);
 }
 
 #else
@@ -605,9 +618,15 @@ void dk_exp_avx512_rows(const float *x, float *y, size_t n) { (void)x; (void)y; 
 size_t dk_attention_bf16_scratch_avx512(size_t t, size_t d, size_t span) { (void)t; (void)d; (void)span; return 0; }
 void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
                                    size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
-                                   size_t ldp, size_t span, const int32_t *by_distance, const uint8_t *key_mask,
-                                   float scale, float *out, size_t ldo, float *scratch) {
+                                   size_t ldp, const uint32_t *pkw, const uint32_t *pqw, size_t ldw, size_t span,
+                                   const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                   size_t ldo, float *scratch) {
     (void)native; (void)t; (void)d; (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)pk; (void)pq;
-    (void)ldp; (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out; (void)ldo; (void)scratch;
+    (void)ldp; (void)pkw; (void)pqw; (void)ldw; (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out;
+    (void)ldo; (void)scratch;
+}
+void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
+                                             size_t ldw, uint32_t *stage) {
+    (void)p; (void)rows; (void)d; (void)ldp; (void)words; (void)ldw; (void)stage;
 }
 #endif

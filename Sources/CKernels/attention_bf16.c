@@ -24,8 +24,25 @@ int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const
                            const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                            float *scratch) {
     if (!dk_has_avx512()) return 0;
-    dk_attention_head_bf16_avx512(has_bf16_native(), t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance,
-                                  key_mask, scale, out, ldo, scratch);
+    dk_attention_head_bf16_avx512(has_bf16_native(), t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span,
+                                  by_distance, key_mask, scale, out, ldo, scratch);
+    return 1;
+}
+
+int dk_attention_bf16_position_words(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words, size_t ldw,
+                                     uint32_t *stage) {
+    if (!dk_has_avx512() || ldw < rows) return 0;
+    dk_attention_bf16_position_words_avx512(p, rows, d, ldp, words, ldw, stage);
+    return 1;
+}
+
+int dk_attention_head_bf16_words(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                 const float *v, size_t ldv, const uint32_t *pkw, const uint32_t *pqw, size_t ldw,
+                                 size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                 float *out, size_t ldo, float *scratch) {
+    if (!dk_has_avx512()) return 0;
+    dk_attention_head_bf16_avx512(has_bf16_native(), t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkw, pqw, ldw, span,
+                                  by_distance, key_mask, scale, out, ldo, scratch);
     return 1;
 }
 
@@ -36,8 +53,8 @@ int dk_attention_head_bf16_isa(const char *isa, size_t t, size_t d, const float 
     int native = strcmp(isa, "avx512bf16") == 0;
     if (!native && strcmp(isa, "avx512") != 0) return 0;
     if (!dk_has_avx512() || (native && !has_bf16_native())) return 0;
-    dk_attention_head_bf16_avx512(native, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask,
-                                  scale, out, ldo, scratch);
+    dk_attention_head_bf16_avx512(native, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance,
+                                  key_mask, scale, out, ldo, scratch);
     return 1;
 }
 

@@ -17,8 +17,11 @@ void dk_exp_avx512_rows(const float *x, float *y, size_t n);
 size_t dk_attention_bf16_scratch_avx512(size_t t, size_t d, size_t span);
 void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
                                    size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
-                                   size_t ldp, size_t span, const int32_t *by_distance, const uint8_t *key_mask,
-                                   float scale, float *out, size_t ldo, float *scratch);
+                                   size_t ldp, const uint32_t *pkw, const uint32_t *pqw, size_t ldw, size_t span,
+                                   const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                   size_t ldo, float *scratch);
+void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
+                                             size_t ldw, uint32_t *stage);
 
 /* One query row of dk_attention_probabilities (kernels.c): key j's relative row is rel_row[j * rel_step];
  * c2p_row is the query's c2p row (NULL: no c2p term). The full-matrix and the row-blocked heads both use

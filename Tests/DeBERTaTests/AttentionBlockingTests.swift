@@ -186,6 +186,31 @@ extension AttentionBlockingTests {
             let differing = zip(expected, out).filter { $0.bitPattern != $1.bitPattern }.count
             XCTAssertEqual(differing, 0, "\(label) \(isa): \(differing) of \(t * ld) outputs differ", file: file, line: line)
         }
+        // Position rows made once into words (several sequences share them): the table given inside a larger one
+        // (3 rows before, 5 after), the head reading its window from column 3.
+        if !ran.isEmpty {
+            let before = 3, rows = span + 8, dp = (d + 1) / 2
+            func words(_ p: [Float]?) -> [UInt32]? {
+                guard let p else { return nil }
+                var big = noise.next(rows * ld, 2)
+                for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
+                var w = [UInt32](repeating: 0xFFFF_FFFF, count: dp * rows), stage = [UInt32](repeating: 0, count: dp * rows)
+                XCTAssertEqual(dk_attention_bf16_position_words(big, rows, d, ld, &w, rows, &stage), 1, file: file, line: line)
+                return w
+            }
+            let pkw = words(pk), pqw = words(pq)
+            var out = [Float](repeating: .nan, count: t * ld)
+            var scratch = [Float](repeating: .nan, count: dk_attention_bf16_scratch(t, d, span))
+            let status = pkw.withOptionalBuffer { kp in
+                pqw.withOptionalBuffer { qp in
+                    dk_attention_head_bf16_words(t, d, q, ld, k, ld, v, ld, kp.map { $0 + before }, qp.map { $0 + before }, rows,
+                                                 span, g, m, scale, &out, ld, &scratch)
+                }
+            }
+            XCTAssertEqual(status, 1, file: file, line: line)
+            let differing = zip(expected, out).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differing, 0, "\(label) shared position words: \(differing) outputs differ", file: file, line: line)
+        }
         for i in 0 ..< t { for c in 0 ..< d where !expected[i * ld + c].isFinite {
             XCTFail("\(label): output [\(i), \(c)] = \(expected[i * ld + c])", file: file, line: line); return ran
         } }
@@ -234,5 +259,13 @@ extension AttentionBlockingTests {
     /// A long sequence with a v3-base head: many query blocks, the full 512-row span.
     func testBF16HeadIsBitIdenticalAt600Tokens() {
         compareBF16(t: 600, d: 64, span: 512, rows: .bucketed, mask: .padded, c2p: true, p2c: true, seed: 4000)
+    }
+}
+
+private extension Optional where Wrapped == [UInt32] {
+    /// The array's base address (nil for nil) for the body's duration.
+    func withOptionalBuffer<R>(_ body: (UnsafePointer<UInt32>?) -> R) -> R {
+        guard let self else { return body(nil) }
+        return self.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }

@@ -124,6 +124,17 @@ int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const
                            size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                            const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                            float *scratch);
+/* Position rows shared by several heads calls (every sequence of a forward call reads windows of the same
+ * rows): p [rows × d] (ld ldp) rounded and transposed once into words [(d + 1)/2 × ldw] (ldw >= rows; stage:
+ * rows · (d + 1)/2 words of scratch); then dk_attention_head_bf16_words takes pkw / pqw = words + the column of
+ * the sequence's first reachable row (NULL: term absent) instead of pk / pq: the same bits as
+ * dk_attention_head_bf16 on those rows. Both return 0 (nothing written) where dk_attention_head_bf16 would. */
+int dk_attention_bf16_position_words(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words, size_t ldw,
+                                     uint32_t *stage);
+int dk_attention_head_bf16_words(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                 const float *v, size_t ldv, const uint32_t *pkw, const uint32_t *pqw, size_t ldw,
+                                 size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                 float *out, size_t ldo, float *scratch);
 /* Which bf16 head this CPU runs: "avx512bf16", "avx512" (emulation) or "none". */
 const char *dk_attention_bf16_isa(void);
 /* Test hook: the named kernel ("avx512bf16" or "avx512"); 0 when this CPU cannot run it. */
