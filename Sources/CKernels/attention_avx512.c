@@ -83,44 +83,44 @@ static AVX512 void gemm_tall(size_t m, size_t n, size_t kk, const float *a, size
     }
 }
 
-/* Probabilities × values in double: out[i][c] = Σ_j p[i][j] · v[j][c], p given as doubles (f32 values), v
- * converted on the fly. The products are exact and the sums lose nothing f32 would: the context feeds
- * the next f32 or quantized product, where a last-bit difference can flip an int8 rounding against the
- * PyTorch simulation. 6 rows × 32 columns per tile (24 zmm of 8 doubles); columns past w are masked. */
-INLINE AVX512 void pv_tile(const int mr, size_t kk, const double *p, size_t ldp, const float *v, size_t ldv,
+/* Probabilities × values in double: out[i][c] = Σ_j p[i][j] · v[j][c], p given as doubles (f32 values), v as
+ * doubles too (converted once per head). The products are exact and the sums lose nothing f32 would: the
+ * context feeds the next f32 or quantized product, where a last-bit difference can flip an int8 rounding
+ * against the PyTorch simulation. 6 rows × 32 columns per tile (24 zmm of 8 doubles); columns past w are
+ * masked. */
+INLINE AVX512 void pv_tile(const int mr, size_t kk, const double *p, size_t ldp, const double *v, size_t ldv,
                            float *out, size_t ldo, size_t w) {
     __m512d acc[6][4];
     for (int i = 0; i < mr; i++)
         for (int c = 0; c < 4; c++) acc[i][c] = _mm512_setzero_pd();
-    const __mmask16 m0 = tail_mask(w), m1 = tail_mask(w > 16 ? w - 16 : 0);
+    __mmask8 mk[4];
+    for (int c = 0; c < 4; c++) {
+        size_t lanes = w > 8 * (size_t)c ? w - 8 * (size_t)c : 0;
+        mk[c] = (__mmask8)(lanes >= 8 ? 0xFF : ((1u << lanes) - 1));
+    }
     for (size_t j = 0; j < kk; j++) {
-        const float *vr = v + j * ldv;
-        __m512 x0 = _mm512_maskz_loadu_ps(m0, vr), x1 = _mm512_maskz_loadu_ps(m1, vr + 16);
-        __m512d b[4] = {_mm512_cvtps_pd(_mm512_castps512_ps256(x0)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x0, 1)),
-                        _mm512_cvtps_pd(_mm512_castps512_ps256(x1)), _mm512_cvtps_pd(_mm512_extractf32x8_ps(x1, 1))};
+        const double *vr = v + j * ldv;
+        __m512d b[4] = {_mm512_maskz_loadu_pd(mk[0], vr), _mm512_maskz_loadu_pd(mk[1], vr + 8),
+                        _mm512_maskz_loadu_pd(mk[2], vr + 16), _mm512_maskz_loadu_pd(mk[3], vr + 24)};
         for (int i = 0; i < mr; i++) {
             __m512d a = _mm512_set1_pd(p[i * ldp + j]);
             for (int c = 0; c < 4; c++) acc[i][c] = _mm512_fmadd_pd(a, b[c], acc[i][c]);
         }
     }
     for (int i = 0; i < mr; i++)
-        for (int c = 0; c < 4; c++) {
-            size_t lanes = w > 8 * (size_t)c ? w - 8 * (size_t)c : 0;
-            __mmask8 m = (__mmask8)(lanes >= 8 ? 0xFF : ((1u << lanes) - 1));
-            _mm256_mask_storeu_ps(out + i * ldo + 8 * c, m, _mm512_cvtpd_ps(acc[i][c]));
-        }
+        for (int c = 0; c < 4; c++) _mm256_mask_storeu_ps(out + i * ldo + 8 * c, mk[c], _mm512_cvtpd_ps(acc[i][c]));
 }
 
-typedef void (*pv_fn)(size_t, const double *, size_t, const float *, size_t, float *, size_t, size_t);
+typedef void (*pv_fn)(size_t, const double *, size_t, const double *, size_t, float *, size_t, size_t);
 #define PV_TILE(MR)                                                                                              \
-    static AVX512 void pv_tile_##MR(size_t kk, const double *p, size_t ldp, const float *v, size_t ldv, float *out, \
+    static AVX512 void pv_tile_##MR(size_t kk, const double *p, size_t ldp, const double *v, size_t ldv, float *out, \
                                     size_t ldo, size_t w) {                                                      \
         pv_tile(MR, kk, p, ldp, v, ldv, out, ldo, w);                                                           \
     }
 PV_TILE(1) PV_TILE(2) PV_TILE(3) PV_TILE(4) PV_TILE(5) PV_TILE(6)
 static const pv_fn pv_tiles[6] = {pv_tile_1, pv_tile_2, pv_tile_3, pv_tile_4, pv_tile_5, pv_tile_6};
 
-static AVX512 void probs_times_values(size_t m, size_t n, size_t kk, const double *p, size_t ldp, const float *v,
+static AVX512 void probs_times_values(size_t m, size_t n, size_t kk, const double *p, size_t ldp, const double *v,
                                       size_t ldv, float *out, size_t ldo) {
     for (size_t c = 0; c < n; c += 32) {
         size_t w = n - c < 32 ? n - c : 32;
@@ -329,13 +329,20 @@ static layout plan(size_t t, size_t span) {
     return L;
 }
 
-size_t dk_attention_scratch_avx512(size_t t, size_t d, size_t span) {
+/* Floats before V as doubles (the f32 head's P·V operand, [t × ldvd] from a 64-byte boundary). */
+static size_t values_offset(size_t t, size_t d, size_t span) {
     layout L = plan(t, span);
-    return 2 * 16 * L.ldpd                  /* probabilities (doubles) */
-           + d * L.ldkt + 2 * d * L.ldpt     /* kᵀ, pkᵀ, pqᵀ */
-           + L.tp * L.ldz + 16 * L.ldz       /* p2c rows, the block's c2p rows */
-           + 16 * L.lds + L.tp               /* the block's scores, key mask */
-           + 4 * L.nx + L.tp / 16 + 64;      /* per-distance tables, p2c band starts, slack */
+    return up16(2 * 16 * L.ldpd                  /* probabilities (doubles) */
+                + d * L.ldkt + 2 * d * L.ldpt     /* kᵀ, pkᵀ, pqᵀ */
+                + L.tp * L.ldz + 16 * L.ldz       /* p2c rows, the block's c2p rows */
+                + 16 * L.lds + L.tp               /* the block's scores, key mask */
+                + 4 * L.nx + L.tp / 16 + 64);     /* per-distance tables, p2c band starts, slack */
+}
+
+static size_t values_ld(size_t d) { return (d + 31) & ~(size_t)31; }
+
+size_t dk_attention_scratch_avx512(size_t t, size_t d, size_t span) {
+    return values_offset(t, d, span) + 2 * t * values_ld(d);
 }
 
 static inline ptrdiff_t clampd(ptrdiff_t x, ptrdiff_t lo, ptrdiff_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
@@ -490,6 +497,8 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
 
     /* bf16: words of k (rows, and transposed), pk, pq (transposed) and V (key pairs by column) */
     const int bf = mode != 0, native = mode == 1;
+    const size_t ldvd = values_ld(d);
+    double *vd = (double *)(scratch + values_offset(t, d, span));
     const bf_layout B = bf_plan(t, d, span);
     uint32_t *kw = (uint32_t *)(scratch + dk_attention_scratch_avx512(t, d, span));
     uint32_t *qw = kw + tp * B.dp, *vw = qw + 16 * B.dp, *stage = vw + (tp / 2) * B.ldvw, *vtw = stage + B.stage;
@@ -508,6 +517,11 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
         cgb_round_rows(vt, d, tp, tp, vtw, tp / 2);
         transpose((const float *)vtw, d, tp / 2, tp / 2, (float *)vw, B.ldvw, d);
     } else {
+        for (size_t j = 0; j < t; j++)
+            for (size_t c = 0; c < d; c += 8) {
+                __mmask8 m = (__mmask8)(d - c >= 8 ? 0xFF : ((1u << (d - c)) - 1));
+                _mm512_mask_storeu_pd(vd + j * ldvd + c, m, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, v + j * ldv + c)));
+            }
         transpose(k, t, d, ldk, kt, L.ldkt, tp);
         if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
         if (pq) transpose(pq, span, d, ldp, pqt, L.ldpt, span);
@@ -583,7 +597,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             }
         }
         if (bf) gemm_bf16(native, mb, d, tp / 2, pw, L.ldpd, vw, B.ldvw, out + i0 * ldo, ldo, 1.0f);
-        else probs_times_values(mb, d, t, pd, L.ldpd, v, ldv, out + i0 * ldo, ldo);
+        else probs_times_values(mb, d, t, pd, L.ldpd, vd, ldvd, out + i0 * ldo, ldo);
     }
 }
 
