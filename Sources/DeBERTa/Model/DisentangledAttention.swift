@@ -118,10 +118,14 @@ struct DisentangledAttention: Sendable {
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize, zeroed: false)
-        // bf16 with several sequences: each head's position rows rounded and transposed once, shared by them.
-        let shared = bf16 && ctx.batch > 1 ? ctx.positions.flatMap { tables in
-            PositionWords(keys: c2pKeys, queries: p2cQueries, rows: tables.rows.count, heads: heads, headSize: d, width: A)
-        } : nil
+        // bf16: the position rows as words, made once with the projections (PositionProjections.Tables).
+        let tables = ctx.positions
+        func pkw(_ h: Int, _ r: ForwardContext.RelativeRows) -> UnsafePointer<UInt32>? {
+            tables?.words(tables?.keyWords[index], head: h, fromRow: r.first)
+        }
+        func pqw(_ h: Int, _ r: ForwardContext.RelativeRows) -> UnsafePointer<UInt32>? {
+            tables?.words(tables?.queryWords[index], head: h, fromRow: r.first)
+        }
         ctx.mask.withUnsafeBufferPointer { mask in
             parallel(workers) { w in
                 var pair = w
@@ -135,12 +139,11 @@ struct DisentangledAttention: Sendable {
                     let pk = c2pKeys.map { UnsafePointer($0.pointer + positionOffset + h * d) }
                     let pq = p2cQueries.map { UnsafePointer($0.pointer + positionOffset + h * d) }
                     relative.rows.withUnsafeBufferPointer { rel in
-                        if let shared {
-                            let column = positionOffset / A
-                            _ = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A,
-                                                             shared.keys(head: h).map { $0 + column }, shared.queries(head: h).map { $0 + column },
-                                                             shared.ld, relative.span, rel.baseAddress, mask.baseAddress! + start, scale,
-                                                             context + row, A, scratch.pointer + w * scratchSize)
+                        if bf16, (pk == nil) == (pkw(h, relative) == nil), (pq == nil) == (pqw(h, relative) == nil) {
+                            _ = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw(h, relative), pqw(h, relative),
+                                                             ctx.positions?.rows.count ?? 0, relative.span, rel.baseAddress,
+                                                             mask.baseAddress! + start, scale, context + row, A,
+                                                             scratch.pointer + w * scratchSize)
                         } else if bf16 {
                             _ = dk_attention_head_bf16(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
                                                        rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
@@ -156,42 +159,6 @@ struct DisentangledAttention: Sendable {
             }
         }
     }
-}
-
-/// The c2p keys and p2c queries of one layer's heads as the bf16 head reads them (dk_attention_bf16_position_words):
-/// [heads][keys, queries][(d + 1)/2 words × rows], made once per layer for all the sequences of a call.
-private struct PositionWords {
-    let words: Activations
-    let ld: Int
-    let stride: Int
-    let hasKeys: Bool, hasQueries: Bool
-
-    init?(keys: FloatBuffer?, queries: FloatBuffer?, rows: Int, heads: Int, headSize d: Int, width: Int) {
-        let dp = (d + 1) / 2
-        (ld, stride, hasKeys, hasQueries) = (rows, dp * rows, keys != nil, queries != nil)
-        words = Activations(heads * 2 * stride, zeroed: false)
-        let tasks = heads * 2, workers = max(1, min(ComputeThreads.count, tasks))
-        let stage = Activations(workers * stride, zeroed: false)
-        let base = UnsafeMutableRawPointer(words.pointer).assumingMemoryBound(to: UInt32.self)
-        let stages = UnsafeMutableRawPointer(stage.pointer).assumingMemoryBound(to: UInt32.self)
-        let made = Atomic<Int>(0)
-        parallel(workers) { w in
-            for task in Swift.stride(from: w, to: tasks, by: workers) {
-                let h = task / 2
-                guard let table = task % 2 == 0 ? keys : queries else { continue }
-                if dk_attention_bf16_position_words(table.pointer + h * d, rows, d, width, base + task * stride, rows,
-                                                    stages + w * stride) == 1 {
-                    made.add(1, ordering: .relaxed)
-                }
-            }
-        }
-        withExtendedLifetime(stage) {}
-        if made.load(ordering: .relaxed) != heads * ((keys != nil ? 1 : 0) + (queries != nil ? 1 : 0)) { return nil }
-    }
-
-    private var base: UnsafePointer<UInt32> { UnsafeRawPointer(words.pointer).assumingMemoryBound(to: UInt32.self) }
-    func keys(head h: Int) -> UnsafePointer<UInt32>? { hasKeys ? base + 2 * h * stride : nil }
-    func queries(head h: Int) -> UnsafePointer<UInt32>? { hasQueries ? base + (2 * h + 1) * stride : nil }
 }
 
 /// Relative positions of DeBERTa's disentangled attention: transformers' `build_relative_position` and

@@ -32,7 +32,7 @@ struct Encoder: Sendable {
         let bound = layers.compactMap { $0 }
         self.layers = bound
         positions = relative.map { table in
-            PositionProjections(table: table, width: H,
+            PositionProjections(table: table, width: H, heads: c.numAttentionHeads, headSize: c.attentionHeadSize,
                                 keys: bound.map { c.usesC2P ? $0.attention.positionKey : nil },
                                 queries: bound.map { c.usesP2C ? $0.attention.positionQuery : nil })
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Synchronization
 
 /// Per layer, the key-side (c2p) and query-side (p2c) projections of the relative-position table, kept
@@ -13,18 +14,30 @@ final class PositionProjections: Sendable {
         let rows: Range<Int>
         let keys: [FloatBuffer?]
         let queries: [FloatBuffer?]
+        /// With bf16 attention, the same projections as the bf16 head reads them, made once with the tables
+        /// (dk_attention_bf16_position_words): per head, (d + 1)/2 rows of words × `rows.count` (nil otherwise).
+        let keyWords: [FloatBuffer?]
+        let queryWords: [FloatBuffer?]
+        let headWords: Int
+
+        /// Head h's words of a layer's keyWords / queryWords, from table row `first`.
+        func words(_ buffer: FloatBuffer?, head h: Int, fromRow first: Int) -> UnsafePointer<UInt32>? {
+            buffer.map { UnsafeRawPointer($0.pointer).assumingMemoryBound(to: UInt32.self) + h * headWords + (first - rows.lowerBound) }
+        }
     }
 
     private let table: FloatBuffer
     private let width: Int
+    private let heads: Int, headSize: Int
     private let keyProjections: [Linear?]
     private let queryProjections: [Linear?]
     private let state = Mutex<Tables?>(nil)
 
     /// `table` [rows, width]; one optional key and query projection per layer.
-    init(table: FloatBuffer, width: Int, keys: [Linear?], queries: [Linear?]) {
+    init(table: FloatBuffer, width: Int, heads: Int, headSize: Int, keys: [Linear?], queries: [Linear?]) {
         self.table = table
         self.width = width
+        (self.heads, self.headSize) = (heads, headSize)
         keyProjections = keys
         queryProjections = queries
     }
@@ -44,10 +57,38 @@ final class PositionProjections: Sendable {
                     applyLinear(linear, input, rows: rows.count, into: out)
                 }
             }
-            let made = Tables(rows: rows, keys: keyProjections.map(project), queries: queryProjections.map(project))
+            let keys = keyProjections.map(project), queries = queryProjections.map(project)
+            let headWords = (headSize + 1) / 2 * rows.count
+            let bf16 = ComputeContext.current.attentionInBF16
+            func words(_ projected: FloatBuffer?) -> FloatBuffer? {
+                guard bf16, let projected else { return nil }
+                return positionWords(projected, rows: rows.count, headWords: headWords)
+            }
+            let made = Tables(rows: rows, keys: keys, queries: queries, keyWords: keys.map(words), queryWords: queries.map(words),
+                              headWords: headWords)
             current = made
             ComputeContext.current.trace.mark("position projections done")
             return made
+        }
+    }
+
+    /// A projection [rows, heads · d] as the bf16 head reads it: per head, its d columns rounded and transposed
+    /// into (d + 1)/2 rows of words × rows, the heads split over the compute threads.
+    private func positionWords(_ projected: FloatBuffer, rows: Int, headWords: Int) -> FloatBuffer {
+        let d = headSize, width = heads * d
+        return FloatBuffer(count: heads * headWords, zeroed: false) { out in
+            let words = UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt32.self)
+            let workers = max(1, min(ComputeThreads.count, heads))
+            let stage = Activations(workers * headWords, zeroed: false)
+            let stages = UnsafeMutableRawPointer(stage.pointer).assumingMemoryBound(to: UInt32.self)
+            parallel(workers) { w in
+                for h in Swift.stride(from: w, to: heads, by: workers) {
+                    let made = dk_attention_bf16_position_words(projected.pointer + h * d, rows, d, width, words + h * headWords, rows,
+                                                                stages + w * headWords)
+                    precondition(made == 1, "bf16 attention runs only where its kernels do")
+                }
+            }
+            withExtendedLifetime(stage) {}
         }
     }
 }
