@@ -132,4 +132,23 @@ final class BF16AccuracyTests: XCTestCase {
         XCTAssertTrue(result.referenceKind.contains("bf16 attention"), result.referenceKind)
         for comparison in result.comparisons { XCTAssertTrue(comparison.passed, "\(comparison.name): cosine \(comparison.cosine)") }
     }
+
+    /// The kernel cap is process-wide: a model loaded later with `--kernels avx2` lowers it below AVX-512 for a bf16
+    /// model loaded before. Its attention then runs the f32 head (its linear layers' bf16 products keep their bits on
+    /// every kernel), with the same outputs as a model that asked for f32 attention under that cap.
+    func testBF16AttentionFallsBackWhenALaterModelLowersTheKernelCap() throws {
+        guard String(cString: dk_attention_bf16_isa()) != "none" else { throw XCTSkip("no AVX-512: attention stays f32") }
+        defer { RuntimeOptions().configureKernels() }
+        let path = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let inputs = try InputsFile.read(path + "/reference.safetensors", for: try DebertaModel(path: path))
+        let first = try DebertaModel(path: path, precision: .bf16)
+        XCTAssertTrue(first.attentionInBF16)
+        let capped = try DebertaModel(path: path, options: RuntimeOptions(kernels: .avx2, precision: .bf16, attentionPrecision: .f32))
+        XCTAssertFalse(capped.attentionInBF16)
+        let got = try first.forward(inputs), expected = try capped.forward(inputs)
+        for tensor in expected.outputs {
+            XCTAssertEqual(got[tensor.name]?.values, tensor.values, tensor.name)
+            XCTAssertTrue(tensor.values.allSatisfy(\.isFinite), tensor.name)
+        }
+    }
 }

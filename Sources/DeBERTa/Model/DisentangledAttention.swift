@@ -79,8 +79,11 @@ struct DisentangledAttention: Sendable {
     }
 
     /// Floats of scratch one thread's attention head needs.
+    /// bf16: enough for the f32 head on any CPU too (its fallback when the kernel cap drops below AVX-512).
     static func scratchFloats(length: Int, headSize: Int, span: Int, bf16: Bool) -> Int {
-        bf16 ? dk_attention_bf16_scratch(length, headSize, span) : dk_attention_distance_scratch(length, headSize, span)
+        let f32 = dk_attention_distance_scratch(length, headSize, span)
+        guard bf16 else { return f32 }
+        return max(dk_attention_bf16_scratch(length, headSize, span), f32, dk_attention_distance_generic_scratch(length, headSize, span))
     }
 
     /// The score scale 1/sqrt(d · factor): deberta-v2 counts 1 + c2p + p2c, v1 1 + every pos_att_type term.
@@ -139,16 +142,19 @@ struct DisentangledAttention: Sendable {
                     let pk = c2pKeys.map { UnsafePointer($0.pointer + positionOffset + h * d) }
                     let pq = p2cQueries.map { UnsafePointer($0.pointer + positionOffset + h * d) }
                     relative.rows.withUnsafeBufferPointer { rel in
+                        var done: Int32 = 0
                         if bf16, (pk == nil) == (pkw(h, relative) == nil), (pq == nil) == (pqw(h, relative) == nil) {
-                            _ = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw(h, relative), pqw(h, relative),
-                                                             ctx.positions?.rows.count ?? 0, relative.span, rel.baseAddress,
-                                                             mask.baseAddress! + start, scale, context + row, A,
-                                                             scratch.pointer + w * scratchSize)
+                            done = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw(h, relative), pqw(h, relative),
+                                                                ctx.positions?.rows.count ?? 0, relative.span, rel.baseAddress,
+                                                                mask.baseAddress! + start, scale, context + row, A,
+                                                                scratch.pointer + w * scratchSize)
                         } else if bf16 {
-                            _ = dk_attention_head_bf16(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
-                                                       rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
-                                                       scratch.pointer + w * scratchSize)
-                        } else {
+                            done = dk_attention_head_bf16(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
+                                                          rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
+                                                          scratch.pointer + w * scratchSize)
+                        }
+                        // f32, or bf16 after a later model lowered the process-wide kernel cap below AVX-512.
+                        if done == 0 {
                             dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
                                                        rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
                                                        scratch.pointer + w * scratchSize)
