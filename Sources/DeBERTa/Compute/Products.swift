@@ -90,6 +90,84 @@ func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: 
     }
 }
 
+/// Products of one input with several same-shaped weights (a layer's query, key and value) in one parallel
+/// region: each thread computes its columns of every output in turn, with no hand-off between the products, and
+/// the input is rounded (bf16) or quantized (int8) once. Each output column goes through the same kernel call
+/// on the same panel-aligned column range as in a separate `applyLinear`, so the bits are the same. Falls back
+/// to separate calls unless every weight is packed f32, bf16 or packed int8 (and `rows`, `k`, `n` agree).
+func applyLinears(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>],
+                  int8Input: QuantizedRows? = nil) {
+    func separately() {
+        for (layer, y) in zip(layers, outputs) { applyLinear(layer, x, rows: rows, into: y, int8Input: int8Input) }
+    }
+    guard let first = layers.first, rows > 0, layers.count == outputs.count,
+          layers.allSatisfy({ $0.inFeatures == first.inFeatures && $0.outFeatures == first.outFeatures }) else { return separately() }
+    let k = first.inFeatures, n = first.outFeatures
+    let biases = layers.map { $0.bias?.pointer }
+    let threads = ComputeThreads.count
+    let epilogue = Int32(CG_EPILOGUE_BIAS)
+    // Packed f32: every weight already in panels.
+    let f32: [(UnsafePointer<Float>, LargeMemory)] = layers.compactMap {
+        if case let .packed(p) = $0.weight, case let .packed(panels, memory) = p.operand { return (panels, memory) }
+        return nil
+    }
+    if f32.count == layers.count {
+        let parts = max(1, min(threads, (n + Int(CG_PANEL) - 1) / Int(CG_PANEL)))
+        withExtendedLifetime(f32.map(\.1)) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                cg_column_range(n, parts, part, &begin, &end)
+                for (i, y) in outputs.enumerated() {
+                    cg_gemm_packed(rows, n, k, x, k, f32[i].0, biases[i], epilogue, nil, n, y, n, begin, end)
+                }
+            }
+        }
+        return
+    }
+    let bf16: [BF16Matrix] = layers.compactMap { if case let .bf16(b) = $0.weight { return b }; return nil }
+    if bf16.count == layers.count {
+        let pairs = cgb_pairs(k)
+        let rounded = Activations(rows * pairs, zeroed: false)
+        let words = UnsafeMutableRawPointer(rounded.pointer).bindMemory(to: UInt32.self, capacity: rows * pairs)
+        parallelRows(rows) { r0, m in cgb_round_rows(x + r0 * k, m, k, k, words + r0 * pairs, pairs) }
+        let parts = max(1, min(threads, (n + Int(CGB_PANEL) - 1) / Int(CGB_PANEL)))
+        withExtendedLifetime((bf16, rounded)) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                cgb_column_range(n, parts, part, &begin, &end)
+                for (i, y) in outputs.enumerated() {
+                    cgb_gemm_packed(rows, n, k, words, pairs, bf16[i].packed, biases[i], epilogue, nil, n, y, n, begin, end)
+                }
+            }
+        }
+        return
+    }
+    let int8: [QuantizedMatrix] = layers.compactMap {
+        if case let .quantized(q) = $0.weight, q.scheme == .int8, q.usesPackedKernel, q.packedCodes != nil { return q }
+        return nil
+    }
+    if int8.count == layers.count {
+        let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? QuantizedRows(x, rows: rows, k: k, kernels: .int8)
+        let packed = int8.map { $0.packedCodes! }
+        let strip = Int(DQ_INT8_PANEL * DQ_INT8_STRIP)
+        let parts = max(1, min(threads, (n + strip - 1) / strip))
+        let kernels = QuantizedKernels.int8
+        withExtendedLifetime((int8, packed.map(\.1), input)) {
+            parallel(parts) { part in
+                var begin = 0, end = 0
+                dq_int8_packed_column_range(n, parts, part, &begin, &end)
+                guard begin < end else { return }
+                for (i, y) in outputs.enumerated() {
+                    let scales = kernels.packedScalesArePacked ? int8[i].packedScales! : int8[i].scales.pointer
+                    kernels.gemmPacked(rows, n, k, input.codes, input.scales.pointer, packed[i].0, scales, biases[i], y, n, begin, end)
+                }
+            }
+        }
+        return
+    }
+    separately()
+}
+
 /// The f32 product on packed panels, or on the stored rows (cg_gemm_unpacked, a scratch chunk per thread):
 /// bias, GELU and the residual fused into the kernel; output columns split over the compute threads.
 private func f32Product(_ operand: PackedMatrix.Operand, _ x: UnsafePointer<Float>, rows: Int, k: Int, n: Int,

@@ -99,9 +99,13 @@ struct DisentangledAttention: Sendable {
         // int8 weights: the shared input is quantized once for the three products.
         let shared = query == keyValue && [self.query, key, value].allSatisfy { $0.weight.isInt8 }
             ? QuantizedRows(query, rows: N, k: self.query.inFeatures) : nil
-        applyLinear(self.query, query, rows: N, into: q.pointer, int8Input: shared)
-        applyLinear(key, keyValue, rows: N, into: k.pointer, int8Input: shared)
-        applyLinear(value, keyValue, rows: N, into: v.pointer, int8Input: shared)
+        if query == keyValue {
+            applyLinears([self.query, key, value], query, rows: N, into: [q.pointer, k.pointer, v.pointer], int8Input: shared)
+        } else {
+            applyLinear(self.query, query, rows: N, into: q.pointer, int8Input: shared)
+            applyLinear(key, keyValue, rows: N, into: k.pointer, int8Input: shared)
+            applyLinear(value, keyValue, rows: N, into: v.pointer, int8Input: shared)
+        }
         let context = Activations(N * A, zeroed: false)
         scores(layer: index, q: q.pointer, k: k.pointer, v: v.pointer, ctx, into: context.pointer)
         return context
