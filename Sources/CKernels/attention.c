@@ -172,9 +172,10 @@ static size_t blocked_scratch(size_t t, size_t d, size_t span, size_t b) {
  * 1, -1). Each row goes through the same products and the same row code whatever b is (b = t: the full
  * [t×t] matrix), so the output does not depend on b to the bit. */
 static void blocked_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
-                         size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span, const int32_t *rel,
-                         ptrdiff_t rel_row, ptrdiff_t rel_col, const uint8_t *key_mask, float scale, float *out,
-                         size_t ldo, float *scratch, size_t b) {
+                         size_t ldv, const float *pk, const float *pq, size_t ldp, const float *pkt_in,
+                         const float *pqt_in, size_t ldt, size_t span, const int32_t *rel, ptrdiff_t rel_row,
+                         ptrdiff_t rel_col, const uint8_t *key_mask, float scale, float *out, size_t ldo, float *scratch,
+                         size_t b) {
     float *kt = scratch;
     float *pkt = kt + d * t;
     float *pqt = pkt + d * span;
@@ -182,17 +183,19 @@ static void blocked_head(size_t t, size_t d, const float *q, size_t ldq, const f
     float *scores = p2c + t * span;
     float *c2p = scores + b * t;
     transpose(k, t, d, ldk, kt);
-    if (pk) transpose(pk, span, d, ldp, pkt);
-    if (pq) {
-        transpose(pq, span, d, ldp, pqt);
-        dk_gemm_nn(t, span, d, scale, k, ldk, pqt, span, p2c, span);
-    }
+    /* pkᵀ, pqᵀ: given (already transposed, ld ldt) or transposed here (ld span) */
+    const float *pkf = pkt_in ? pkt_in : pkt, *pqf = pqt_in ? pqt_in : pqt;
+    const size_t ldk_t = pkt_in ? ldt : span, ldq_t = pqt_in ? ldt : span;
+    if (pk && !pkt_in) transpose(pk, span, d, ldp, pkt);
+    if (pq && !pqt_in) transpose(pq, span, d, ldp, pqt);
+    const int has_c2p = pk || pkt_in, has_p2c = pq || pqt_in;
+    if (has_p2c) dk_gemm_nn(t, span, d, scale, k, ldk, pqf, ldq_t, p2c, span);
     for (size_t i0 = 0; i0 < t; i0 += b) {
         const size_t mb = t - i0 < b ? t - i0 : b;
         dk_gemm_nn(mb, t, d, scale, q + i0 * ldq, ldq, kt, t, scores, t);
-        if (pk) dk_gemm_nn(mb, span, d, scale, q + i0 * ldq, ldq, pkt, span, c2p, span);
+        if (has_c2p) dk_gemm_nn(mb, span, d, scale, q + i0 * ldq, ldq, pkf, ldk_t, c2p, span);
         for (size_t r = 0; r < mb; r++)
-            dk_attention_probability_row(scores + r * t, t, 1.0f, pk ? c2p + r * span : NULL, pq ? p2c : NULL, span,
+            dk_attention_probability_row(scores + r * t, t, 1.0f, has_c2p ? c2p + r * span : NULL, has_p2c ? p2c : NULL, span,
                                          rel + (ptrdiff_t)(i0 + r) * rel_row, rel_col, key_mask);
         probs_times_values(mb, t, d, scores, t, v, ldv, out + i0 * ldo, ldo);
     }
@@ -202,8 +205,8 @@ void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, c
                                const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                                float *scratch) {
-    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, rel, (ptrdiff_t)t, 1, key_mask, scale, out, ldo,
-                 scratch, t);
+    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, rel, (ptrdiff_t)t, 1, key_mask, scale,
+                 out, ldo, scratch, t);
 }
 
 size_t dk_attention_distance_generic_scratch(size_t t, size_t d, size_t span) {
@@ -214,8 +217,8 @@ void dk_attention_head_distance_generic(size_t t, size_t d, const float *q, size
                                         const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
                                         size_t span, const int32_t *by_distance, const uint8_t *key_mask,
                                         float scale, float *out, size_t ldo, float *scratch) {
-    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance + t - 1, 1, -1, key_mask, scale, out,
-                 ldo, scratch, distance_block(t));
+    blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance + t - 1, 1, -1, key_mask,
+                 scale, out, ldo, scratch, distance_block(t));
 }
 
 size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
@@ -250,6 +253,30 @@ void dk_attention_head_distance(size_t t, size_t d, const float *q, size_t ldq, 
     }
     dk_attention_head_distance_generic(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, span, by_distance, key_mask, scale,
                                        out, ldo, scratch);
+}
+
+int dk_attention_position_transposed(const float *p, size_t rows, size_t d, size_t ldp, float *dst, size_t ldd) {
+    if (ldd < rows) return 0;
+    if (dk_has_avx512()) {
+        dk_attention_position_transposed_avx512(p, rows, d, ldp, dst, ldd);
+        return 1;
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < d; c++) dst[c * ldd + r] = p[r * ldp + c];
+    return 1;
+}
+
+void dk_attention_head_distance_transposed(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                           const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                           size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                           float scale, float *out, size_t ldo, float *scratch) {
+    if (dk_has_avx512()) {
+        dk_attention_head_transposed_avx512(t, d, q, ldq, k, ldk, v, ldv, pkt, pqt, ldt, span, by_distance, key_mask,
+                                            scale, out, ldo, scratch);
+        return;
+    }
+    blocked_head(t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance + t - 1, 1, -1, key_mask,
+                 scale, out, ldo, scratch, distance_block(t));
 }
 
 void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,

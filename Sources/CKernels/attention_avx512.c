@@ -452,12 +452,12 @@ AVX512 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows,
     words_transposed(p, rows, d, ldp, stage, words, ldw, rows);
 }
 
-/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. In bf16 modes pkw /
- * pqw (ld ldw), when given, are the position rows' words already transposed (dk_attention_bf16_position_words),
- * used instead of pk / pq. */
+/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. pkw / pqw (ld ldw),
+ * when given, are the position rows already transposed, used instead of pk / pq: in bf16 modes their words
+ * (dk_attention_bf16_position_words), in f32 mode the floats [d × ldw] (dk_attention_position_transposed). */
 static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
-                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, const uint32_t *pkw,
-                        const uint32_t *pqw, size_t ldw, size_t span, const int32_t *by_distance,
+                        const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, const void *pkw,
+                        const void *pqw, size_t ldw, size_t span, const int32_t *by_distance,
                         const uint8_t *key_mask, float scale, float *out, size_t ldo, float *scratch) {
     const int has_c2p = pk != NULL || pkw != NULL, has_p2c = pq != NULL || pqw != NULL;
     layout L = plan(t, span);
@@ -504,6 +504,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
     uint32_t *qw = kw + tp * B.dp, *vw = qw + 16 * B.dp, *stage = vw + (tp / 2) * B.ldvw, *vtw = stage + B.stage;
     uint32_t *ktw = (uint32_t *)kt, *pktw = (uint32_t *)pkt, *pqtw = (uint32_t *)pqt, *pw = (uint32_t *)scratch;
     size_t ldpk = L.ldpt, ldpq = L.ldpt;
+    const float *pkf = pkt, *pqf = pqt; /* the f32 head's pkᵀ, pqᵀ */
     if (bf) {
         cgb_round_rows(k, t, d, ldk, kw, B.dp);
         memset(kw + t * B.dp, 0, (tp - t) * B.dp * sizeof(uint32_t));
@@ -523,8 +524,10 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
                 _mm512_mask_storeu_pd(vd + j * ldvd + c, m, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, v + j * ldv + c)));
             }
         transpose(k, t, d, ldk, kt, L.ldkt, tp);
-        if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
-        if (pq) transpose(pq, span, d, ldp, pqt, L.ldpt, span);
+        if (pkw) pkf = (const float *)pkw, ldpk = ldw;
+        else if (pk) transpose(pk, span, d, ldp, pkt, L.ldpt, span);
+        if (pqw) pqf = (const float *)pqw, ldpq = ldw;
+        else if (pq) transpose(pq, span, d, ldp, pqt, L.ldpt, span);
     }
     if (has_p2c) {
         /* p2c for every key, block by block over the rows its 16 keys reach (queries padded to tp). */
@@ -537,7 +540,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
                 gemm_bf16(native, mb, (size_t)(hi - lo + 1), B.dp, kw + j0 * B.dp, B.dp, pqtw + lo, ldpq,
                           p2c + j0 * L.ldz, L.ldz, scale);
             else if (j0 < t)
-                gemm_tall(mb, (size_t)(hi - lo + 1), d, k + j0 * ldk, ldk, pqt + lo, L.ldpt, p2c + j0 * L.ldz, L.ldz,
+                gemm_tall(mb, (size_t)(hi - lo + 1), d, k + j0 * ldk, ldk, pqf + lo, ldpq, p2c + j0 * L.ldz, L.ldz,
                           scale);
             for (size_t j = j0 + (j0 < t ? mb : 0); j < j0 + 16; j++) memset(p2c + j * L.ldz, 0, L.ldz * sizeof(float));
         }
@@ -557,7 +560,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             if (bf)
                 gemm_bf16(native, mb, (size_t)(chi - clo + 1), B.dp, qw, B.dp, pktw + clo, ldpk, cb, L.ldz, scale);
             else
-                gemm_tall(mb, (size_t)(chi - clo + 1), d, q + i0 * ldq, ldq, pkt + clo, L.ldpt, cb, L.ldz, scale);
+                gemm_tall(mb, (size_t)(chi - clo + 1), d, q + i0 * ldq, ldq, pkf + clo, ldpk, cb, L.ldz, scale);
         }
         __m512 vmax[16];
         const block c = {gx, grev, wmin, wok, plo, p2c, cb, madd, sb, L.ldz, L.lds, tp};
@@ -609,6 +612,20 @@ AVX512 void dk_attention_head_avx512(size_t t, size_t d, const float *q, size_t 
          scratch);
 }
 
+AVX512 void dk_attention_position_transposed_avx512(const float *p, size_t rows, size_t d, size_t ldp, float *dst,
+                                                   size_t ldd) {
+    transpose(p, rows, d, ldp, dst, ldd, rows);
+}
+
+AVX512 void dk_attention_head_transposed_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k,
+                                                size_t ldk, const float *v, size_t ldv, const float *pkt,
+                                                const float *pqt, size_t ldt, size_t span, const int32_t *by_distance,
+                                                const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                                                float *scratch) {
+    head(0, t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance, key_mask, scale, out, ldo,
+         scratch);
+}
+
 AVX512 void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *q, size_t ldq, const float *k,
                                           size_t ldk, const float *v, size_t ldv, const float *pk, const float *pq,
                                           size_t ldp, const uint32_t *pkw, const uint32_t *pqw, size_t ldw, size_t span,
@@ -642,5 +659,15 @@ void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *
 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
                                              size_t ldw, uint32_t *stage) {
     (void)p; (void)rows; (void)d; (void)ldp; (void)words; (void)ldw; (void)stage;
+}
+void dk_attention_position_transposed_avx512(const float *p, size_t rows, size_t d, size_t ldp, float *dst, size_t ldd) {
+    (void)p; (void)rows; (void)d; (void)ldp; (void)dst; (void)ldd;
+}
+void dk_attention_head_transposed_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                         const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                         size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                         float *out, size_t ldo, float *scratch) {
+    (void)t; (void)d; (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)pkt; (void)pqt; (void)ldt;
+    (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out; (void)ldo; (void)scratch;
 }
 #endif

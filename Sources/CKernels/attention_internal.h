@@ -20,6 +20,11 @@ void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *
                                    size_t ldp, const uint32_t *pkw, const uint32_t *pqw, size_t ldw, size_t span,
                                    const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
                                    size_t ldo, float *scratch);
+void dk_attention_position_transposed_avx512(const float *p, size_t rows, size_t d, size_t ldp, float *dst, size_t ldd);
+void dk_attention_head_transposed_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                         const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                         size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                         float *out, size_t ldo, float *scratch);
 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
                                              size_t ldw, uint32_t *stage);
 

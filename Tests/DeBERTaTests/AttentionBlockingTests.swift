@@ -1,4 +1,5 @@
 import CKernels
+@testable import DeBERTa
 import XCTest
 
 /// The row-blocked distance head (`dk_attention_head_distance_generic`, the AVX2/scalar path of
@@ -86,6 +87,31 @@ final class AttentionBlockingTests: XCTestCase {
         for i in 0 ..< t { for c in d ..< ld where !blocked[i * ld + c].isNaN {
             XCTFail("\(label): wrote [\(i), \(c)] past the head", file: file, line: line); return
         } }
+        // The position rows transposed once (inside a larger table, 2 rows before and 3 after), read from column 2:
+        // the same bits as the blocked head on the generic path, and as the AVX-512 head on that one.
+        do {
+            let before = 2, rows = span + 5
+            func transposed(_ p: [Float]?) -> [Float]? {
+                guard let p else { return nil }
+                var big = noise.next(rows * ld, 2)
+                for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
+                var t = [Float](repeating: .nan, count: d * rows)
+                XCTAssertEqual(dk_attention_position_transposed(big, rows, d, ld, &t, rows), 1, file: file, line: line)
+                return t
+            }
+            let pkt = transposed(pk), pqt = transposed(pq)
+            var viaTransposed = [Float](repeating: .nan, count: t * ld)
+            var tScratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
+            withOptionalPointers(pkt, pqt) { kp, qp in
+                dk_attention_head_distance_transposed(t, d, q, ld, k, ld, v, ld, kp.map { $0 + before }, qp.map { $0 + before }, rows,
+                                                      span, g, m, scale, &viaTransposed, ld, &tScratch)
+            }
+            var direct = [Float](repeating: .nan, count: t * ld)
+            var dScratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
+            dk_attention_head_distance(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &direct, ld, &dScratch)
+            XCTAssertEqual(viaTransposed.map(\.bitPattern), direct.map(\.bitPattern), "\(label) transposed position rows",
+                           file: file, line: line)
+        }
         // Where this CPU runs the generic path, the public entry point is the blocked head.
         if String(cString: dk_attention_isa()) != "avx512" {
             var viaDistance = [Float](repeating: .nan, count: t * ld)
@@ -131,6 +157,19 @@ final class AttentionBlockingTests: XCTestCase {
                     compare(t: t, d: d, span: span, rows: .bucketed, mask: kind, c2p: c2p, p2c: p2c, seed: seed)
                     seed += 1
                 }
+            }
+        }
+    }
+
+    /// The same checks with the kernels capped at AVX2 (the generic heads, the transposed-position entry included).
+    func testBlockedHeadIsBitIdenticalUnderTheAVX2Cap() {
+        RuntimeOptions(kernels: .avx2).configureKernels()
+        defer { RuntimeOptions().configureKernels() }
+        var seed: UInt64 = 700
+        for (t, d, span) in [(1, 8, 4), (17, 5, 33), (65, 16, 100), (130, 64, 256)] {
+            for kind in [MaskKind.all, .holes] {
+                compare(t: t, d: d, span: span, rows: .bucketed, mask: kind, c2p: true, p2c: t % 2 == 1, seed: seed)
+                seed += 1
             }
         }
     }
@@ -268,4 +307,13 @@ private extension Optional where Wrapped == [UInt32] {
         guard let self else { return body(nil) }
         return self.withUnsafeBufferPointer { body($0.baseAddress) }
     }
+}
+
+/// Base addresses of two optional float arrays (nil for nil) for the body's duration.
+private func withOptionalPointers<R>(_ a: [Float]?, _ b: [Float]?, _ body: (UnsafePointer<Float>?, UnsafePointer<Float>?) -> R) -> R {
+    func with(_ x: [Float]?, _ f: (UnsafePointer<Float>?) -> R) -> R {
+        guard let x else { return f(nil) }
+        return x.withUnsafeBufferPointer { f($0.baseAddress) }
+    }
+    return with(a) { pa in with(b) { pb in body(pa, pb) } }
 }

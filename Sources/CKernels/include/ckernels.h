@@ -105,6 +105,16 @@ void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, c
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                                float *scratch);
 
+/* Position rows shared by several head calls: p [rows × d] (ld ldp) transposed once into dst [d × ldd] (ldd >=
+ * rows; returns 0, writing nothing, otherwise); dk_attention_head_distance_transposed then takes pkt / pqt =
+ * dst + the column of the sequence's first reachable row (NULL: term absent) instead of pk / pq, with the same
+ * bits as dk_attention_head_distance on any CPU. Scratch as dk_attention_distance_scratch. */
+int dk_attention_position_transposed(const float *p, size_t rows, size_t d, size_t ldp, float *dst, size_t ldd);
+void dk_attention_head_distance_transposed(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                          const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                          size_t span, const int32_t *by_distance, const uint8_t *key_mask,
+                                          float scale, float *out, size_t ldo, float *scratch);
+
 /* Which attention kernel this CPU runs: "avx512", "avx2" or "scalar". */
 const char *dk_attention_isa(void);
 

@@ -117,7 +117,6 @@ struct DisentangledAttention: Sendable {
     private func scores(layer index: Int, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                         _ ctx: ForwardContext, into context: UnsafeMutablePointer<Float>) {
         let c = ctx.config, A = c.allHeadSize, heads = c.numAttentionHeads, d = c.attentionHeadSize
-        let c2pKeys = ctx.positions?.keys[index], p2cQueries = ctx.positions?.queries[index]
         let scale = DisentangledAttention.scale(c, family: ctx.family)
         let longest = ctx.relative[ctx.length]!
         let bf16 = ComputeContext.current.attentionInBF16
@@ -125,14 +124,7 @@ struct DisentangledAttention: Sendable {
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
         let scratch = Activations(workers * scratchSize, zeroed: false)
-        // bf16: the position rows as words, made once with the projections (PositionProjections.Tables).
         let tables = ctx.positions
-        func pkw(_ h: Int, _ r: ForwardContext.RelativeRows) -> UnsafePointer<UInt32>? {
-            tables?.words(tables?.keyWords[index], head: h, fromRow: r.first)
-        }
-        func pqw(_ h: Int, _ r: ForwardContext.RelativeRows) -> UnsafePointer<UInt32>? {
-            tables?.words(tables?.queryWords[index], head: h, fromRow: r.first)
-        }
         ctx.mask.withUnsafeBufferPointer { mask in
             parallel(workers) { w in
                 var pair = w
@@ -140,28 +132,26 @@ struct DisentangledAttention: Sendable {
                     let b = pair / heads, h = pair % heads
                     let (start, T) = ctx.segments[b]
                     let relative = ctx.relative[T]!
-                    // Row `relative.first` of the relative table in the projections.
-                    let positionOffset = ((ctx.positions?.rows.lowerBound).map { relative.first - $0 } ?? 0) * A
                     let row = start * A + h * d
-                    let pk = c2pKeys.map { UnsafePointer($0.pointer + positionOffset + h * d) }
-                    let pq = p2cQueries.map { UnsafePointer($0.pointer + positionOffset + h * d) }
+                    // The position rows from row `relative.first` of the relative table, as each head reads them.
+                    let pkt = tables?.transposed(tables?.keys[index], head: h, fromRow: relative.first)
+                    let pqt = tables?.transposed(tables?.queries[index], head: h, fromRow: relative.first)
+                    let pkw = tables?.words(tables?.keyWords[index], head: h, fromRow: relative.first)
+                    let pqw = tables?.words(tables?.queryWords[index], head: h, fromRow: relative.first)
+                    let ld = tables?.rows.count ?? 0
                     relative.rows.withUnsafeBufferPointer { rel in
+                        // bf16 unless its kernels cannot run (words missing, or a later model lowered the process-wide
+                        // kernel cap below AVX-512: 0, nothing written); then the f32 head.
                         var done: Int32 = 0
-                        if bf16, (pk == nil) == (pkw(h, relative) == nil), (pq == nil) == (pqw(h, relative) == nil) {
-                            done = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw(h, relative), pqw(h, relative),
-                                                                ctx.positions?.rows.count ?? 0, relative.span, rel.baseAddress,
-                                                                mask.baseAddress! + start, scale, context + row, A,
+                        if bf16, (pkt == nil) == (pkw == nil), (pqt == nil) == (pqw == nil) {
+                            done = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw, pqw, ld, relative.span,
+                                                                rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
                                                                 scratch.pointer + w * scratchSize)
-                        } else if bf16 {
-                            done = dk_attention_head_bf16(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
-                                                          rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
-                                                          scratch.pointer + w * scratchSize)
                         }
-                        // f32, or bf16 after a later model lowered the process-wide kernel cap below AVX-512.
                         if done == 0 {
-                            dk_attention_head_distance(T, d, q + row, A, k + row, A, v + row, A, pk, pq, A, relative.span,
-                                                       rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
-                                                       scratch.pointer + w * scratchSize)
+                            dk_attention_head_distance_transposed(T, d, q + row, A, k + row, A, v + row, A, pkt, pqt, ld, relative.span,
+                                                                  rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
+                                                                  scratch.pointer + w * scratchSize)
                         }
                     }
                     pair += workers

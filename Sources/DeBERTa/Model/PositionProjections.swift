@@ -10,15 +10,23 @@ import Synchronization
 /// others wait, and every caller keeps the tables it was given alive for its whole call.
 final class PositionProjections: Sendable {
     struct Tables: @unchecked Sendable {
-        /// Rows of the relative table held: buffer row r is table row rows.lowerBound + r.
+        /// Rows of the relative table held: column c of a head's block is table row rows.lowerBound + c.
         let rows: Range<Int>
+        /// Per layer, the key-side and query-side projections transposed per head as the f32 heads read them
+        /// (dk_attention_position_transposed): head h's d rows × `rows.count` at h · d · rows.count.
         let keys: [FloatBuffer?]
         let queries: [FloatBuffer?]
-        /// With bf16 attention, the same projections as the bf16 head reads them, made once with the tables
-        /// (dk_attention_bf16_position_words): per head, (d + 1)/2 rows of words × `rows.count` (nil otherwise).
+        /// With bf16 attention, the same projections as the bf16 head reads them (dk_attention_bf16_position_words):
+        /// per head, (d + 1)/2 rows of words × `rows.count` (nil otherwise).
         let keyWords: [FloatBuffer?]
         let queryWords: [FloatBuffer?]
+        let headFloats: Int
         let headWords: Int
+
+        /// Head h's transposed rows of a layer's keys / queries, from table row `first`.
+        func transposed(_ buffer: FloatBuffer?, head h: Int, fromRow first: Int) -> UnsafePointer<Float>? {
+            buffer.map { $0.pointer + h * headFloats + (first - rows.lowerBound) }
+        }
 
         /// Head h's words of a layer's keyWords / queryWords, from table row `first`.
         func words(_ buffer: FloatBuffer?, head h: Int, fromRow first: Int) -> UnsafePointer<UInt32>? {
@@ -57,18 +65,33 @@ final class PositionProjections: Sendable {
                     applyLinear(linear, input, rows: rows.count, into: out)
                 }
             }
-            let keys = keyProjections.map(project), queries = queryProjections.map(project)
-            let headWords = (headSize + 1) / 2 * rows.count
+            let headWords = (headSize + 1) / 2 * rows.count, headFloats = headSize * rows.count
             let bf16 = ComputeContext.current.attentionInBF16
-            func words(_ projected: FloatBuffer?) -> FloatBuffer? {
-                guard bf16, let projected else { return nil }
-                return positionWords(projected, rows: rows.count, headWords: headWords)
+            // One layer's projection at a time: projected, then kept transposed (and as bf16 words).
+            func made(_ linear: Linear?) -> (FloatBuffer?, FloatBuffer?) {
+                guard let projected = project(linear) else { return (nil, nil) }
+                return (transposed(projected, rows: rows.count, headFloats: headFloats),
+                        bf16 ? positionWords(projected, rows: rows.count, headWords: headWords) : nil)
             }
-            let made = Tables(rows: rows, keys: keys, queries: queries, keyWords: keys.map(words), queryWords: queries.map(words),
-                              headWords: headWords)
+            let keys = keyProjections.map(made), queries = queryProjections.map(made)
+            let made = Tables(rows: rows, keys: keys.map(\.0), queries: queries.map(\.0), keyWords: keys.map(\.1),
+                              queryWords: queries.map(\.1), headFloats: headFloats, headWords: headWords)
             current = made
             ComputeContext.current.trace.mark("position projections done")
             return made
+        }
+    }
+
+    /// A projection [rows, heads · d] as the f32 heads read it: per head, its d columns transposed into d rows × rows.
+    private func transposed(_ projected: FloatBuffer, rows: Int, headFloats: Int) -> FloatBuffer {
+        let d = headSize, width = heads * d
+        return FloatBuffer(count: heads * headFloats, zeroed: false) { out in
+            let workers = max(1, min(ComputeThreads.count, heads))
+            parallel(workers) { w in
+                for h in Swift.stride(from: w, to: heads, by: workers) {
+                    _ = dk_attention_position_transposed(projected.pointer + h * d, rows, d, width, out + h * headFloats, rows)
+                }
+            }
         }
     }
 
