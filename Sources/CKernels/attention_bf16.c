@@ -19,16 +19,6 @@ const char *dk_attention_bf16_isa(void) {
 
 size_t dk_attention_bf16_scratch(size_t t, size_t d, size_t span) { return dk_attention_bf16_scratch_avx512(t, d, span); }
 
-int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
-                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
-                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
-                           float *scratch) {
-    if (!dk_has_avx512()) return 0;
-    dk_attention_head_bf16_avx512(has_bf16_native(), t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span,
-                                  by_distance, key_mask, scale, out, ldo, scratch);
-    return 1;
-}
-
 int dk_attention_bf16_position_words(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words, size_t ldw,
                                      uint32_t *stage) {
     if (!dk_has_avx512() || ldw < rows) return 0;
@@ -60,13 +50,6 @@ int dk_attention_head_bf16_isa(const char *isa, size_t t, size_t d, const float 
 
 /* ---- The scalar reference ----------------------------------------------------------------------- */
 
-static float widen(uint32_t h) {
-    uint32_t u = h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
 static float daz(float v) { return fabsf(v) < 0x1p-126f ? copysignf(0.0f, v) : v; }
 
 /* Σ over `pairs` words as vdpbf16ps accumulates one lane: the odd element first, then the even one. */
@@ -74,20 +57,10 @@ static float dot_words(const uint32_t *a, const uint32_t *b, size_t b_step, size
     float acc = 0.0f;
     for (size_t p = 0; p < pairs; p++) {
         uint32_t x = a[p], y = b[p * b_step];
-        acc = daz(fmaf(widen(x >> 16), widen(y >> 16), acc));
-        acc = daz(fmaf(widen(x & 0xffffu), widen(y & 0xffffu), acc));
+        acc = daz(fmaf(cgb_to_f32((uint16_t)(x >> 16)), cgb_to_f32((uint16_t)(y >> 16)), acc));
+        acc = daz(fmaf(cgb_to_f32((uint16_t)x), cgb_to_f32((uint16_t)y), acc));
     }
     return acc;
-}
-
-/* Words of row r of x (d values, ld), the pad word's high half 0. */
-static void row_words(const float *x, size_t d, uint32_t *dst) {
-    const size_t dp = (d + 1) / 2;
-    for (size_t p = 0; p < dp; p++) {
-        uint32_t lo = cgb_from_f32(x[2 * p]);
-        uint32_t hi = 2 * p + 1 < d ? cgb_from_f32(x[2 * p + 1]) : 0;
-        dst[p] = lo | hi << 16;
-    }
 }
 
 /* The AVX-512 head's exp (exp16), one lane. */
@@ -117,10 +90,10 @@ int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t 
     float *s = calloc(tp, sizeof(float)), *p2c = calloc(t * span, sizeof(float));
     int ok = kw && pkw && pqw && vw && qw && pw && s && p2c;
     if (ok) {
-        for (size_t j = 0; j < t; j++) row_words(k + j * ldk, d, kw + j * dp);
+        for (size_t j = 0; j < t; j++) cgb_round_rows_scalar(k + j * ldk, 1, d, ldk, kw + j * dp, dp);
         for (size_t r = 0; r < span; r++) {
-            if (pk) row_words(pk + r * ldp, d, pkw + r * dp);
-            if (pq) row_words(pq + r * ldp, d, pqw + r * dp);
+            if (pk) cgb_round_rows_scalar(pk + r * ldp, 1, d, ldp, pkw + r * dp, dp);
+            if (pq) cgb_round_rows_scalar(pq + r * ldp, 1, d, ldp, pqw + r * dp, dp);
         }
         for (size_t jp = 0; jp < kp; jp++)
             for (size_t c = 0; c < d; c++) {
@@ -132,7 +105,7 @@ int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t 
             for (size_t j = 0; j < t; j++)
                 for (size_t r = 0; r < span; r++) p2c[j * span + r] = scale * dot_words(kw + j * dp, pqw + r * dp, 1, dp);
         for (size_t i = 0; i < t; i++) {
-            row_words(q + i * ldq, d, qw);
+            cgb_round_rows_scalar(q + i * ldq, 1, d, ldq, qw, dp);
             float m = -INFINITY;
             for (size_t j = 0; j < tp; j++) {
                 if (j >= t) { s[j] = -INFINITY; continue; }

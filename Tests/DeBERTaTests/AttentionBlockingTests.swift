@@ -193,7 +193,7 @@ final class AttentionBlockingTests: XCTestCase {
     }
 }
 
-/// The bf16 tier's head (`dk_attention_head_bf16`: the AVX-512 head with vdpbf16ps products, or their AVX-512 F
+/// The bf16 tier's head (`dk_attention_head_bf16_isa` / `_words`: the AVX-512 head with vdpbf16ps products, or their AVX-512 F
 /// emulation) against its scalar reference (`dk_attention_head_bf16_reference`): equal to the bit on odd shapes,
 /// both kernels; and close to the f32 head (bf16 keeps 8 significant bits).
 extension AttentionBlockingTests {

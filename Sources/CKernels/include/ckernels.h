@@ -121,7 +121,8 @@ const char *dk_attention_isa(void);
 /* y = exp(x) with the AVX-512 head's vectorized exp; returns 0 (and writes nothing) without AVX-512. */
 int dk_exp_avx512(const float *x, float *y, size_t n);
 
-/* The bf16 tier's head: dk_attention_head_distance's contract, with the products in bf16 as vdpbf16ps
+/* The bf16 tier's head (dk_attention_head_bf16_words; pk / pq rows in the test hook below):
+ * dk_attention_head_distance's contract, with the products in bf16 as vdpbf16ps
  * computes them (cgemm_bf16.h): q, k, pk, pq, v rounded to bf16 (nearest even), the probabilities rounded to
  * f32 and then to bf16; every product accumulated in f32 over pairs of elements (the odd one first, subnormal
  * sums flushed), from +0, over keys padded with zeros to a multiple of 16 (and head sizes to a multiple of
@@ -130,15 +131,11 @@ int dk_exp_avx512(const float *x, float *y, size_t n);
  * only: returns 0 (nothing written) when the CPU, under the cap, lacks AVX-512 F/BW/VL/DQ; vdpbf16ps where it
  * has AVX512_BF16, else an emulation with the same bits. Scratch: dk_attention_bf16_scratch floats. */
 size_t dk_attention_bf16_scratch(size_t t, size_t d, size_t span);
-int dk_attention_head_bf16(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
-                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
-                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
-                           float *scratch);
 /* Position rows shared by several heads calls (every sequence of a forward call reads windows of the same
  * rows): p [rows × d] (ld ldp) rounded and transposed once into words [(d + 1)/2 × ldw] (ldw >= rows; stage:
  * rows · (d + 1)/2 words of scratch); then dk_attention_head_bf16_words takes pkw / pqw = words + the column of
- * the sequence's first reachable row (NULL: term absent) instead of pk / pq: the same bits as
- * dk_attention_head_bf16 on those rows. Both return 0 (nothing written) where dk_attention_head_bf16 would. */
+ * the sequence's first reachable row (NULL: term absent), with the same bits as the head on pk / pq rows. Both
+ * return 0 (nothing written) where the bf16 head cannot run. */
 int dk_attention_bf16_position_words(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words, size_t ldw,
                                      uint32_t *stage);
 int dk_attention_head_bf16_words(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,

@@ -94,15 +94,18 @@ func applyLinear(_ layer: Linear, _ x: UnsafePointer<Float>, rows: Int, into y: 
 /// region: each thread computes its columns of every output in turn, with no hand-off between the products, and
 /// the input is rounded (bf16) or quantized (int8) once. Each output column goes through the same kernel call
 /// on the same panel-aligned column range as in a separate `applyLinear`, so the bits are the same. Falls back
-/// to separate calls unless every weight is packed f32, bf16 or packed int8 (and `rows`, `k`, `n` agree).
-func applyLinears(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>],
-                  int8Input: QuantizedRows? = nil) {
+/// to separate calls (int8 weights still sharing one quantized input) unless every weight is packed f32, bf16
+/// or packed int8 (and `k`, `n` agree).
+func applyLinears(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into outputs: [UnsafeMutablePointer<Float>]) {
+    guard let first = layers.first, rows > 0, layers.count == outputs.count else { return }
+    let k = first.inFeatures, n = first.outFeatures
+    let sameShape = layers.allSatisfy { $0.inFeatures == k && $0.outFeatures == n }
+    // int8 weights read the input quantized once (QuantizedRows), whichever path multiplies.
+    let int8Input = sameShape && layers.allSatisfy({ $0.weight.isInt8 }) ? QuantizedRows(x, rows: rows, k: k) : nil
     func separately() {
         for (layer, y) in zip(layers, outputs) { applyLinear(layer, x, rows: rows, into: y, int8Input: int8Input) }
     }
-    guard let first = layers.first, rows > 0, layers.count == outputs.count,
-          layers.allSatisfy({ $0.inFeatures == first.inFeatures && $0.outFeatures == first.outFeatures }) else { return separately() }
-    let k = first.inFeatures, n = first.outFeatures
+    guard sameShape else { return separately() }
     let biases = layers.map { $0.bias?.pointer }
     let threads = ComputeThreads.count
     let epilogue = Int32(CG_EPILOGUE_BIAS)
@@ -146,8 +149,7 @@ func applyLinears(_ layers: [Linear], _ x: UnsafePointer<Float>, rows: Int, into
         if case let .quantized(q) = $0.weight, q.scheme == .int8, q.usesPackedKernel, q.packedCodes != nil { return q }
         return nil
     }
-    if int8.count == layers.count {
-        let input = int8Input.flatMap { $0.rows == rows && $0.k == k ? $0 : nil } ?? QuantizedRows(x, rows: rows, k: k, kernels: .int8)
+    if int8.count == layers.count, let input = int8Input {
         let packed = int8.map { $0.packedCodes! }
         let strip = Int(DQ_INT8_PANEL * DQ_INT8_STRIP)
         let parts = max(1, min(threads, (n + strip - 1) / strip))

@@ -81,9 +81,9 @@ struct DisentangledAttention: Sendable {
     /// Floats of scratch one thread's attention head needs.
     /// bf16: enough for the f32 head on any CPU too (its fallback when the kernel cap drops below AVX-512).
     static func scratchFloats(length: Int, headSize: Int, span: Int, bf16: Bool) -> Int {
-        let f32 = dk_attention_distance_scratch(length, headSize, span)
-        guard bf16 else { return f32 }
-        return max(dk_attention_bf16_scratch(length, headSize, span), f32, dk_attention_distance_generic_scratch(length, headSize, span))
+        guard bf16 else { return dk_attention_distance_scratch(length, headSize, span) }
+        // The bf16 scratch holds the AVX-512 f32 head's; the generic head's may be larger.
+        return max(dk_attention_bf16_scratch(length, headSize, span), dk_attention_distance_generic_scratch(length, headSize, span))
     }
 
     /// The score scale 1/sqrt(d · factor): deberta-v2 counts 1 + c2p + p2c, v1 1 + every pos_att_type term.
@@ -96,15 +96,12 @@ struct DisentangledAttention: Sendable {
     func callAsFunction(layer index: Int, query: UnsafePointer<Float>, keyValue: UnsafePointer<Float>, _ ctx: ForwardContext) -> Activations {
         let c = ctx.config, N = ctx.rows, A = c.allHeadSize
         let q = Activations(N * A, zeroed: false), k = Activations(N * A, zeroed: false), v = Activations(N * A, zeroed: false)
-        // int8 weights: the shared input is quantized once for the three products.
-        let shared = query == keyValue && [self.query, key, value].allSatisfy { $0.weight.isInt8 }
-            ? QuantizedRows(query, rows: N, k: self.query.inFeatures) : nil
         if query == keyValue {
-            applyLinears([self.query, key, value], query, rows: N, into: [q.pointer, k.pointer, v.pointer], int8Input: shared)
+            applyLinears([self.query, key, value], query, rows: N, into: [q.pointer, k.pointer, v.pointer])
         } else {
-            applyLinear(self.query, query, rows: N, into: q.pointer, int8Input: shared)
-            applyLinear(key, keyValue, rows: N, into: k.pointer, int8Input: shared)
-            applyLinear(value, keyValue, rows: N, into: v.pointer, int8Input: shared)
+            applyLinear(self.query, query, rows: N, into: q.pointer)
+            applyLinear(key, keyValue, rows: N, into: k.pointer)
+            applyLinear(value, keyValue, rows: N, into: v.pointer)
         }
         let context = Activations(N * A, zeroed: false)
         scores(layer: index, q: q.pointer, k: k.pointer, v: v.pointer, ctx, into: context.pointer)
