@@ -8,15 +8,20 @@
 /* C[m×n] = alpha · A[m×k] · B[k×n] (+ C if accumulate), row-major with leading dimensions.
  * The attention's small products: scores against transposed keys, probabilities × values. */
 
+/* fused: each C[i][j] one fma chain over p in increasing order, from +0, then · alpha (the AVX-512 tiles'
+ * bits, which dk_attention_head_f32 keeps on every CPU); else separate multiplies and adds. */
 static void gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                           const float *b, size_t ldb, float *c, size_t ldc) {
+                           const float *b, size_t ldb, float *c, size_t ldc, int fused) {
     for (size_t i = 0; i < m; i++) {
         float *ci = c + i * ldc;
         for (size_t j = 0; j < n; j++) ci[j] = 0;
         for (size_t p = 0; p < k; p++) {
             float aip = a[i * lda + p];
             const float *bp = b + p * ldb;
-            for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
+            if (fused)
+                for (size_t j = 0; j < n; j++) ci[j] = fmaf(aip, bp[j], ci[j]);
+            else
+                for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
         }
         for (size_t j = 0; j < n; j++) ci[j] *= alpha;
     }
@@ -27,7 +32,7 @@ static void gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const floa
 
 __attribute__((target("avx2,fma")))
 static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
-                         const float *b, size_t ldb, float *c, size_t ldc) {
+                         const float *b, size_t ldb, float *c, size_t ldc, int fused) {
     const __m256 va = _mm256_set1_ps(alpha);
     size_t i = 0;
     /* 4 rows × 16 columns per tile: 8 accumulators, 2 loads of B and 4 broadcasts of A per step. */
@@ -53,7 +58,7 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
             _mm256_storeu_ps(c + (i + 2) * ldc + j, _mm256_mul_ps(c20, va)); _mm256_storeu_ps(c + (i + 2) * ldc + j + 8, _mm256_mul_ps(c21, va));
             _mm256_storeu_ps(c + (i + 3) * ldc + j, _mm256_mul_ps(c30, va)); _mm256_storeu_ps(c + (i + 3) * ldc + j + 8, _mm256_mul_ps(c31, va));
         }
-        if (j < n) gemm_nn_scalar(4, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
+        if (j < n) gemm_nn_scalar(4, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, fused);
     }
     if (i < m) {
         /* Remaining rows: one row at a time, 16 columns per step. */
@@ -69,7 +74,7 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
                 _mm256_storeu_ps(c + i * ldc + j, _mm256_mul_ps(c0, va));
                 _mm256_storeu_ps(c + i * ldc + j + 8, _mm256_mul_ps(c1, va));
             }
-            if (j < n) gemm_nn_scalar(1, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc);
+            if (j < n) gemm_nn_scalar(1, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, fused);
         }
     }
 }
@@ -101,20 +106,51 @@ static void probs_times_values_avx2(size_t m, size_t t, size_t d, const float *p
     }
 }
 
+/* out[i][c] = Σ_j p[i][j] · v[j][c] in f32: one fma chain per output over j in increasing order, from +0
+ * (dk_attention_head_f32's P·V). */
+__attribute__((target("avx2,fma")))
+static void probs_times_values_f32_avx2(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v,
+                                        size_t ldv, float *out, size_t ldo) {
+    for (size_t i = 0; i < m; i++) {
+        const float *pi = p + i * ldp;
+        size_t c = 0;
+        for (; c + 16 <= d; c += 16) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            for (size_t j = 0; j < t; j++) {
+                __m256 w = _mm256_broadcast_ss(pi + j);
+                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + j * ldv + c), a0);
+                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + j * ldv + c + 8), a1);
+            }
+            _mm256_storeu_ps(out + i * ldo + c, a0);
+            _mm256_storeu_ps(out + i * ldo + c + 8, a1);
+        }
+        for (; c < d; c++) {
+            float acc = 0.0f;
+            for (size_t j = 0; j < t; j++) acc = fmaf(pi[j], v[j * ldv + c], acc);
+            out[i * ldo + c] = acc;
+        }
+    }
+}
+
 static int has_avx2_fma(void) { return (cpu_usable() & CPU_AVX2_FMA) != 0; }
 #endif
 
+static void gemm_nn(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,
+                    float *c, size_t ldc, int fused) {
+#if defined(__x86_64__)
+    if (has_avx2_fma()) { gemm_nn_avx2(m, n, k, alpha, a, lda, b, ldb, c, ldc, fused); return; }
+#endif
+    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc, fused);
+}
+
 void dk_gemm_nn(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b, size_t ldb,
                 float *c, size_t ldc) {
-#if defined(__x86_64__)
-    if (has_avx2_fma()) { gemm_nn_avx2(m, n, k, alpha, a, lda, b, ldb, c, ldc); return; }
-#endif
-    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+    gemm_nn(m, n, k, alpha, a, lda, b, ldb, c, ldc, 0);
 }
 
 void dk_gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda, const float *b,
                        size_t ldb, float *c, size_t ldc) {
-    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+    gemm_nn_scalar(m, n, k, alpha, a, lda, b, ldb, c, ldc, 0);
 }
 
 /* m query rows of P · V over t keys. */
@@ -129,12 +165,28 @@ static void probs_times_values_scalar(size_t m, size_t t, size_t d, const float 
     }
 }
 
+static void probs_times_values_f32_scalar(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v,
+                                          size_t ldv, float *out, size_t ldo) {
+    for (size_t i = 0; i < m; i++) {
+        float *oi = out + i * ldo;
+        for (size_t c = 0; c < d; c++) oi[c] = 0.0f;
+        for (size_t j = 0; j < t; j++)
+            for (size_t c = 0; c < d; c++) oi[c] = fmaf(p[i * ldp + j], v[j * ldv + c], oi[c]);
+    }
+}
+
+/* f32: P·V in f32 (dk_attention_head_f32), else in double. */
 static void probs_times_values(size_t m, size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
-                               float *out, size_t ldo) {
+                               float *out, size_t ldo, int f32) {
 #if defined(__x86_64__)
-    if (has_avx2_fma()) { probs_times_values_avx2(m, t, d, p, ldp, v, ldv, out, ldo); return; }
+    if (has_avx2_fma()) {
+        if (f32) probs_times_values_f32_avx2(m, t, d, p, ldp, v, ldv, out, ldo);
+        else probs_times_values_avx2(m, t, d, p, ldp, v, ldv, out, ldo);
+        return;
+    }
 #endif
-    probs_times_values_scalar(m, t, d, p, ldp, v, ldv, out, ldo);
+    if (f32) probs_times_values_f32_scalar(m, t, d, p, ldp, v, ldv, out, ldo);
+    else probs_times_values_scalar(m, t, d, p, ldp, v, ldv, out, ldo);
 }
 
 void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
@@ -144,7 +196,7 @@ void dk_probs_times_values_scalar(size_t t, size_t d, const float *p, size_t ldp
 
 void dk_probs_times_values(size_t t, size_t d, const float *p, size_t ldp, const float *v, size_t ldv,
                            float *out, size_t ldo) {
-    probs_times_values(t, t, d, p, ldp, v, ldv, out, ldo);
+    probs_times_values(t, t, d, p, ldp, v, ldv, out, ldo, 0);
 }
 
 /* dst[c][r] = src[r][c] for an [rows × cols] source with leading dimension lds; dst has ld = rows. */
@@ -170,12 +222,13 @@ static size_t blocked_scratch(size_t t, size_t d, size_t span, size_t b) {
  * scores against every key, its c2p rows, the masked softmax and its output rows. The relative row of query
  * i and key j is rel[i * rel_row + j * rel_col] (a [t×t] table: t, 1; by distance from by_distance + t - 1:
  * 1, -1). Each row goes through the same products and the same row code whatever b is (b = t: the full
- * [t×t] matrix), so the output does not depend on b to the bit. */
+ * [t×t] matrix), so the output does not depend on b to the bit. f32sums: dk_attention_head_f32's arithmetic
+ * (fused products, the fixed-order exp and row sum, P·V in f32), else dk_attention_head_distance's. */
 static void blocked_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
                          size_t ldv, const float *pk, const float *pq, size_t ldp, const float *pkt_in,
                          const float *pqt_in, size_t ldt, size_t span, const int32_t *rel, ptrdiff_t rel_row,
                          ptrdiff_t rel_col, const uint8_t *key_mask, float scale, float *out, size_t ldo, float *scratch,
-                         size_t b) {
+                         size_t b, int f32sums) {
     float *kt = scratch;
     float *pkt = kt + d * t;
     float *pqt = pkt + d * span;
@@ -189,15 +242,15 @@ static void blocked_head(size_t t, size_t d, const float *q, size_t ldq, const f
     if (pk && !pkt_in) transpose(pk, span, d, ldp, pkt);
     if (pq && !pqt_in) transpose(pq, span, d, ldp, pqt);
     const int has_c2p = pk || pkt_in, has_p2c = pq || pqt_in;
-    if (has_p2c) dk_gemm_nn(t, span, d, scale, k, ldk, pqf, ldq_t, p2c, span);
+    if (has_p2c) gemm_nn(t, span, d, scale, k, ldk, pqf, ldq_t, p2c, span, f32sums);
     for (size_t i0 = 0; i0 < t; i0 += b) {
         const size_t mb = t - i0 < b ? t - i0 : b;
-        dk_gemm_nn(mb, t, d, scale, q + i0 * ldq, ldq, kt, t, scores, t);
-        if (has_c2p) dk_gemm_nn(mb, span, d, scale, q + i0 * ldq, ldq, pkf, ldk_t, c2p, span);
+        gemm_nn(mb, t, d, scale, q + i0 * ldq, ldq, kt, t, scores, t, f32sums);
+        if (has_c2p) gemm_nn(mb, span, d, scale, q + i0 * ldq, ldq, pkf, ldk_t, c2p, span, f32sums);
         for (size_t r = 0; r < mb; r++)
             dk_attention_probability_row(scores + r * t, t, 1.0f, has_c2p ? c2p + r * span : NULL, has_p2c ? p2c : NULL, span,
-                                         rel + (ptrdiff_t)(i0 + r) * rel_row, rel_col, key_mask);
-        probs_times_values(mb, t, d, scores, t, v, ldv, out + i0 * ldo, ldo);
+                                         rel + (ptrdiff_t)(i0 + r) * rel_row, rel_col, key_mask, f32sums);
+        probs_times_values(mb, t, d, scores, t, v, ldv, out + i0 * ldo, ldo, f32sums);
     }
 }
 
@@ -206,7 +259,7 @@ void dk_attention_head_generic(size_t t, size_t d, const float *q, size_t ldq, c
                                const int32_t *rel, const uint8_t *key_mask, float scale, float *out, size_t ldo,
                                float *scratch) {
     blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, rel, (ptrdiff_t)t, 1, key_mask, scale,
-                 out, ldo, scratch, t);
+                 out, ldo, scratch, t, 0);
 }
 
 size_t dk_attention_distance_generic_scratch(size_t t, size_t d, size_t span) {
@@ -218,7 +271,7 @@ void dk_attention_head_distance_generic(size_t t, size_t d, const float *q, size
                                         size_t span, const int32_t *by_distance, const uint8_t *key_mask,
                                         float scale, float *out, size_t ldo, float *scratch) {
     blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance + t - 1, 1, -1, key_mask,
-                 scale, out, ldo, scratch, distance_block(t));
+                 scale, out, ldo, scratch, distance_block(t), 0);
 }
 
 size_t dk_attention_scratch(size_t t, size_t d, size_t span) {
@@ -276,7 +329,31 @@ void dk_attention_head_distance_transposed(size_t t, size_t d, const float *q, s
         return;
     }
     blocked_head(t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance + t - 1, 1, -1, key_mask,
-                 scale, out, ldo, scratch, distance_block(t));
+                 scale, out, ldo, scratch, distance_block(t), 0);
+}
+
+void dk_attention_head_f32(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
+                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                           float *scratch) {
+    if (dk_has_avx512())
+        dk_attention_head_f32_avx512(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance,
+                                     key_mask, scale, out, ldo, scratch);
+    else
+        blocked_head(t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, NULL, NULL, 0, span, by_distance + t - 1, 1, -1,
+                     key_mask, scale, out, ldo, scratch, distance_block(t), 1);
+}
+
+void dk_attention_head_f32_transposed(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                      const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                      size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                      float *out, size_t ldo, float *scratch) {
+    if (dk_has_avx512())
+        dk_attention_head_f32_avx512(t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance,
+                                     key_mask, scale, out, ldo, scratch);
+    else
+        blocked_head(t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance + t - 1, 1, -1,
+                     key_mask, scale, out, ldo, scratch, distance_block(t), 1);
 }
 
 void dk_attention_head(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,

@@ -6,6 +6,8 @@
  *   4. logits          S[i][j]  += C[i][g(i-j)] + P[j][g(i-j)] (g: relative row by distance i - j)
  *   5. masked softmax of each row (vectorized exp, sum in double), probabilities rounded to f32
  *   6. out_i = Σ_j p_ij v_j                                    (in double: exact products, zmm FMAs)
+ * Mode 3 (the quantized tiers' head, dk_attention_head_f32_transposed) differs in steps 5 and 6 only: the row
+ * sum in the fixed lane order of the bf16 head, and P·V in f32, one fma chain per output (6 × 64 tiles).
  * Step 4 needs no gathers: 16 consecutive distances reach at most 16 consecutive rows (the bucketed
  * distances grow by at most one row per step), so each 16-wide piece is one load of a 16-row window
  * and one in-register permutation (vpermps). Along a c2p row the distances run down as j runs up; the
@@ -33,11 +35,11 @@ int dk_has_avx512(void) { return (cpu_usable() & (CPU_AVX512F | CPU_AVX512_BW_VL
  * asked for. A is read by broadcasts (any layout), B by rows. */
 INLINE AVX512 void tile(const int mr, const int nv, size_t kk, const float *a, size_t lda, const float *b,
                         size_t ldb, float *c, size_t ldc, float alpha, __mmask16 last) {
-    __m512 acc[8][3];
+    __m512 acc[8][4];
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < nv; v++) acc[i][v] = _mm512_setzero_ps();
     for (size_t p = 0; p < kk; p++) {
-        __m512 bv[3];
+        __m512 bv[4];
         const float *bp = b + p * ldb;
         for (int v = 0; v < nv; v++)
             bv[v] = v == nv - 1 ? _mm512_maskz_loadu_ps(last, bp + 16 * v) : _mm512_loadu_ps(bp + 16 * v);
@@ -66,6 +68,12 @@ typedef void (*tile_fn)(size_t, const float *, size_t, const float *, size_t, fl
 TILES3(1) TILES3(2) TILES3(3) TILES3(4) TILES3(5) TILES3(6) TILES3(7) TILES3(8)
 #define ROW3(MR) {tile_##MR##_1, tile_##MR##_2, tile_##MR##_3}
 static const tile_fn tiles3[8][3] = {ROW3(1), ROW3(2), ROW3(3), ROW3(4), ROW3(5), ROW3(6), ROW3(7), ROW3(8)};
+/* 6 rows × 64 columns (24 accumulators, 4 loads and 6 broadcasts per 24 FMAs): mode 3's P·V, whose n is the
+ * head size (64 in every DeBERTa), where 48-column tiles would leave a 16-column tile bound by its loads. */
+#define TILE4(MR) TILE(MR, 4)
+TILE4(1) TILE4(2) TILE4(3) TILE4(4) TILE4(5) TILE4(6)
+#define ROW4(MR) {tile_##MR##_1, tile_##MR##_2, tile_##MR##_3, tile_##MR##_4}
+static const tile_fn tiles4[6][4] = {ROW4(1), ROW4(2), ROW4(3), ROW4(4), ROW4(5), ROW4(6)};
 
 static inline __mmask16 tail_mask(size_t w) { return (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1)); }
 
@@ -79,6 +87,20 @@ static AVX512 void gemm_tall(size_t m, size_t n, size_t kk, const float *a, size
         for (size_t i = 0; i < m; i += 8) {
             int mr = (int)(m - i < 8 ? m - i : 8);
             tiles3[mr - 1][nv - 1](kk, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, alpha, last);
+        }
+    }
+}
+
+/* C = A · B (alpha 1) in 6 × 64 tiles: the same fma chains as gemm_tall, so the same bits. */
+static AVX512 void gemm_wide(size_t m, size_t n, size_t kk, const float *a, size_t lda, const float *b, size_t ldb,
+                             float *c, size_t ldc) {
+    for (size_t j = 0; j < n; j += 64) {
+        size_t w = n - j < 64 ? n - j : 64;
+        int nv = (int)((w + 15) / 16);
+        __mmask16 last = tail_mask(w - 16 * (size_t)(nv - 1));
+        for (size_t i = 0; i < m; i += 6) {
+            int mr = (int)(m - i < 6 ? m - i : 6);
+            tiles4[mr - 1][nv - 1](kk, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, 1.0f, last);
         }
     }
 }
@@ -452,9 +474,10 @@ AVX512 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows,
     words_transposed(p, rows, d, ldp, stage, words, ldw, rows);
 }
 
-/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated. pkw / pqw (ld ldw),
- * when given, are the position rows already transposed, used instead of pk / pq: in bf16 modes their words
- * (dk_attention_bf16_position_words), in f32 mode the floats [d × ldw] (dk_attention_position_transposed). */
+/* mode 0: the f32 head; 1: bf16 products with vdpbf16ps; 2: the same bf16 products emulated; 3: the f32 head with
+ * the bf16 head's row sum and P·V in f32. pkw / pqw (ld ldw), when given, are the position rows already
+ * transposed, used instead of pk / pq: in bf16 modes their words (dk_attention_bf16_position_words), in f32 modes
+ * the floats [d × ldw] (dk_attention_position_transposed). */
 static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
                         const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp, const void *pkw,
                         const void *pqw, size_t ldw, size_t span, const int32_t *by_distance,
@@ -496,7 +519,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
     for (size_t j = 0; j < tp; j++) madd[j] = j < t && key_mask[j] ? 0.0f : -INFINITY;
 
     /* bf16: words of k (rows, and transposed), pk, pq (transposed) and V (key pairs by column) */
-    const int bf = mode != 0, native = mode == 1;
+    const int bf = mode == 1 || mode == 2, native = mode == 1, f32pv = mode == 3;
     const size_t ldvd = values_ld(d);
     double *vd = (double *)(scratch + values_offset(t, d, span));
     const bf_layout B = bf_plan(t, d, span);
@@ -518,7 +541,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
         cgb_round_rows(vt, d, tp, tp, vtw, tp / 2);
         transpose((const float *)vtw, d, tp / 2, tp / 2, (float *)vw, B.ldvw, d);
     } else {
-        for (size_t j = 0; j < t; j++)
+        for (size_t j = 0; j < t && !f32pv; j++)
             for (size_t c = 0; c < d; c += 8) {
                 __mmask8 m = (__mmask8)(d - c >= 8 ? 0xFF : ((1u << (d - c)) - 1));
                 _mm512_mask_storeu_pd(vd + j * ldvd + c, m, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m, v + j * ldv + c)));
@@ -572,6 +595,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             float m = _mm512_reduce_max_ps(vmax[ii]);
             if (m == -INFINITY) {
                 if (bf) memset(pw + ii * L.ldpd, 0, (tp / 2) * sizeof(uint32_t));
+                else if (f32pv) memset(srow, 0, tp * sizeof(float));
                 else memset(prow, 0, tp * sizeof(double));
                 continue;
             }
@@ -583,13 +607,13 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
                 sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
                 sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
             }
-            if (bf) {
-                /* the sum in a fixed order (the scalar reference's), p rounded to f32 then to bf16 */
+            if (bf || f32pv) {
+                /* the sum in a fixed order (the scalar reference's), p rounded to f32 (then to bf16) */
                 double l[8];
                 _mm512_storeu_pd(l, _mm512_add_pd(sum0, sum1));
                 const __m512 inv = _mm512_set1_ps((float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])))));
                 for (size_t j0 = 0; j0 < tp; j0 += 16) _mm512_storeu_ps(srow + j0, _mm512_mul_ps(_mm512_loadu_ps(srow + j0), inv));
-                cgb_round_rows(srow, 1, tp, L.lds, pw + ii * L.ldpd, L.ldpd);
+                if (bf) cgb_round_rows(srow, 1, tp, L.lds, pw + ii * L.ldpd, L.ldpd);
                 continue;
             }
             const __m512 inv = _mm512_set1_ps((float)(1.0 / _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1))));
@@ -600,6 +624,7 @@ static AVX512 void head(int mode, size_t t, size_t d, const float *q, size_t ldq
             }
         }
         if (bf) gemm_bf16(native, mb, d, tp / 2, pw, L.ldpd, vw, B.ldvw, out + i0 * ldo, ldo, 1.0f);
+        else if (f32pv) gemm_wide(mb, d, t, sb, L.lds, v, ldv, out + i0 * ldo, ldo);
         else probs_times_values(mb, d, t, pd, L.ldpd, vd, ldvd, out + i0 * ldo, ldo);
     }
 }
@@ -623,6 +648,15 @@ AVX512 void dk_attention_head_transposed_avx512(size_t t, size_t d, const float 
                                                 const uint8_t *key_mask, float scale, float *out, size_t ldo,
                                                 float *scratch) {
     head(0, t, d, q, ldq, k, ldk, v, ldv, NULL, NULL, 0, pkt, pqt, ldt, span, by_distance, key_mask, scale, out, ldo,
+         scratch);
+}
+
+AVX512 void dk_attention_head_f32_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                         const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                         const float *pkt, const float *pqt, size_t ldt, size_t span,
+                                         const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                         size_t ldo, float *scratch) {
+    head(3, t, d, q, ldq, k, ldk, v, ldv, pk, pq, ldp, pkt, pqt, ldt, span, by_distance, key_mask, scale, out, ldo,
          scratch);
 }
 
@@ -655,6 +689,15 @@ void dk_attention_head_bf16_avx512(int native, size_t t, size_t d, const float *
     (void)native; (void)t; (void)d; (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)pk; (void)pq;
     (void)ldp; (void)pkw; (void)pqw; (void)ldw; (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out;
     (void)ldo; (void)scratch;
+}
+void dk_attention_head_f32_avx512(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                  const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                  const float *pkt, const float *pqt, size_t ldt, size_t span,
+                                  const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out,
+                                  size_t ldo, float *scratch) {
+    (void)t; (void)d; (void)q; (void)ldq; (void)k; (void)ldk; (void)v; (void)ldv; (void)pk; (void)pq; (void)ldp;
+    (void)pkt; (void)pqt; (void)ldt; (void)span; (void)by_distance; (void)key_mask; (void)scale; (void)out; (void)ldo;
+    (void)scratch;
 }
 void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t d, size_t ldp, uint32_t *words,
                                              size_t ldw, uint32_t *stage) {

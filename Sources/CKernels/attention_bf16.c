@@ -1,5 +1,6 @@
-/* The bf16 tier's attention head: the AVX-512 head (attention_avx512.c) with its products in bf16, and the
- * scalar reference that defines its bits. The contract is in include/ckernels.h. */
+/* The bf16 tier's attention head (the AVX-512 head of attention_avx512.c with its products in bf16), the quantized
+ * tiers' f32 head (P·V in f32), and the scalar references that define their bits. The contracts are in
+ * include/ckernels.h. */
 #include "ckernels.h"
 #include "attention_internal.h"
 #include "cgemm_bf16.h"
@@ -63,21 +64,48 @@ static float dot_words(const uint32_t *a, const uint32_t *b, size_t b_step, size
     return acc;
 }
 
-/* The AVX-512 head's exp (exp16), one lane. */
-static float exp_lane(float x) {
-    x = x > -200.0f ? x : -200.0f; /* vmaxps(x, -200): -200 for NaN as well */
-    float n = nearbyintf(x * 1.44269504088896341f);
-    float r = fmaf(-n, 0.693359375f, x);
-    r = fmaf(-n, -2.12194440e-4f, r);
-    float p = 1.9875691500e-4f;
-    p = fmaf(p, r, 1.3981999507e-3f);
-    p = fmaf(p, r, 8.3334519073e-3f);
-    p = fmaf(p, r, 4.1665795894e-2f);
-    p = fmaf(p, r, 1.6666665459e-1f);
-    p = fmaf(p, r, 5.0000001201e-1f);
-    float r2 = r * r;
-    p = fmaf(p, r2, r + 1.0f);
-    return ldexpf(p, (int)n);
+/* Σ a[p] · b[p · b_step] as one fma chain in increasing p, from +0 (the AVX-512 tiles' order). */
+static float dot_f32(const float *a, const float *b, size_t b_step, size_t n) {
+    float acc = 0.0f;
+    for (size_t p = 0; p < n; p++) acc = fmaf(a[p], b[p * b_step], acc);
+    return acc;
+}
+
+int dk_attention_head_f32_reference(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                    const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                    size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                    float *out, size_t ldo) {
+    const size_t tp = (t + 15) & ~(size_t)15;
+    float *s = calloc(tp, sizeof(float)), *p2c = calloc(t * span + 1, sizeof(float));
+    int ok = s && p2c;
+    if (ok) {
+        if (pq)
+            for (size_t j = 0; j < t; j++)
+                for (size_t r = 0; r < span; r++) p2c[j * span + r] = scale * dot_f32(k + j * ldk, pq + r * ldp, 1, d);
+        for (size_t i = 0; i < t; i++) {
+            float m = -INFINITY;
+            for (size_t j = 0; j < tp; j++) {
+                if (j >= t) { s[j] = -INFINITY; continue; }
+                size_t r = (size_t)by_distance[(ptrdiff_t)i - (ptrdiff_t)j + (ptrdiff_t)t - 1];
+                float x = scale * dot_f32(q + i * ldq, k + j * ldk, 1, d);
+                if (pk) x = x + scale * dot_f32(q + i * ldq, pk + r * ldp, 1, d);
+                if (pq) x = x + p2c[j * span + r];
+                x = x + (key_mask[j] ? 0.0f : -INFINITY);
+                s[j] = x;
+                if (x > m) m = x;
+            }
+            if (m == -INFINITY) {
+                memset(s, 0, tp * sizeof(float));
+            } else {
+                for (size_t j = 0; j < tp; j++) s[j] = dk_exp_lane(s[j] - m);
+                float inv = dk_inverse_row_sum(s, tp);
+                for (size_t j = 0; j < tp; j++) s[j] = s[j] * inv;
+            }
+            for (size_t c = 0; c < d; c++) out[i * ldo + c] = 1.0f * dot_f32(s, v + c, ldv, t);
+        }
+    }
+    free(s); free(p2c);
+    return ok;
 }
 
 int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
@@ -120,14 +148,8 @@ int dk_attention_head_bf16_reference(size_t t, size_t d, const float *q, size_t 
             if (m == -INFINITY) {
                 memset(pw, 0, kp * 4);
             } else {
-                double lane[16] = {0};
-                for (size_t j = 0; j < tp; j++) {
-                    s[j] = exp_lane(s[j] - m);
-                    lane[j % 16] += (double)s[j];
-                }
-                double l[8];
-                for (int c = 0; c < 8; c++) l[c] = lane[c] + lane[c + 8];
-                float inv = (float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))));
+                for (size_t j = 0; j < tp; j++) s[j] = dk_exp_lane(s[j] - m);
+                float inv = dk_inverse_row_sum(s, tp);
                 for (size_t jp = 0; jp < kp; jp++)
                     pw[jp] = (uint32_t)cgb_from_f32(s[2 * jp] * inv) | (uint32_t)cgb_from_f32(s[2 * jp + 1] * inv) << 16;
             }

@@ -125,7 +125,7 @@ void dk_layer_norm_scalar(float *x, size_t rows, size_t n, size_t ld, const floa
 /* rel_row[j * rel_step]: a row of a [t×t] table (step 1), or a by-distance table read backwards (step -1). */
 void dk_attention_probability_row(float *row, size_t t, float content_scale, const float *c2p_row,
                                   const float *p2c, size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step,
-                                  const uint8_t *key_mask) {
+                                  const uint8_t *key_mask, int fixed_order) {
     float max = -FLT_MAX;
     int any = 0;
     for (size_t j = 0; j < t; j++) {
@@ -140,6 +140,12 @@ void dk_attention_probability_row(float *row, size_t t, float content_scale, con
     }
     if (!any) {
         for (size_t j = 0; j < t; j++) row[j] = 0;
+        return;
+    }
+    if (fixed_order) {
+        for (size_t j = 0; j < t; j++) row[j] = key_mask[j] ? dk_exp_lane(row[j] - max) : 0.0f;
+        float inv = dk_inverse_row_sum(row, t);
+        for (size_t j = 0; j < t; j++) row[j] *= inv;
         return;
     }
     double sum = 0;
@@ -158,7 +164,7 @@ void dk_attention_probabilities(float *scores, size_t t, size_t ld_scores, float
                                 const uint8_t *key_mask) {
     for (size_t i = 0; i < t; i++)
         dk_attention_probability_row(scores + i * ld_scores, t, content_scale, c2p ? c2p + i * ld_pos : NULL, p2c,
-                                     ld_pos, rel + i * t, 1, key_mask);
+                                     ld_pos, rel + i * t, 1, key_mask, 0);
 }
 
 void dk_softmax_rows(float *x, size_t rows, size_t n, size_t ld) {

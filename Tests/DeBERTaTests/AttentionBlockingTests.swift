@@ -301,6 +301,112 @@ extension AttentionBlockingTests {
     }
 }
 
+/// The quantized tiers' f32 head (`dk_attention_head_f32` / `_transposed`: P·V in f32) against its scalar reference
+/// (`dk_attention_head_f32_reference`): equal to the bit on odd shapes, from position rows or from the transposed
+/// ones inside a larger table, under every kernel cap (AVX-512, AVX2, scalar); close to the f32 tier's head.
+extension AttentionBlockingTests {
+    private func compareF32Sums(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
+                                seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        var noise = Noise(state: 0x6A09_E667_F3BC_C909 ^ (seed &* 0x1000_0000_01B3))
+        let ld = d + 3
+        let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
+        let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
+        let g = byDistance(t: t, span: span, rows, &noise)
+        let m = mask(t: t, kind)
+        let scale = 1 / Float(d * 3).squareRoot()
+        let label = "f32 sums (\(String(cString: dk_attention_isa()))) t=\(t) d=\(d) span=\(span) \(rows) mask=\(kind) c2p=\(c2p) p2c=\(p2c)"
+        var expected = [Float](repeating: .nan, count: t * ld)
+        XCTAssertEqual(dk_attention_head_f32_reference(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &expected, ld),
+                       1, file: file, line: line)
+        for i in 0 ..< t { for c in 0 ..< d where !expected[i * ld + c].isFinite {
+            XCTFail("\(label): reference output [\(i), \(c)] = \(expected[i * ld + c])", file: file, line: line); return
+        } }
+        // Close to the f32 tier's head (P·V in double, another row-sum order): a few ulps of values ≤ 1.5.
+        var exact = [Float](repeating: .nan, count: t * ld)
+        var exactScratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
+        var table = [Int32](repeating: 0, count: t * t)
+        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
+        dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table, m, scale, &exact, ld, &exactScratch)
+        var worst: Float = 0
+        for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(exact[i * ld + c] - expected[i * ld + c])) } }
+        XCTAssertLessThan(worst, 1e-5, "\(label): max abs difference from the f32 tier's head", file: file, line: line)
+
+        var out = [Float](repeating: .nan, count: t * ld)
+        // NaN scratch: every value the kernel reads must have been written first.
+        var scratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
+        dk_attention_head_f32(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &out, ld, &scratch)
+        var differing = zip(expected, out).filter { $0.bitPattern != $1.bitPattern }.count
+        XCTAssertEqual(differing, 0, "\(label): \(differing) of \(t * ld) outputs differ", file: file, line: line)
+        for i in 0 ..< t { for c in d ..< ld where !out[i * ld + c].isNaN {
+            XCTFail("\(label): wrote [\(i), \(c)] past the head", file: file, line: line); return
+        } }
+        // The position rows transposed once, inside a larger table (2 rows before and 3 after), read from column 2.
+        let before = 2, tableRows = span + 5
+        func transposed(_ p: [Float]?) -> [Float]? {
+            guard let p else { return nil }
+            var big = noise.next(tableRows * ld, 2)
+            for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
+            var t = [Float](repeating: .nan, count: d * tableRows)
+            XCTAssertEqual(dk_attention_position_transposed(big, tableRows, d, ld, &t, tableRows), 1, file: file, line: line)
+            return t
+        }
+        let pkt = transposed(pk), pqt = transposed(pq)
+        var viaTransposed = [Float](repeating: .nan, count: t * ld)
+        scratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
+        withOptionalPointers(pkt, pqt) { kp, qp in
+            dk_attention_head_f32_transposed(t, d, q, ld, k, ld, v, ld, kp.map { $0 + before }, qp.map { $0 + before }, tableRows,
+                                             span, g, m, scale, &viaTransposed, ld, &scratch)
+        }
+        differing = zip(expected, viaTransposed).filter { $0.bitPattern != $1.bitPattern }.count
+        XCTAssertEqual(differing, 0, "\(label) transposed position rows: \(differing) outputs differ", file: file, line: line)
+    }
+
+    /// Lengths around the 16-query block and the 48/64-column tiles, every mask kind, odd head sizes (the P·V tile's
+    /// 64 columns and their masked tails), random and bucketed rows.
+    func testF32SumsHeadIsBitIdenticalToItsReferenceAtOddShapes() {
+        var seed: UInt64 = 5000
+        for t in [1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 47, 49, 64, 65, 97, 129] {
+            for kind in MaskKind.allCases {
+                let span = [1, 2, 7, 16, 33, 100][(t + Int(seed)) % 6]
+                let d = [1, 5, 8, 16, 24, 33, 64, 65, 80][(t + Int(seed)) % 9]
+                compareF32Sums(t: t, d: d, span: span, rows: t % 2 == 0 ? .bucketed : .random, mask: kind,
+                               c2p: true, p2c: true, seed: seed)
+                seed += 1
+            }
+        }
+    }
+
+    /// Every combination of the position terms; spans up to 512 (v3-base); and a long sequence.
+    func testF32SumsHeadIsBitIdenticalWithAndWithoutPositionTermsAndLong() {
+        var seed: UInt64 = 6000
+        for (c2p, p2c) in [(true, true), (true, false), (false, true), (false, false)] {
+            for (t, d, span) in [(1, 8, 4), (16, 3, 9), (63, 32, 64), (65, 64, 128), (200, 64, 512), (130, 13, 257)] {
+                compareF32Sums(t: t, d: d, span: span, rows: .bucketed, mask: .holes, c2p: c2p, p2c: p2c, seed: seed)
+                seed += 1
+            }
+        }
+        compareF32Sums(t: 600, d: 64, span: 512, rows: .bucketed, mask: .padded, c2p: true, p2c: true, seed: 6100)
+    }
+
+    /// Under the AVX2 and scalar caps the row-blocked head gives the same bits (a quantized model's answers do not
+    /// depend on the machine): past its 64-query blocks, odd head sizes (the AVX2 tiles' tails), every mask kind.
+    func testF32SumsHeadKeepsItsBitsUnderTheAVX2AndScalarCaps() {
+        defer { RuntimeOptions().configureKernels() }
+        var seed: UInt64 = 6200
+        for kernels in [RuntimeOptions.Kernels.avx2, .scalar] {
+            RuntimeOptions(kernels: kernels).configureKernels()
+            XCTAssertEqual(String(cString: dk_attention_isa()), kernels.rawValue)
+            for (t, d, span) in [(1, 8, 4), (17, 5, 9), (33, 16, 64), (70, 33, 128), (130, 64, 257)] {
+                for kind in MaskKind.allCases {
+                    compareF32Sums(t: t, d: d, span: span, rows: t % 2 == 0 ? .bucketed : .random, mask: kind,
+                                   c2p: t % 3 != 0, p2c: true, seed: seed)
+                    seed += 1
+                }
+            }
+        }
+    }
+}
+
 private extension Optional where Wrapped == [UInt32] {
     /// The array's base address (nil for nil) for the body's duration.
     func withOptionalBuffer<R>(_ body: (UnsafePointer<UInt32>?) -> R) -> R {

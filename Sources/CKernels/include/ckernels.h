@@ -115,6 +115,32 @@ void dk_attention_head_distance_transposed(size_t t, size_t d, const float *q, s
                                           size_t span, const int32_t *by_distance, const uint8_t *key_mask,
                                           float scale, float *out, size_t ldo, float *scratch);
 
+/* The quantized tiers' head: dk_attention_head_distance's contract with every product in f32 and P·V too (no
+ * double): each score, c2p and p2c term is scale · (an fma chain over the d features in increasing order, from
+ * +0); s = ((scale·q·k + scale·q·pk) + scale·k·pq) + (0 or -inf); the AVX-512 head's exp; the row sum in double
+ * in the bf16 head's fixed order (below); p = e · (float)(1 / sum); out_i = an fma chain over the keys j < t in
+ * increasing order of p_ij · v_j, from +0 (then · 1). Fully masked rows give +0. Its results feed int8 or q4
+ * products, whose activation quantization dwarfs the last bits that summing P·V in double keeps for the f32
+ * tier; in f32 it runs P·V at twice the double rate. The same bits on every CPU and under every kernel cap
+ * (AVX-512 head, or the row-blocked AVX2 / scalar head with the same fma chains, exp and sum order), so a
+ * quantized model's answers do not depend on the machine's attention kernel.
+ * dk_attention_head_f32 takes the position rows pk / pq (ld ldp), dk_attention_head_f32_transposed the
+ * transposed ones of dk_attention_position_transposed (pkt / pqt, ld ldt), with the same bits.
+ * Scratch: dk_attention_distance_scratch floats. dk_attention_head_f32_reference is its scalar definition
+ * (one key and one output at a time; its own memory: 0 when an allocation fails). */
+void dk_attention_head_f32(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk, const float *v,
+                           size_t ldv, const float *pk, const float *pq, size_t ldp, size_t span,
+                           const int32_t *by_distance, const uint8_t *key_mask, float scale, float *out, size_t ldo,
+                           float *scratch);
+void dk_attention_head_f32_transposed(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                      const float *v, size_t ldv, const float *pkt, const float *pqt, size_t ldt,
+                                      size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                      float *out, size_t ldo, float *scratch);
+int dk_attention_head_f32_reference(size_t t, size_t d, const float *q, size_t ldq, const float *k, size_t ldk,
+                                    const float *v, size_t ldv, const float *pk, const float *pq, size_t ldp,
+                                    size_t span, const int32_t *by_distance, const uint8_t *key_mask, float scale,
+                                    float *out, size_t ldo);
+
 /* Which attention kernel this CPU runs: "avx512", "avx2" or "scalar". */
 const char *dk_attention_isa(void);
 

@@ -11,14 +11,18 @@ final class ComputeContext: Sendable {
     let trace: Trace
     /// Attention products in bf16 (RuntimeOptions.attentionInBF16).
     let attentionInBF16: Bool
+    /// A quantized store's f32 attention: P·V summed in f32 (dk_attention_head_f32) instead of double, whose last
+    /// bits only the f32 tier's results keep (its default path is unchanged).
+    let attentionSumsInF32: Bool
 
     @TaskLocal static var current = ComputeContext(RuntimeOptions())
 
-    init(_ options: RuntimeOptions) {
+    init(_ options: RuntimeOptions, quantized: Bool = false) {
         threads = options.threads
         hugePages = options.hugePages
         trace = options.trace
         attentionInBF16 = options.attentionInBF16
+        attentionSumsInF32 = quantized && !attentionInBF16
         pool = ComputePool.shared(spinSeconds: options.spinMicroseconds * 1e-6)
     }
 

@@ -37,7 +37,8 @@ public struct RuntimeOptions: Sendable, Equatable {
     public enum AttentionPrecision: String, Sendable, CaseIterable {
         /// bf16 with `precision` bf16, f32 otherwise (a quantized store then matches its PyTorch simulation).
         case auto
-        /// f32 products, P·V summed in double (the reference results).
+        /// f32 products; P·V summed in double for float stores (the reference results), in f32 for int8 / q4 stores
+        /// (whose activation quantization dwarfs those last bits; the same bits on every CPU).
         case f32
         /// bf16 operands, f32 accumulation as `vdpbf16ps` (emulated, same bits, on AVX-512 CPUs without it);
         /// softmax in f32. Needs AVX-512 F/BW/VL/DQ (under the kernel cap): elsewhere attention stays f32.

@@ -47,11 +47,11 @@ public final class DebertaModel: Sendable {
         try DebertaModel.checkSupported(config, file: file)
         (self.config, layout, files, store, self.options) = (config, checkpoint.layout, checkpoint.files, checkpoint.store, options)
         options.configureKernels()
-        compute = ComputeContext(options)
         hiddenActivation = try Activation(name: config.hiddenAct, field: "hidden_act", file: file)
         options.trace.mark("bind weights")
         let binder = try WeightBinder(store: checkpoint.store, layout: checkpoint.layout, config: config, file: checkpoint.files.weights,
                                       precision: options.precision)
+        compute = ComputeContext(options, quantized: binder.quantization != nil)
         if options.precision == .bf16, let scheme = binder.quantization?.scheme {
             throw DebertaError(.unsupported, file: checkpoint.files.weights,
                                "precision bf16 applies to float checkpoints; this one is quantized (\(scheme.rawValue)): run it without --precision bf16")

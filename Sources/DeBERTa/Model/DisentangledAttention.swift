@@ -116,7 +116,7 @@ struct DisentangledAttention: Sendable {
         let c = ctx.config, A = c.allHeadSize, heads = c.numAttentionHeads, d = c.attentionHeadSize
         let scale = DisentangledAttention.scale(c, family: ctx.family)
         let longest = ctx.relative[ctx.length]!
-        let bf16 = ComputeContext.current.attentionInBF16
+        let bf16 = ComputeContext.current.attentionInBF16, f32Sums = ComputeContext.current.attentionSumsInF32
         let scratchSize = DisentangledAttention.scratchFloats(length: ctx.length, headSize: d, span: longest.span, bf16: bf16)
         let pairs = ctx.batch * heads
         let workers = max(1, min(ComputeThreads.count, pairs))
@@ -138,14 +138,19 @@ struct DisentangledAttention: Sendable {
                     let ld = tables?.rows.count ?? 0
                     relative.rows.withUnsafeBufferPointer { rel in
                         // bf16 unless its kernels cannot run (words missing, or a later model lowered the process-wide
-                        // kernel cap below AVX-512: 0, nothing written); then the f32 head.
+                        // kernel cap below AVX-512: 0, nothing written); then a quantized store's f32 head summing P·V
+                        // in f32 (the same bits on any CPU), else the f32 tier's head.
                         var done: Int32 = 0
                         if bf16, (pkt == nil) == (pkw == nil), (pqt == nil) == (pqw == nil) {
                             done = dk_attention_head_bf16_words(T, d, q + row, A, k + row, A, v + row, A, pkw, pqw, ld, relative.span,
                                                                 rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
                                                                 scratch.pointer + w * scratchSize)
                         }
-                        if done == 0 {
+                        if done == 0 && f32Sums {
+                            dk_attention_head_f32_transposed(T, d, q + row, A, k + row, A, v + row, A, pkt, pqt, ld, relative.span,
+                                                             rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
+                                                             scratch.pointer + w * scratchSize)
+                        } else if done == 0 {
                             dk_attention_head_distance_transposed(T, d, q + row, A, k + row, A, v + row, A, pkt, pqt, ld, relative.span,
                                                                   rel.baseAddress, mask.baseAddress! + start, scale, context + row, A,
                                                                   scratch.pointer + w * scratchSize)
