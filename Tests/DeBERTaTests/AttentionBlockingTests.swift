@@ -58,18 +58,59 @@ final class AttentionBlockingTests: XCTestCase {
         }
     }
 
-    /// Runs the blocked head and the full-matrix reference on one shape; returns the number of differing outputs.
-    private func compare(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
-                         seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
-        var noise = Noise(state: 0x9E37_79B9_7F4A_7C15 ^ (seed &* 0x1000_0000_01B3))
-        let ld = d + 3  // rows wider than the head, as the model's [N, heads · d] activations
+    /// One head's random inputs: q, k, v and the position rows in rows wider than the head (ld = d + 3, as the
+    /// model's [N, heads · d] activations), the relative rows by distance, the key mask and the score scale.
+    private struct HeadCase {
+        var noise: Noise
+        let ld: Int, q: [Float], k: [Float], v: [Float], pk: [Float]?, pq: [Float]?, g: [Int32], m: [UInt8], scale: Float
+
+        /// The [t × t] relative-row table of the full-matrix head.
+        func table(_ t: Int) -> [Int32] {
+            var table = [Int32](repeating: 0, count: t * t)
+            for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
+            return table
+        }
+
+        /// The largest |difference| over the t × d outputs between `other` and the f32 tier's full-matrix head.
+        func distanceFromF32Head(_ other: [Float], t: Int, d: Int, span: Int) -> Float {
+            var f32 = [Float](repeating: .nan, count: t * ld)
+            var scratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
+            dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table(t), m, scale, &f32, ld, &scratch)
+            var worst: Float = 0
+            for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(f32[i * ld + c] - other[i * ld + c])) } }
+            return worst
+        }
+
+        /// `p` [span × ld] placed inside a larger random table of `rows` rows (from row `before`) and transposed
+        /// (dk_attention_position_transposed, ld `rows`): the heads read its window from column `before`.
+        mutating func transposedInTable(_ p: [Float]?, span: Int, d: Int, before: Int, rows: Int,
+                                        file: StaticString, line: UInt) -> [Float]? {
+            guard let p else { return nil }
+            var big = noise.next(rows * ld, 2)
+            for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
+            var t = [Float](repeating: .nan, count: d * rows)
+            XCTAssertEqual(dk_attention_position_transposed(big, rows, d, ld, &t, rows), 1, file: file, line: line)
+            return t
+        }
+    }
+
+    private func headCase(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool, seed: UInt64,
+                          salt: UInt64) -> HeadCase {
+        var noise = Noise(state: salt ^ (seed &* 0x1000_0000_01B3))
+        let ld = d + 3
         let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
         let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
         let g = byDistance(t: t, span: span, rows, &noise)
-        let m = mask(t: t, kind)
-        let scale = 1 / Float(d * 3).squareRoot()
-        var table = [Int32](repeating: 0, count: t * t)
-        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
+        return HeadCase(noise: noise, ld: ld, q: q, k: k, v: v, pk: pk, pq: pq, g: g, m: mask(t: t, kind),
+                        scale: 1 / Float(d * 3).squareRoot())
+    }
+
+    /// Runs the blocked head and the full-matrix reference on one shape; returns the number of differing outputs.
+    private func compare(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
+                         seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        var hc = headCase(t: t, d: d, span: span, rows: rows, mask: kind, c2p: c2p, p2c: p2c, seed: seed, salt: 0x9E37_79B9_7F4A_7C15)
+        let (ld, q, k, v, pk, pq, g, m, scale) = (hc.ld, hc.q, hc.k, hc.v, hc.pk, hc.pq, hc.g, hc.m, hc.scale)
+        let table = hc.table(t)
 
         var expected = [Float](repeating: .nan, count: t * ld), blocked = expected
         var scratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
@@ -91,15 +132,8 @@ final class AttentionBlockingTests: XCTestCase {
         // the same bits as the blocked head on the generic path, and as the AVX-512 head on that one.
         do {
             let before = 2, rows = span + 5
-            func transposed(_ p: [Float]?) -> [Float]? {
-                guard let p else { return nil }
-                var big = noise.next(rows * ld, 2)
-                for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
-                var t = [Float](repeating: .nan, count: d * rows)
-                XCTAssertEqual(dk_attention_position_transposed(big, rows, d, ld, &t, rows), 1, file: file, line: line)
-                return t
-            }
-            let pkt = transposed(pk), pqt = transposed(pq)
+            let pkt = hc.transposedInTable(pk, span: span, d: d, before: before, rows: rows, file: file, line: line)
+            let pqt = hc.transposedInTable(pq, span: span, d: d, before: before, rows: rows, file: file, line: line)
             var viaTransposed = [Float](repeating: .nan, count: t * ld)
             var tScratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
             withOptionalPointers(pkt, pqt) { kp, qp in
@@ -203,13 +237,9 @@ extension AttentionBlockingTests {
     @discardableResult
     private func compareBF16(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
                              seed: UInt64, file: StaticString = #filePath, line: UInt = #line) -> [String] {
-        var noise = Noise(state: 0x2545_F491_4F6C_DD1D ^ (seed &* 0x1000_0000_01B3))
-        let ld = d + 3
-        let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
-        let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
-        let g = byDistance(t: t, span: span, rows, &noise)
-        let m = mask(t: t, kind)
-        let scale = 1 / Float(d * 3).squareRoot()
+        let hc = headCase(t: t, d: d, span: span, rows: rows, mask: kind, c2p: c2p, p2c: p2c, seed: seed, salt: 0x2545_F491_4F6C_DD1D)
+        let (ld, q, k, v, pk, pq, g, m, scale) = (hc.ld, hc.q, hc.k, hc.v, hc.pk, hc.pq, hc.g, hc.m, hc.scale)
+        var noise = hc.noise
         let label = "bf16 t=\(t) d=\(d) span=\(span) \(rows) mask=\(kind) c2p=\(c2p) p2c=\(p2c)"
         var expected = [Float](repeating: .nan, count: t * ld)
         XCTAssertEqual(dk_attention_head_bf16_reference(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &expected, ld),
@@ -257,13 +287,7 @@ extension AttentionBlockingTests {
             XCTFail("\(label): wrote [\(i), \(c)] past the head", file: file, line: line); return ran
         } }
         // Close to the f32 head: outputs are averages of values of magnitude ≤ 1.5, bf16 rounds to 2^-9 relative.
-        var f32 = [Float](repeating: .nan, count: t * ld)
-        var scratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
-        var table = [Int32](repeating: 0, count: t * t)
-        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
-        dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table, m, scale, &f32, ld, &scratch)
-        var worst: Float = 0
-        for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(f32[i * ld + c] - expected[i * ld + c])) } }
+        let worst = hc.distanceFromF32Head(expected, t: t, d: d, span: span)
         XCTAssertLessThan(worst, 0.05, "\(label): max abs difference from the f32 head", file: file, line: line)
         return ran
     }
@@ -307,13 +331,8 @@ extension AttentionBlockingTests {
 extension AttentionBlockingTests {
     private func compareF32Sums(t: Int, d: Int, span: Int, rows: Rows, mask kind: MaskKind, c2p: Bool, p2c: Bool,
                                 seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
-        var noise = Noise(state: 0x6A09_E667_F3BC_C909 ^ (seed &* 0x1000_0000_01B3))
-        let ld = d + 3
-        let q = noise.next(t * ld, 2), k = noise.next(t * ld, 2), v = noise.next(t * ld, 1.5)
-        let pk = c2p ? noise.next(span * ld, 2) : nil, pq = p2c ? noise.next(span * ld, 2) : nil
-        let g = byDistance(t: t, span: span, rows, &noise)
-        let m = mask(t: t, kind)
-        let scale = 1 / Float(d * 3).squareRoot()
+        var hc = headCase(t: t, d: d, span: span, rows: rows, mask: kind, c2p: c2p, p2c: p2c, seed: seed, salt: 0x6A09_E667_F3BC_C909)
+        let (ld, q, k, v, pk, pq, g, m, scale) = (hc.ld, hc.q, hc.k, hc.v, hc.pk, hc.pq, hc.g, hc.m, hc.scale)
         let label = "f32 sums (\(String(cString: dk_attention_isa()))) t=\(t) d=\(d) span=\(span) \(rows) mask=\(kind) c2p=\(c2p) p2c=\(p2c)"
         var expected = [Float](repeating: .nan, count: t * ld)
         XCTAssertEqual(dk_attention_head_f32_reference(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, g, m, scale, &expected, ld),
@@ -322,13 +341,7 @@ extension AttentionBlockingTests {
             XCTFail("\(label): reference output [\(i), \(c)] = \(expected[i * ld + c])", file: file, line: line); return
         } }
         // Close to the f32 tier's head (P·V in double, another row-sum order): a few ulps of values ≤ 1.5.
-        var exact = [Float](repeating: .nan, count: t * ld)
-        var exactScratch = [Float](repeating: .nan, count: dk_attention_scratch(t, d, span))
-        var table = [Int32](repeating: 0, count: t * t)
-        for i in 0 ..< t { for j in 0 ..< t { table[i * t + j] = g[i - j + t - 1] } }
-        dk_attention_head_generic(t, d, q, ld, k, ld, v, ld, pk, pq, ld, span, table, m, scale, &exact, ld, &exactScratch)
-        var worst: Float = 0
-        for i in 0 ..< t { for c in 0 ..< d { worst = max(worst, abs(exact[i * ld + c] - expected[i * ld + c])) } }
+        let worst = hc.distanceFromF32Head(expected, t: t, d: d, span: span)
         XCTAssertLessThan(worst, 1e-5, "\(label): max abs difference from the f32 tier's head", file: file, line: line)
 
         var out = [Float](repeating: .nan, count: t * ld)
@@ -342,15 +355,8 @@ extension AttentionBlockingTests {
         } }
         // The position rows transposed once, inside a larger table (2 rows before and 3 after), read from column 2.
         let before = 2, tableRows = span + 5
-        func transposed(_ p: [Float]?) -> [Float]? {
-            guard let p else { return nil }
-            var big = noise.next(tableRows * ld, 2)
-            for r in 0 ..< span { for c in 0 ..< ld { big[(before + r) * ld + c] = p[r * ld + c] } }
-            var t = [Float](repeating: .nan, count: d * tableRows)
-            XCTAssertEqual(dk_attention_position_transposed(big, tableRows, d, ld, &t, tableRows), 1, file: file, line: line)
-            return t
-        }
-        let pkt = transposed(pk), pqt = transposed(pq)
+        let pkt = hc.transposedInTable(pk, span: span, d: d, before: before, rows: tableRows, file: file, line: line)
+        let pqt = hc.transposedInTable(pq, span: span, d: d, before: before, rows: tableRows, file: file, line: line)
         var viaTransposed = [Float](repeating: .nan, count: t * ld)
         scratch = [Float](repeating: .nan, count: dk_attention_distance_scratch(t, d, span))
         withOptionalPointers(pkt, pqt) { kp, qp in
