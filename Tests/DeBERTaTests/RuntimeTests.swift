@@ -315,6 +315,34 @@ final class WeightBindingTests: XCTestCase {
         XCTAssertEqual(error?.weights?.unexpected, ["deberta.encoder.layer.1.attention.self.extra_proj.weight"])
         XCTAssertEqual(error?.weights?.misShaped, [])
     }
+
+    /// transformers' DebertaV2Encoder builds encoder.LayerNorm from norm_rel_ebd alone, so a checkpoint without
+    /// relative attention still carries it: it loads and runs (nothing reads it); with norm_rel_ebd none the
+    /// same tensors are unexpected.
+    func testUnusedRelativeEmbeddingNormWithoutRelativeAttention() throws {
+        let source = repositoryRoot + "/Fixtures/models/v3-mlm"
+        let store = try TensorStore.open(weights: source + "/model.safetensors")
+        let tensors = store.tensors.filter { $0.name != "deberta.encoder.rel_embeddings.weight" }.map { OutputTensor.copying($0) }
+        XCTAssertTrue(tensors.contains { $0.name == "deberta.encoder.LayerNorm.weight" })
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: source + "/config.json"))) as! [String: Any]
+        config["relative_attention"] = false
+        config["position_biased_input"] = true
+        for (norm, loads) in [("layer_norm", true), ("none", false)] {
+            let dir = try temporaryDirectory() + "/no-relative-\(norm)"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            config["norm_rel_ebd"] = norm
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
+            try SafeTensorsWriter.write(tensors, metadata: [], to: dir + "/model.safetensors")
+            if loads {
+                let model = try DebertaModel(path: dir)
+                let outputs = try model.forward(ModelInputs(inputIds: [1, 5, 6, 7, 2], batch: 1, length: 5))
+                XCTAssertTrue(outputs.outputs.allSatisfy { $0.values.allSatisfy(\.isFinite) })
+            } else {
+                let error = assertThrowsDebertaError(.weightsMismatch, file: dir + "/model.safetensors", try DebertaModel(path: dir))
+                XCTAssertEqual(error?.weights?.unexpected, ["deberta.encoder.LayerNorm.bias", "deberta.encoder.LayerNorm.weight"])
+            }
+        }
+    }
 }
 
 final class AttentionKernelTests: XCTestCase {

@@ -23,6 +23,10 @@ struct Encoder: Sendable {
             } else if family == .debertaV2, c.normalizesRelativeEmbeddings, scope.isRecording {
                 _ = scope.norm("LayerNorm", H)
             }
+        } else if family == .debertaV2, c.normalizesRelativeEmbeddings {
+            // transformers builds encoder.LayerNorm from norm_rel_ebd alone, so its checkpoints carry one even
+            // without relative attention, where nothing reads it.
+            scope.tolerate("LayerNorm")
         }
         conv = family == .debertaV2 && c.convKernelSize > 0 ? try ConvLayer(scope.child("conv")) : nil
         let layers = (0 ..< c.numHiddenLayers).map { EncoderLayer(scope.child("layer.\($0)"), family: family) }
