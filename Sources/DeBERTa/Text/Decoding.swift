@@ -65,20 +65,30 @@ extension TextEncoder {
 }
 
 extension TextEncoder {
-    /// `tokenize` with transformers' offsets for SentencePiece pieces: its Metaspace tokenizer maps a piece's
-    /// leading U+2581 to the space before the piece (so "▁of" after "[MASK] " starts at the space) and the
-    /// dummy prefix of a text's first word to that word's first character. Byte-level BPE offsets are kept.
+    /// `tokenize` with transformers' offsets for SentencePiece pieces. Its normalizer replaces every run of two
+    /// or more whitespace characters, and every single \n, \r or \t, by one space that keeps the offset of the
+    /// run's last character, and its Metaspace pre-tokenizer maps a piece's leading U+2581 to that space, or to
+    /// the word's first character for the dummy prefix of a text's first word. So a piece after whitespace
+    /// starts at the last whitespace character before its text ("x   Paris": the "▁" of "Paris" is 3 ..< 4,
+    /// "▁of" after "[MASK] " starts at the space), where SentencePiece's own offsets cover the whole run.
+    /// Byte-level BPE offsets are kept.
     public func tokenizeWithPipelineOffsets(_ text: String) -> Encoding {
         var e = tokenize(text)
         guard !(tokenizer is ByteLevelBPETokenizer) else { return e }
         let scalars = Array(text.unicodeScalars)
+        func isSpace(_ i: Int) -> Bool { scalars[i].properties.isWhitespace }
         var previousEnd = 0
         for i in e.offsets.indices {
             let span = e.offsets[i]
             defer { previousEnd = max(previousEnd, e.offsets[i].upperBound) }
             guard e.tokens[i].hasPrefix("\u{2581}") else { continue }
             let s = span.lowerBound
-            if s > 0, s - 1 >= previousEnd, scalars[s - 1] == " " {
+            // The first character of the piece's own text (span.upperBound when the span is all whitespace).
+            var content = s
+            while content < span.upperBound, content < scalars.count, isSpace(content) { content += 1 }
+            if content > s {
+                e.offsets[i] = (content - 1) ..< span.upperBound
+            } else if s > 0, s - 1 >= previousEnd, s - 1 < scalars.count, isSpace(s - 1) {
                 e.offsets[i] = (s - 1) ..< max(span.upperBound, s)
             } else if span.isEmpty, s < scalars.count {
                 e.offsets[i] = s ..< s + 1
