@@ -9,7 +9,8 @@
  * The attention's small products: scores against transposed keys, probabilities × values. */
 
 /* fused: each C[i][j] one fma chain over p in increasing order, from +0, then · alpha (the AVX-512 tiles'
- * bits, which dk_attention_head_f32 keeps on every CPU); else separate multiplies and adds. */
+ * bits, which dk_attention_head_f32 keeps on every CPU); else separate multiplies and adds (the scalar
+ * kernel's f32 tier; gemm_nn_avx2 always fuses, its column tails too). */
 static void gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                            const float *b, size_t ldb, float *c, size_t ldc, int fused) {
     for (size_t i = 0; i < m; i++) {
@@ -33,6 +34,10 @@ static void gemm_nn_scalar(size_t m, size_t n, size_t k, float alpha, const floa
 __attribute__((target("avx2,fma")))
 static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
                          const float *b, size_t ldb, float *c, size_t ldc, int fused) {
+    /* Every element is the fused chain, in the 16-wide tiles and in the column tails alike: n is the number of
+     * keys, and a key's score must not depend on whether its column lands in a tile or in the tail (a sequence
+     * padded among longer ones gives the bits it gives alone). `fused` is ignored here. */
+    (void)fused;
     const __m256 va = _mm256_set1_ps(alpha);
     size_t i = 0;
     /* 4 rows × 16 columns per tile: 8 accumulators, 2 loads of B and 4 broadcasts of A per step. */
@@ -58,7 +63,7 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
             _mm256_storeu_ps(c + (i + 2) * ldc + j, _mm256_mul_ps(c20, va)); _mm256_storeu_ps(c + (i + 2) * ldc + j + 8, _mm256_mul_ps(c21, va));
             _mm256_storeu_ps(c + (i + 3) * ldc + j, _mm256_mul_ps(c30, va)); _mm256_storeu_ps(c + (i + 3) * ldc + j + 8, _mm256_mul_ps(c31, va));
         }
-        if (j < n) gemm_nn_scalar(4, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, fused);
+        if (j < n) gemm_nn_scalar(4, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, 1);
     }
     if (i < m) {
         /* Remaining rows: one row at a time, 16 columns per step. */
@@ -74,7 +79,7 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
                 _mm256_storeu_ps(c + i * ldc + j, _mm256_mul_ps(c0, va));
                 _mm256_storeu_ps(c + i * ldc + j + 8, _mm256_mul_ps(c1, va));
             }
-            if (j < n) gemm_nn_scalar(1, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, fused);
+            if (j < n) gemm_nn_scalar(1, n - j, k, alpha, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, 1);
         }
     }
 }
