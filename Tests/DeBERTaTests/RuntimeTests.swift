@@ -527,6 +527,35 @@ final class AttentionKernelTests: XCTestCase {
     }
 }
 
+extension AttentionKernelTests {
+    /// The AVX2 exp of the fixed-order (int8 / q4) heads gives dk_exp_lane's bits everywhere, the subnormal results
+    /// below e^-87.3 and the underflow to 0 near e^-103.97 included, and the AVX-512 exp's where the CPU has it.
+    func testAVX2ExpIsBitIdenticalToTheLaneExp() throws {
+        var x: [Float] = stride(from: -210.0, through: 0.0, by: 0.00113).map { Float($0) }
+        x += stride(from: -104.5, through: -86.5, by: 0.0000371).map { Float($0) }  // the subnormal results, densely
+        x += stride(from: 0.0, through: 120.0, by: 0.0173).map { Float($0) }  // and overflow to inf past 88.7
+        x += [-Float.infinity, -Float.greatestFiniteMagnitude, -1e30, -200, -0.0, 0, Float.nan, -Float.leastNonzeroMagnitude,
+              -Float.leastNormalMagnitude, Float.leastNonzeroMagnitude]
+        var lane = [Float](repeating: .nan, count: x.count), avx2 = lane
+        dk_exp_lanes_scalar(x, &lane, x.count)
+        guard dk_exp_avx2(x, &avx2, x.count) != 0 else { throw XCTSkip("no AVX2/FMA on this CPU") }
+        let differing = x.indices.filter { lane[$0].bitPattern != avx2[$0].bitPattern }
+        XCTAssertEqual(differing.count, 0, "first: " + differing.prefix(5).map { "exp(\(x[$0])) = \(lane[$0]) vs \(avx2[$0])" }.joined(separator: ", "))
+        XCTAssertTrue(lane.contains { $0 > 0 && $0 < Float.leastNormalMagnitude }, "subnormal results were covered")
+        // odd lengths: the masked tail
+        for n in [1, 7, 9, 15] {
+            var y = [Float](repeating: .nan, count: n)
+            _ = dk_exp_avx2(Array(x[1000 ..< 1000 + n]), &y, n)
+            XCTAssertEqual(y.map(\.bitPattern), lane[1000 ..< 1000 + n].map(\.bitPattern), "n = \(n)")
+        }
+        let nonPositive = x.indices.filter { x[$0] <= 0 || x[$0].isNaN }
+        var wide = [Float](repeating: .nan, count: nonPositive.count)
+        if dk_exp_avx512(nonPositive.map { x[$0] }, &wide, nonPositive.count) != 0 {
+            XCTAssertEqual(wide.map(\.bitPattern), nonPositive.map { avx2[$0].bitPattern }, "AVX-512 exp")
+        }
+    }
+}
+
 final class ProbsTimesValuesTests: XCTestCase {
     func testSIMDMatchesScalarExactlyOnOddShapes() {
         for (t, d) in [(1, 1), (3, 7), (25, 32), (17, 13), (130, 64)] {

@@ -146,6 +146,10 @@ const char *dk_attention_isa(void);
 
 /* y = exp(x) with the AVX-512 head's vectorized exp; returns 0 (and writes nothing) without AVX-512. */
 int dk_exp_avx512(const float *x, float *y, size_t n);
+/* y = exp(x) with the fixed-order heads' scalar exp (the AVX-512 exp one lane at a time), and with its AVX2 twin
+ * (the same bits; returns 0 and writes nothing without AVX2/FMA). For tests. */
+void dk_exp_lanes_scalar(const float *x, float *y, size_t n);
+int dk_exp_avx2(const float *x, float *y, size_t n);
 
 /* The bf16 tier's head (dk_attention_head_bf16_words; pk / pq rows in the test hook below):
  * dk_attention_head_distance's contract, with the products in bf16 as vdpbf16ps
