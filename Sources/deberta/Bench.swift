@@ -29,6 +29,7 @@ struct Bench: ParsableCommand {
         try InputFile.checkModel(model)
         let start = monotonicSeconds()
         let loaded = try DebertaModel(path: model, options: runtime.options)
+        runtime.noteEmulatedBF16(loaded)
         // --encoder-only computes no vocabulary logits: the estimate counts none (as the forward call's own check).
         try IOLimits.checkForward(batch: batch, length: seq, model: loaded, file: model, tensor: nil, logitRows: encoderOnly ? 0 : nil)
         let loadSeconds = monotonicSeconds() - start

@@ -33,6 +33,7 @@ struct Run: ParsableCommand {
             throw DebertaError(.io, file: "standard output", "is a terminal; --output - writes binary safetensors: redirect it to a file or a pipe")
         }
         let loaded = try DebertaModel(path: model, options: runtime.options)
+        runtime.noteEmulatedBF16(loaded)
         let inputsName = InputFile.name(inputs)
         let store = inputs == "-"
             ? try TensorStore.read(ByteRegion(storage: .copy(try InputFile.readAll(inputs, limit: IOLimits.maxStandardInputBytes, what: "the inputs"))), file: inputsName)

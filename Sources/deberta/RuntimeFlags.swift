@@ -44,6 +44,13 @@ struct RuntimeFlags: ParsableArguments {
         if maxTokensPerCall < 1 { throw ValidationError("--max-tokens-per-call must be positive") }
     }
 
+    /// A note on standard error when the bf16 tier runs emulated (no AVX512_BF16 under the kernel cap): the same
+    /// bits, but slower than --precision f32 on this CPU.
+    func noteEmulatedBF16(_ model: DebertaModel) {
+        guard let kernel = model.bf16ProductKernel, kernel != "avx512bf16" else { return }
+        printError("note: --precision bf16 on this CPU runs an emulation of AVX512_BF16's products (\(kernel) kernels, the same bits), slower than --precision f32 here")
+    }
+
     var options: RuntimeOptions {
         var limits = Limits()
         limits.maxTokensPerCall = maxTokensPerCall

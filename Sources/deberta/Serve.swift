@@ -52,6 +52,7 @@ struct Serve: ParsableCommand {
     func run() throws {
         try InputFile.checkModel(model)
         let textModel = try TextModel(path: model, options: runtime.options, batchSize: 16)
+        runtime.noteEmulatedBF16(textModel.model)
         let server = try DebertaServer(model: textModel, options: serverOptions, maxLength: maxLength)
         let outcome = Outcome()
         let done = DispatchSemaphore(value: 0)

@@ -38,7 +38,9 @@ struct TextOptions: ParsableArguments {
         try InputFile.checkModel(model)
         if let input, input != "-" { try InputFile.check(input, dashAllowed: true) }
         if let output { try FileOutput.check(output) }
-        return try TextModel(path: model, options: runtime.options, maxLength: maxLength, batchSize: batchSize,
-                             warn: { printError("warning: " + $0) })
+        let loaded = try TextModel(path: model, options: runtime.options, maxLength: maxLength, batchSize: batchSize,
+                                   warn: { printError("warning: " + $0) })
+        runtime.noteEmulatedBF16(loaded.model)
+        return loaded
     }
 }

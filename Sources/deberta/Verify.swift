@@ -27,6 +27,7 @@ struct Verify: ParsableCommand {
         try InputFile.checkModel(model)
         try InputFile.check(reference)
         let loaded = try DebertaModel(path: model, options: runtime.options)
+        runtime.noteEmulatedBF16(loaded)
         try IOLimits.checkForward(inputsOf: try TensorStore.open(weights: reference), model: loaded, file: reference)
         let verification = try Verifier.verify(model: loaded, reference: reference, atol: atol, minCosine: minCosine, minAgreement: minAgreement)
         let results = verification.comparisons

@@ -157,4 +157,18 @@ final class RuntimeCommandTests: XCTestCase {
         let wrong = try deberta(["verify", model, model + "/reference.safetensors", "--precision", "f16"])
         XCTAssertNotEqual(wrong.status, 0)
     }
+
+    /// Without AVX512_BF16 (here forced by the AVX2 cap) the bf16 tier says on standard error that it runs an
+    /// emulation, slower than f32; the f32 tier says nothing.
+    func testEmulatedBF16IsNoted() throws {
+        #if arch(x86_64)
+        let model = "Fixtures/models/v3-mlm"
+        let emulated = try deberta(["bench", model, "--batch", "1", "--seq", "8", "--runs", "1", "--json", "--precision", "bf16", "--kernels", "avx2"])
+        XCTAssertEqual(emulated.status, 0, emulated.stderr)
+        XCTAssertTrue(emulated.stderr.contains("note: --precision bf16 on this CPU runs an emulation") && emulated.stderr.contains("avx2 kernels"), emulated.stderr)
+        let f32 = try deberta(["bench", model, "--batch", "1", "--seq", "8", "--runs", "1", "--json", "--kernels", "avx2"])
+        XCTAssertEqual(f32.status, 0, f32.stderr)
+        XCTAssertFalse(f32.stderr.contains("emulation"), f32.stderr)
+        #endif
+    }
 }

@@ -1,3 +1,4 @@
+import CGemm
 import Checkpoint
 import Synchronization
 
@@ -20,6 +21,12 @@ public final class DebertaModel: Sendable {
     let compute: ComputeContext
     /// Whether the attention products run in bf16 (`options.attentionPrecision`, resolved for this CPU at load).
     public var attentionInBF16: Bool { compute.attentionInBF16 }
+    /// The kernel of the bf16 tier's linear layers when `options.precision` is bf16: "avx512bf16" (`vdpbf16ps`), or
+    /// an emulation with the same bits ("avx512", "avx2", "scalar"), which is slower than the f32 tier (v3-base on a
+    /// Zen 3 EPYC with AVX2 only: about 3.3 ×); nil for f32. Read after loading (the kernel cap is process-wide).
+    public var bf16ProductKernel: String? {
+        options.precision == .bf16 ? String(cString: cgb_kernel_isa()) : nil
+    }
     /// Forward calls started so far: the second one packs the weights first (prepareForRepeatedCalls).
     let calls = Atomic<Int>(0)
 
