@@ -268,19 +268,8 @@ static inline __m256 exp8_avx2(__m256 x) {
 __attribute__((target("avx2,fma")))
 static void probability_row_fixed_avx2(float *row, size_t t, const float *c2p_row, const float *p2c, size_t ld_pos,
                                        const int32_t *rel_row, ptrdiff_t rel_step, const uint8_t *key_mask) {
-    float max = -FLT_MAX;
-    int any = 0;
-    for (size_t j = 0; j < t; j++) {
-        if (!key_mask[j]) continue;
-        float s = row[j];
-        int32_t k = rel_row[(ptrdiff_t)j * rel_step];
-        if (c2p_row) s += c2p_row[(size_t)k];
-        if (p2c) s += p2c[j * ld_pos + (size_t)k];
-        row[j] = s;
-        if (s > max) max = s;
-        any = 1;
-    }
-    if (!any) {
+    float max;
+    if (!dk_attention_logits(row, t, 1.0f, c2p_row, p2c, ld_pos, rel_row, rel_step, key_mask, &max)) {
         for (size_t j = 0; j < t; j++) row[j] = 0;
         return;
     }

@@ -2,6 +2,7 @@
 #define DEBERTA_ATTENTION_INTERNAL_H
 #include <stddef.h>
 #include <stdint.h>
+#include <float.h>
 #include <math.h>
 
 /* The AVX-512 head (attention_avx512.c), used by attention.c when dk_has_avx512() says the CPU has
@@ -43,6 +44,28 @@ void dk_attention_bf16_position_words_avx512(const float *p, size_t rows, size_t
 void dk_attention_probability_row(float *row, size_t t, float content_scale, const float *c2p_row,
                                   const float *p2c, size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step,
                                   const uint8_t *key_mask, int fixed_order);
+
+/* The logits of one query row in key order: row[j] = row[j] · content_scale + c2p_row[rel] + p2c[j][rel] for the
+ * kept keys (masked entries untouched), their maximum in *max_out (-FLT_MAX to start; NaN never wins). Returns 0
+ * when no key is kept. dk_attention_probability_row and the AVX2 fixed-order row share it. */
+static inline int dk_attention_logits(float *row, size_t t, float content_scale, const float *c2p_row, const float *p2c,
+                                      size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step, const uint8_t *key_mask,
+                                      float *max_out) {
+    float max = -FLT_MAX;
+    int any = 0;
+    for (size_t j = 0; j < t; j++) {
+        if (!key_mask[j]) continue;
+        float s = row[j] * content_scale;
+        int32_t k = rel_row[(ptrdiff_t)j * rel_step];
+        if (c2p_row) s += c2p_row[(size_t)k];
+        if (p2c) s += p2c[j * ld_pos + (size_t)k];
+        row[j] = s;
+        if (s > max) max = s;
+        any = 1;
+    }
+    *max_out = max;
+    return any;
+}
 
 /* The AVX-512 head's exp (exp16 in attention_avx512.c), one lane, to the bit. */
 static inline float dk_exp_lane(float x) {

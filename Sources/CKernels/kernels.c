@@ -126,19 +126,8 @@ void dk_layer_norm_scalar(float *x, size_t rows, size_t n, size_t ld, const floa
 void dk_attention_probability_row(float *row, size_t t, float content_scale, const float *c2p_row,
                                   const float *p2c, size_t ld_pos, const int32_t *rel_row, ptrdiff_t rel_step,
                                   const uint8_t *key_mask, int fixed_order) {
-    float max = -FLT_MAX;
-    int any = 0;
-    for (size_t j = 0; j < t; j++) {
-        if (!key_mask[j]) continue;
-        float s = row[j] * content_scale;
-        int32_t k = rel_row[(ptrdiff_t)j * rel_step];
-        if (c2p_row) s += c2p_row[(size_t)k];
-        if (p2c) s += p2c[j * ld_pos + (size_t)k];
-        row[j] = s;
-        if (s > max) max = s;
-        any = 1;
-    }
-    if (!any) {
+    float max;
+    if (!dk_attention_logits(row, t, content_scale, c2p_row, p2c, ld_pos, rel_row, rel_step, key_mask, &max)) {
         for (size_t j = 0; j < t; j++) row[j] = 0;
         return;
     }
