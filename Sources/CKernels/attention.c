@@ -97,6 +97,26 @@ static void gemm_nn_avx2(size_t m, size_t n, size_t k, float alpha, const float 
     }
 }
 
+/* Columns [c0, d) of one output row of P·V, one chain over j per column (the vector tiles' chains, for the
+ * columns past their last full vector): in double, and in f32 with fmas. */
+__attribute__((target("avx2,fma")))
+static inline void pv_columns_double(const float *pi, size_t t, size_t c0, size_t d, const float *v, size_t ldv, float *oi) {
+    for (size_t c = c0; c < d; c++) {
+        double acc = 0;
+        for (size_t j = 0; j < t; j++) acc += (double)pi[j] * (double)v[j * ldv + c];
+        oi[c] = (float)acc;
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static inline void pv_columns_f32(const float *pi, size_t t, size_t c0, size_t d, const float *v, size_t ldv, float *oi) {
+    for (size_t c = c0; c < d; c++) {
+        float acc = 0.0f;
+        for (size_t j = 0; j < t; j++) acc = fmaf(pi[j], v[j * ldv + c], acc);
+        oi[c] = acc;
+    }
+}
+
 /* out[i][c] = Σ_j p[i][j] · v[j][c] with the sums in double: the context feeds the next quantized or
  * f32 product, and sums over up to thousands of keys lose several ulps in f32. Each output is one chain over j in
  * increasing order from +0 (products of two f32 are exact in double, so fused and separate multiply-adds agree);
@@ -125,14 +145,7 @@ static void probs_times_values_avx2(size_t m, size_t t, size_t d, const float *p
             _mm256_storeu_ps(out + (i + 2) * ldo + c, _mm256_set_m128(_mm256_cvtpd_ps(a2h), _mm256_cvtpd_ps(a2l)));
             _mm256_storeu_ps(out + (i + 3) * ldo + c, _mm256_set_m128(_mm256_cvtpd_ps(a3h), _mm256_cvtpd_ps(a3l)));
         }
-        for (; c < d; c++) {
-            for (size_t r = 0; r < 4; r++) {
-                const float *pi = p + (i + r) * ldp;
-                double acc = 0;
-                for (size_t j = 0; j < t; j++) acc += (double)pi[j] * (double)v[j * ldv + c];
-                out[(i + r) * ldo + c] = (float)acc;
-            }
-        }
+        for (size_t r = 0; r < 4; r++) pv_columns_double(p + (i + r) * ldp, t, c, d, v, ldv, out + (i + r) * ldo);
     }
     for (; i < m; i++) {
         const float *pi = p + i * ldp;
@@ -148,11 +161,7 @@ static void probs_times_values_avx2(size_t m, size_t t, size_t d, const float *p
             __m128 r = _mm256_cvtpd_ps(lo), s = _mm256_cvtpd_ps(hi);
             _mm256_storeu_ps(out + i * ldo + c, _mm256_set_m128(s, r));
         }
-        for (; c < d; c++) {
-            double acc = 0;
-            for (size_t j = 0; j < t; j++) acc += (double)pi[j] * (double)v[j * ldv + c];
-            out[i * ldo + c] = (float)acc;
-        }
+        pv_columns_double(pi, t, c, d, v, ldv, out + i * ldo);
     }
 }
 
@@ -194,14 +203,7 @@ static void probs_times_values_f32_avx2(size_t m, size_t t, size_t d, const floa
             _mm256_storeu_ps(out + (i + 0) * ldo + c, a0); _mm256_storeu_ps(out + (i + 1) * ldo + c, a1);
             _mm256_storeu_ps(out + (i + 2) * ldo + c, a2); _mm256_storeu_ps(out + (i + 3) * ldo + c, a3);
         }
-        for (; c < d; c++) {
-            for (size_t r = 0; r < 4; r++) {
-                const float *pi = p + (i + r) * ldp;
-                float acc = 0.0f;
-                for (size_t j = 0; j < t; j++) acc = fmaf(pi[j], v[j * ldv + c], acc);
-                out[(i + r) * ldo + c] = acc;
-            }
-        }
+        for (size_t r = 0; r < 4; r++) pv_columns_f32(p + (i + r) * ldp, t, c, d, v, ldv, out + (i + r) * ldo);
     }
     for (; i < m; i++) {
         const float *pi = p + i * ldp;
@@ -216,11 +218,7 @@ static void probs_times_values_f32_avx2(size_t m, size_t t, size_t d, const floa
             _mm256_storeu_ps(out + i * ldo + c, a0);
             _mm256_storeu_ps(out + i * ldo + c + 8, a1);
         }
-        for (; c < d; c++) {
-            float acc = 0.0f;
-            for (size_t j = 0; j < t; j++) acc = fmaf(pi[j], v[j * ldv + c], acc);
-            out[i * ldo + c] = acc;
-        }
+        pv_columns_f32(pi, t, c, d, v, ldv, out + i * ldo);
     }
 }
 
@@ -294,19 +292,14 @@ static void probability_row_fixed_avx2(float *row, size_t t, const float *c2p_ro
     if (j < t) {
         /* the last t mod 16 keys: the same lanes through a zero-padded copy */
         float x[16] = {0}, e[16];
-        uint8_t m[16] = {0};
-        for (size_t i = 0; j + i < t; i++) { x[i] = row[j + i]; m[i] = key_mask[j + i]; }
-        for (int h = 0; h < 2; h++) {
-            _mm256_storeu_ps(e + 8 * h, exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * h), vmax)));
-        }
+        for (size_t i = 0; j + i < t; i++) x[i] = row[j + i];
+        for (int h = 0; h < 2; h++) _mm256_storeu_ps(e + 8 * h, exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + 8 * h), vmax)));
         for (size_t i = 0; j + i < t; i++) {
-            row[j + i] = m[i] ? e[i] : 0.0f;
+            row[j + i] = key_mask[j + i] ? e[i] : 0.0f;
             lane[i] += (double)row[j + i];
         }
     }
-    double c[8];
-    for (int q = 0; q < 8; q++) c[q] = lane[q] + lane[q + 8];
-    const float inv = (float)(1.0 / (((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7]))));
+    const float inv = dk_inverse_of_lane_sums(lane);
     const __m256 vinv = _mm256_set1_ps(inv);
     size_t i = 0;
     for (; i + 8 <= t; i += 8) _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), vinv));

@@ -86,11 +86,15 @@ static inline float dk_exp_lane(float x) {
 
 /* 1 / Σ s[j] as the AVX-512 bf16 and f32-sums heads sum a row: lane j mod 16 in double, lanes l and l + 8, then
  * ((0+4)+(2+6))+((1+5)+(3+7)); rounded to f32. Entries past the keys (zeros) may be included or not. */
-static inline float dk_inverse_row_sum(const float *s, size_t n) {
-    double lane[16] = {0};
-    for (size_t j = 0; j < n; j++) lane[j % 16] += (double)s[j];
+static inline float dk_inverse_of_lane_sums(const double lane[16]) {
     double l[8];
     for (int c = 0; c < 8; c++) l[c] = lane[c] + lane[c + 8];
     return (float)(1.0 / (((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))));
+}
+
+static inline float dk_inverse_row_sum(const float *s, size_t n) {
+    double lane[16] = {0};
+    for (size_t j = 0; j < n; j++) lane[j % 16] += (double)s[j];
+    return dk_inverse_of_lane_sums(lane);
 }
 #endif
